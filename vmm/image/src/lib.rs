@@ -1,0 +1,1 @@
+//! OCI images (layout, docker-archive, registry) turned into runtime bundles.

@@ -1,0 +1,3 @@
+//! The `vmrun` command.
+
+fn main() {}
