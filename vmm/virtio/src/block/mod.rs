@@ -1,0 +1,207 @@
+//! virtio-blk backed by a raw image file (e.g. ext4), read-only or read-write.
+
+pub mod request;
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::warn;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::epoll::{Epoll, EventSet};
+
+use crate::chain::process_queue;
+use crate::defs::{feature, TYPE_BLOCK, VIRTIO_RING_F_INDIRECT_DESC};
+use crate::device::{read_config_bytes, ActivateError, ActiveQueue, VirtioDevice};
+use crate::interrupt::Interrupt;
+use crate::worker::{EventHandler, Worker};
+use request::{Disk, ID_BYTES, SECTOR_SIZE};
+
+/// Feature bit: the device is read-only.
+pub const VIRTIO_BLK_F_RO: u32 = 5;
+/// Feature bit: the device supports FLUSH.
+pub const VIRTIO_BLK_F_FLUSH: u32 = 9;
+/// Queue size of the single request queue.
+pub const QUEUE_SIZE: u16 = 256;
+
+/// Errors opening a block device.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    /// The image could not be opened or inspected.
+    #[error("cannot open disk image {path}")]
+    Open {
+        /// The image path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A virtio-blk device.
+#[derive(Debug)]
+pub struct Block {
+    disk: Option<Arc<Disk>>,
+    config: [u8; 8],
+    features: u64,
+    worker: Option<Worker>,
+    queue_sizes: [u16; 1],
+}
+
+impl Block {
+    /// Opens `path` as the disk; `read_only` opens it read-only and sets VIRTIO_BLK_F_RO.
+    pub fn open(path: &Path, read_only: bool) -> Result<Self, BlockError> {
+        let open_err = |source| BlockError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(!read_only)
+            .open(path)
+            .map_err(open_err)?;
+        let len = file.metadata().map_err(open_err)?.len();
+        let mut id = [0u8; ID_BYTES];
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        for (d, s) in id.iter_mut().zip(name.unwrap_or_default().bytes()) {
+            *d = s;
+        }
+        Ok(Self::from_disk(Disk {
+            file,
+            sectors: len / SECTOR_SIZE,
+            read_only,
+            id,
+        }))
+    }
+
+    /// Wraps an already open disk.
+    pub fn from_disk(disk: Disk) -> Self {
+        Self {
+            config: disk.sectors.to_le_bytes(),
+            disk: Some(Arc::new(disk)),
+            features: 0,
+            worker: None,
+            queue_sizes: [QUEUE_SIZE],
+        }
+    }
+
+    /// Capacity in 512-byte sectors.
+    pub fn sectors(&self) -> u64 {
+        u64::from_le_bytes(self.config)
+    }
+
+    fn read_only(&self) -> bool {
+        self.disk.as_ref().is_some_and(|d| d.read_only)
+    }
+}
+
+impl VirtioDevice for Block {
+    fn device_type(&self) -> u32 {
+        TYPE_BLOCK
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &self.queue_sizes
+    }
+
+    fn avail_features(&self) -> u64 {
+        let mut f = feature(VIRTIO_BLK_F_FLUSH) | feature(VIRTIO_RING_F_INDIRECT_DESC);
+        if self.read_only() {
+            f |= feature(VIRTIO_BLK_F_RO);
+        }
+        f
+    }
+
+    fn ack_features(&mut self, features: u64) {
+        self.features = features;
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.config, offset, data);
+    }
+
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        warn!(
+            offset,
+            len = data.len(),
+            "virtio-blk: config space is read-only"
+        );
+    }
+
+    fn activate(
+        &mut self,
+        mem: GuestMemoryMmap,
+        interrupt: Arc<Interrupt>,
+        queues: Vec<ActiveQueue>,
+    ) -> Result<(), ActivateError> {
+        if self.worker.is_some() {
+            return Err(ActivateError::AlreadyActive);
+        }
+        let got = queues.len();
+        let Some(queue) = queues.into_iter().next().filter(|_| got == 1) else {
+            return Err(ActivateError::QueueCount { expected: 1, got });
+        };
+        let Some(disk) = self.disk.clone() else {
+            return Err(ActivateError::AlreadyActive);
+        };
+        let handler = BlockWorker {
+            mem,
+            interrupt,
+            queue,
+            disk,
+        };
+        self.worker = Some(Worker::spawn("virtio-blk", handler).map_err(ActivateError::Worker)?);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        if let Some(mut worker) = self.worker.take() {
+            worker.stop();
+        }
+    }
+}
+
+/// The block device's event handling: one queue, one notification fd.
+struct BlockWorker {
+    mem: GuestMemoryMmap,
+    interrupt: Arc<Interrupt>,
+    queue: ActiveQueue,
+    disk: Arc<Disk>,
+}
+
+impl BlockWorker {
+    /// Serves every pending request; raises the interrupt if any completed.
+    fn process(&mut self) {
+        let disk = &self.disk;
+        let result = process_queue(&self.mem, &mut self.queue.queue, |mem, chain| {
+            request::execute(mem, disk, chain)
+        });
+        match result {
+            Ok(0) => {}
+            Ok(_) => {
+                if let Err(e) = self.interrupt.signal_used_queue() {
+                    warn!(error = %e, "virtio-blk: cannot raise interrupt");
+                }
+            }
+            Err(e) => warn!(error = %e, "virtio-blk: queue broken; waiting for a reset"),
+        }
+    }
+}
+
+impl EventHandler for BlockWorker {
+    fn initial_fds(&self) -> Vec<(RawFd, u64)> {
+        vec![(self.queue.notify.as_raw_fd(), 0)]
+    }
+
+    fn handle_event(&mut self, _token: u64, _events: EventSet, _epoll: &Epoll) {
+        // Drain the counter, then serve whatever is available.
+        let _ = self.queue.notify.read();
+        self.process();
+    }
+}
+
+/// Opens a disk image file for tests and tools (same checks as [`Block::open`]).
+pub fn open_image(path: &Path, read_only: bool) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(!read_only).open(path)
+}

@@ -1,0 +1,5 @@
+//! Unit tests acting as a fake (and hostile) driver.
+
+mod block_tests;
+mod chain_tests;
+mod mmio_tests;

@@ -1,0 +1,105 @@
+//! The event glue of an active device: one thread per device waiting with
+//! epoll on its queue `EventFd`s (and any other fds it needs) and calling
+//! the device's plain queue-processing code. Stopped on reset or drop.
+
+use std::io;
+use std::os::unix::io::RawFd;
+use std::thread::JoinHandle;
+
+use tracing::warn;
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+/// Token reserved for the stop `EventFd`.
+const STOP_TOKEN: u64 = u64::MAX;
+
+/// What a device worker does when one of its fds is readable.
+pub trait EventHandler: Send + 'static {
+    /// The fds to watch from the start, with the token passed back for each.
+    fn initial_fds(&self) -> Vec<(RawFd, u64)>;
+    /// Called when the fd registered with `token` is ready. The handler may
+    /// add or remove fds with [`watch`] / [`unwatch`] on `epoll`.
+    fn handle_event(&mut self, token: u64, events: EventSet, epoll: &Epoll);
+}
+
+/// Adds `fd` to `epoll` for input (and hang-up) with `token`.
+pub fn watch(epoll: &Epoll, fd: RawFd, token: u64) -> io::Result<()> {
+    epoll.ctl(
+        ControlOperation::Add,
+        fd,
+        EpollEvent::new(EventSet::IN | EventSet::READ_HANG_UP, token),
+    )
+}
+
+/// Removes `fd` from `epoll`.
+pub fn unwatch(epoll: &Epoll, fd: RawFd) -> io::Result<()> {
+    epoll.ctl(ControlOperation::Delete, fd, EpollEvent::default())
+}
+
+/// A running device worker thread.
+#[derive(Debug)]
+pub struct Worker {
+    stop: EventFd,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts a thread named `name` running `handler`.
+    pub fn spawn<H: EventHandler>(name: &str, mut handler: H) -> io::Result<Self> {
+        let stop = EventFd::new(EFD_NONBLOCK)?;
+        let epoll = Epoll::new()?;
+        watch(&epoll, stop_fd(&stop), STOP_TOKEN)?;
+        for (fd, token) in handler.initial_fds() {
+            watch(&epoll, fd, token)?;
+        }
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let mut events = vec![EpollEvent::default(); 32];
+                loop {
+                    let n = match epoll.wait(-1, &mut events) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            warn!(error = %e, "virtio worker: epoll_wait failed; stopping");
+                            return;
+                        }
+                    };
+                    for ev in events.iter().take(n) {
+                        if ev.data() == STOP_TOKEN {
+                            return;
+                        }
+                        handler.handle_event(ev.data(), ev.event_set(), &epoll);
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            if let Err(e) = self.stop.write(1) {
+                warn!(error = %e, "virtio worker: cannot signal stop");
+                return;
+            }
+            if thread.join().is_err() {
+                warn!("virtio worker thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn stop_fd(evt: &EventFd) -> RawFd {
+    use std::os::unix::io::AsRawFd;
+    evt.as_raw_fd()
+}
