@@ -1,3 +1,20 @@
 //! Host <-> agent protocol types and framing, shared by the VMM and the agent.
+//!
+//! - [`frame`]: length-prefixed JSON frames with a size limit.
+//! - [`messages`]: requests, responses and the ports they travel on.
+//! - [`handshake`]: the version handshake and blocking call helpers.
 
+pub mod frame;
+pub mod handshake;
 pub mod marker;
+pub mod messages;
+
+pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
+pub use handshake::{call, client_handshake, server_handshake, ProtocolError};
+pub use messages::{
+    Envelope, ExitStatus, Request, Response, RootfsSource, StdioPorts, CONTROL_PORT, GUEST_CID,
+    HOST_CID, PROTOCOL_VERSION,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+//! The messages exchanged on the control connection.
+//!
+//! The host connects to the agent on [`CONTROL_PORT`]; every frame is an
+//! [`Envelope`] carrying a request id chosen by the host, and the agent
+//! answers each request with exactly one response carrying the same id.
+//! Responses may come out of order: `Wait` is answered only when the
+//! container process exits, while `Signal` requests are answered at once.
+//!
+//! Container stdio travels on separate vsock connections: the host listens
+//! on the host ports named in [`StdioPorts`] (CID 2) before sending
+//! `Create`, and the agent connects to each of them. EOF on the stdin
+//! connection is forwarded to the process as EOF on its stdin.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol; bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Guest vsock port the agent listens on for the control connection.
+pub const CONTROL_PORT: u32 = 1024;
+/// Guest CID the VMM gives the guest.
+pub const GUEST_CID: u64 = 3;
+/// CID of the host.
+pub const HOST_CID: u64 = 2;
+
+/// A message plus the id that ties a response to its request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope<T> {
+    /// Request id; echoed in the response.
+    pub id: u64,
+    /// The message itself.
+    pub body: T,
+}
+
+/// Host ports (CID 2) the agent connects to for the container's stdio;
+/// `None` means "not connected" (/dev/null inside the guest).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdioPorts {
+    /// Port carrying the container's stdin (host → guest).
+    pub stdin: Option<u32>,
+    /// Port carrying the container's stdout (guest → host).
+    pub stdout: Option<u32>,
+    /// Port carrying the container's stderr (guest → host).
+    pub stderr: Option<u32>,
+}
+
+/// Where the container's root filesystem comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RootfsSource {
+    /// A virtio-fs share, mounted by tag.
+    VirtioFs {
+        /// The virtio-fs tag.
+        tag: String,
+    },
+    /// A virtio-blk disk holding a filesystem.
+    Block {
+        /// Guest device path, e.g. `/dev/vda`.
+        device: String,
+        /// Filesystem type, e.g. `ext4`.
+        fstype: String,
+    },
+}
+
+/// Requests from the host to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// First message on a connection: the host's protocol version.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the host.
+        version: u32,
+    },
+    /// Prepare the container (rootfs, stdio) without starting its process.
+    Create {
+        /// Container id.
+        id: String,
+        /// The OCI runtime spec (`config.json`) as JSON.
+        spec: serde_json::Value,
+        /// Where the rootfs comes from.
+        rootfs: RootfsSource,
+        /// Host ports for stdio.
+        stdio: StdioPorts,
+    },
+    /// Start the created container's process.
+    Start {
+        /// Container id.
+        id: String,
+    },
+    /// Send a signal to the container's process.
+    Signal {
+        /// Container id.
+        id: String,
+        /// Signal number.
+        signal: i32,
+    },
+    /// Answered when the container's process has exited.
+    Wait {
+        /// Container id.
+        id: String,
+    },
+    /// Stop everything and power the guest off.
+    Shutdown,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum ExitStatus {
+    /// Normal exit with this code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The exit status a runc caller expects: the code, or 128 + signal.
+    pub fn as_shell_status(self) -> i32 {
+        match self {
+            Self::Code(code) => code,
+            Self::Signal(sig) => 128_i32.saturating_add(sig),
+        }
+    }
+}
+
+/// Responses from the agent to the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    /// Answer to `Hello`: the agent's protocol version.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the agent.
+        version: u32,
+    },
+    /// The request succeeded.
+    Ok,
+    /// Answer to `Wait`: the process exited.
+    Exited {
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// The request failed.
+    Error {
+        /// What went wrong, for humans.
+        message: String,
+    },
+}

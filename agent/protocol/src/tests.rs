@@ -1,0 +1,281 @@
+//! Round-trips and hostile input for framing, messages and the handshake.
+
+use std::io::Cursor;
+use std::os::unix::net::UnixStream;
+
+use crate::frame::{encode, read_frame, write_frame, FrameError, MAX_FRAME_LEN};
+use crate::handshake::{call, client_handshake, server_handshake, ProtocolError};
+use crate::messages::*;
+
+fn all_requests() -> Vec<Request> {
+    vec![
+        Request::Hello { version: 1 },
+        Request::Create {
+            id: "c1".into(),
+            spec: serde_json::json!({"ociVersion": "1.0.2", "process": {"args": ["/bin/sh"]}}),
+            rootfs: RootfsSource::VirtioFs {
+                tag: "rootfs".into(),
+            },
+            stdio: StdioPorts {
+                stdin: Some(2000),
+                stdout: Some(2001),
+                stderr: None,
+            },
+        },
+        Request::Create {
+            id: "c2".into(),
+            spec: serde_json::Value::Null,
+            rootfs: RootfsSource::Block {
+                device: "/dev/vda".into(),
+                fstype: "ext4".into(),
+            },
+            stdio: StdioPorts::default(),
+        },
+        Request::Start { id: "c1".into() },
+        Request::Signal {
+            id: "c1".into(),
+            signal: 15,
+        },
+        Request::Wait { id: "c1".into() },
+        Request::Shutdown,
+    ]
+}
+
+fn all_responses() -> Vec<Response> {
+    vec![
+        Response::Hello { version: 1 },
+        Response::Ok,
+        Response::Exited {
+            status: ExitStatus::Code(42),
+        },
+        Response::Exited {
+            status: ExitStatus::Signal(9),
+        },
+        Response::Error {
+            message: "no such container".into(),
+        },
+    ]
+}
+
+#[test]
+fn every_message_round_trips() {
+    let mut buf = Vec::new();
+    for (i, r) in all_requests().into_iter().enumerate() {
+        write_frame(
+            &mut buf,
+            &Envelope {
+                id: i as u64,
+                body: r,
+            },
+        )
+        .unwrap();
+    }
+    for (i, r) in all_responses().into_iter().enumerate() {
+        write_frame(
+            &mut buf,
+            &Envelope {
+                id: i as u64,
+                body: r,
+            },
+        )
+        .unwrap();
+    }
+    let mut cur = Cursor::new(buf);
+    for (i, want) in all_requests().into_iter().enumerate() {
+        let got: Envelope<Request> = read_frame(&mut cur).unwrap();
+        assert_eq!(
+            got,
+            Envelope {
+                id: i as u64,
+                body: want
+            }
+        );
+    }
+    for (i, want) in all_responses().into_iter().enumerate() {
+        let got: Envelope<Response> = read_frame(&mut cur).unwrap();
+        assert_eq!(
+            got,
+            Envelope {
+                id: i as u64,
+                body: want
+            }
+        );
+    }
+    assert!(matches!(
+        read_frame::<_, Envelope<Request>>(&mut cur),
+        Err(FrameError::Closed)
+    ));
+}
+
+#[test]
+fn exit_status_maps_signals_to_128_plus_n() {
+    assert_eq!(ExitStatus::Code(0).as_shell_status(), 0);
+    assert_eq!(ExitStatus::Code(42).as_shell_status(), 42);
+    assert_eq!(ExitStatus::Signal(9).as_shell_status(), 137);
+    assert_eq!(ExitStatus::Signal(i32::MAX).as_shell_status(), i32::MAX);
+}
+
+#[test]
+fn truncated_frames_are_errors() {
+    let frame = encode(&Envelope {
+        id: 7,
+        body: Request::Start { id: "x".into() },
+    })
+    .unwrap();
+    for cut in 1..frame.len() {
+        let mut cur = Cursor::new(&frame[..cut]);
+        let err = read_frame::<_, Envelope<Request>>(&mut cur).unwrap_err();
+        assert!(
+            matches!(err, FrameError::Truncated),
+            "cut at {cut}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn oversized_and_zero_lengths_are_refused_without_allocating() {
+    for len in [0u32, MAX_FRAME_LEN + 1, u32::MAX] {
+        // Only the length prefix: a reader that trusted it would try to
+        // allocate up to 4 GiB or wait for bytes that never come.
+        let mut cur = Cursor::new(len.to_le_bytes().to_vec());
+        let err = read_frame::<_, Envelope<Request>>(&mut cur).unwrap_err();
+        assert!(
+            matches!(err, FrameError::BadLength(l) if l == len),
+            "{err:?}"
+        );
+    }
+    let big = Request::Create {
+        id: "x".repeat(MAX_FRAME_LEN as usize),
+        spec: serde_json::Value::Null,
+        rootfs: RootfsSource::VirtioFs { tag: "t".into() },
+        stdio: StdioPorts::default(),
+    };
+    assert!(matches!(
+        write_frame(&mut Vec::new(), &Envelope { id: 1, body: big }),
+        Err(FrameError::BadLength(_))
+    ));
+}
+
+fn raw_frame(payload: &[u8]) -> Cursor<Vec<u8>> {
+    let mut v = (payload.len() as u32).to_le_bytes().to_vec();
+    v.extend_from_slice(payload);
+    Cursor::new(v)
+}
+
+#[test]
+fn garbage_payloads_are_malformed() {
+    let cases: &[&[u8]] = &[
+        b"\xff\xfe\x00garbage",
+        b"{",
+        b"null",
+        b"[]",
+        br#"{"id":1}"#,
+        br#"{"id":-1,"body":{"type":"shutdown"}}"#,
+        br#"{"id":1,"body":{"type":"launch_missiles"}}"#,
+        br#"{"id":1,"body":{"type":"start"}}"#,
+        br#"{"id":1,"body":{"type":"signal","id":"c","signal":"TERM"}}"#,
+        br#"{"id":1,"body":{"type":"start","id":"c","extra":true}}"#,
+        br#"{"id":1,"body":{"type":"shutdown"},"extra":1}"#,
+        br#"{"id":1,"body":{"type":"create","id":"c","spec":{},"rootfs":{"kind":"nfs"},"stdio":{}}}"#,
+    ];
+    for payload in cases {
+        let err = read_frame::<_, Envelope<Request>>(&mut raw_frame(payload)).unwrap_err();
+        assert!(
+            matches!(err, FrameError::Malformed(_)),
+            "{:?}: {err:?}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+}
+
+#[test]
+fn deeply_nested_json_is_rejected_not_a_stack_overflow() {
+    let mut payload = br#"{"id":1,"body":{"type":"create","id":"c","spec":"#.to_vec();
+    payload.extend(std::iter::repeat_n(b'[', 100_000));
+    payload.extend(std::iter::repeat_n(b']', 100_000));
+    payload.extend_from_slice(br#","rootfs":{"kind":"virtio_fs","tag":"t"},"stdio":{}}}"#);
+    let err = read_frame::<_, Envelope<Request>>(&mut raw_frame(&payload)).unwrap_err();
+    assert!(matches!(err, FrameError::Malformed(_)), "{err:?}");
+}
+
+#[test]
+fn handshake_and_call_over_a_socket() {
+    let (mut host, mut agent) = UnixStream::pair().unwrap();
+    let agent_thread = std::thread::spawn(move || {
+        server_handshake(&mut agent).unwrap();
+        let req: Envelope<Request> = read_frame(&mut agent).unwrap();
+        assert_eq!(req.body, Request::Wait { id: "c".into() });
+        let answer = Envelope {
+            id: req.id,
+            body: Response::Exited {
+                status: ExitStatus::Signal(15),
+            },
+        };
+        write_frame(&mut agent, &answer).unwrap();
+    });
+    client_handshake(&mut host).unwrap();
+    let answer = call(&mut host, 5, Request::Wait { id: "c".into() }).unwrap();
+    assert_eq!(
+        answer,
+        Response::Exited {
+            status: ExitStatus::Signal(15)
+        }
+    );
+    agent_thread.join().unwrap();
+}
+
+#[test]
+fn wrong_version_fails_on_both_sides() {
+    let (mut host, mut agent) = UnixStream::pair().unwrap();
+    let agent_thread = std::thread::spawn(move || server_handshake(&mut agent));
+    write_frame(
+        &mut host,
+        &Envelope {
+            id: 0,
+            body: Request::Hello { version: 99 },
+        },
+    )
+    .unwrap();
+    let answer: Envelope<Response> = read_frame(&mut host).unwrap();
+    assert!(matches!(answer.body, Response::Error { ref message } if message.contains("99")));
+    assert!(matches!(
+        agent_thread.join().unwrap(),
+        Err(ProtocolError::VersionMismatch {
+            ours: 1,
+            theirs: 99
+        })
+    ));
+
+    // And the host refuses an agent speaking another version.
+    let (mut host, mut agent) = UnixStream::pair().unwrap();
+    let agent_thread = std::thread::spawn(move || {
+        let _: Envelope<Request> = read_frame(&mut agent).unwrap();
+        let answer = Envelope {
+            id: 0,
+            body: Response::Hello { version: 2 },
+        };
+        write_frame(&mut agent, &answer).unwrap();
+    });
+    assert!(matches!(
+        client_handshake(&mut host),
+        Err(ProtocolError::VersionMismatch { ours: 1, theirs: 2 })
+    ));
+    agent_thread.join().unwrap();
+}
+
+#[test]
+fn request_before_hello_is_refused() {
+    let (mut host, mut agent) = UnixStream::pair().unwrap();
+    write_frame(
+        &mut host,
+        &Envelope {
+            id: 0,
+            body: Request::Shutdown,
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        server_handshake(&mut agent),
+        Err(ProtocolError::Unexpected(_))
+    ));
+}
