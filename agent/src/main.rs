@@ -1,3 +1,60 @@
 //! The in-guest agent: PID 1 of every vmrun microVM.
+//!
+//! Start-up order matters: the SIGCHLD reaper is started before any other
+//! thread exists (it blocks SIGCHLD process-wide), mounts come before
+//! anything that reads /proc or /sys, and every exit path ends the VM.
 
-fn main() {}
+use std::convert::Infallible;
+
+use anyhow::Context;
+use vmrun_agent::config::{Action, AgentConfig};
+use vmrun_agent::init::{cgroups, dev_links, mounts, reaper::Reaper};
+use vmrun_agent::marker::{self, Marker};
+use vmrun_agent::sysinfo::SystemInfo;
+use vmrun_agent::{console, panic, shutdown};
+
+fn main() {
+    if std::process::id() != 1 {
+        eprintln!(
+            "vmrun-agent: refusing to run: this is the init (PID 1) of a vmrun \
+             microVM; it mounts filesystems and reboots the machine"
+        );
+        std::process::exit(2);
+    }
+    panic::install_hook();
+    marker::write(Marker::InitReached);
+
+    match run() {
+        Ok(never) => match never {},
+        Err(err) => {
+            console::print_line(&format!("vmrun-agent: error: {err:#}"));
+            shutdown::fail()
+        }
+    }
+}
+
+fn run() -> anyhow::Result<Infallible> {
+    // Parse first (pure), report after the console is set up.
+    let config = AgentConfig::from_env(std::env::vars());
+
+    // Before any other thread: blocks SIGCHLD for the whole process.
+    let _reaper = Reaper::start().context("starting the child reaper")?;
+
+    mounts::mount_all(mounts::BASE_MOUNTS)?;
+    console::attach_stdio().context("attaching stdio to /dev/console")?;
+    let config = config?;
+    console::init_logging(config.log_level);
+    dev_links::create_all(dev_links::DEV_LINKS)?;
+    if let Err(err) = cgroups::enable_all_controllers(cgroups::CGROUP_ROOT) {
+        tracing::warn!("cgroup controllers not enabled: {err:#}");
+    }
+
+    let info = SystemInfo::read().context("reading system information")?;
+    console::print_line(&info.ready_line());
+    marker::write(Marker::AgentReady);
+
+    match config.action {
+        Action::Ready | Action::Poweroff => shutdown::end_vm(config.action),
+        Action::Panic => panic!("deliberate panic requested with vmrun_action=panic"),
+    }
+}
