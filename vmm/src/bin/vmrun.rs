@@ -1,3 +1,17 @@
-//! The `vmrun` command.
+//! The `vmrun` command: parse, dispatch, print the error chain once, exit.
 
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    vmrun::timings::process_start();
+    let cli = vmrun::cli::Cli::parse();
+    let code = match vmrun::cli::execute(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            let err = anyhow::Error::from(err);
+            eprintln!("vmrun: error: {err:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}

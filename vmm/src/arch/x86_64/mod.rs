@@ -1,0 +1,13 @@
+//! x86_64 machine specifics: memory layout, boot protocols (PVH and the
+//! Linux 64-bit zero page), GDT, registers, MSRs, LAPIC, MP table, CPUID.
+
+pub mod cpuid;
+pub mod gdt;
+pub mod lapic;
+pub mod layout;
+pub mod linux_boot;
+pub mod memory_map;
+pub mod mptable;
+pub mod msrs;
+pub mod pvh;
+pub mod regs;

@@ -1,0 +1,95 @@
+//! `vmrun boot`: boot any kernel + initramfs like a plain microVM monitor.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{CliError, GlobalOpts};
+use crate::check::{default_initrd, default_kernel, ensure_host_can_run_guests};
+use crate::cmdline::DEFAULT_CMDLINE;
+use crate::machine::builder::boot;
+use crate::machine::config::{BootConfig, MachineConfig, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS};
+use crate::timings::{Phase, Timings};
+
+/// Arguments of `vmrun boot`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BootArgs {
+    /// Kernel image: ELF vmlinux with a PVH note (or a bzImage).
+    /// Default: $VMRUN_KERNEL, else $VMRUN_CACHE_DIR/vmlinux (/var/cache/vmrun/vmlinux).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Initramfs. Default: $VMRUN_INITRD, else $VMRUN_CACHE_DIR/initramfs.cpio.gz.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+    /// Boot without any initramfs.
+    #[arg(long, conflicts_with = "initrd")]
+    pub no_initrd: bool,
+    /// Kernel command line.
+    #[arg(long, default_value = DEFAULT_CMDLINE, value_name = "STR")]
+    pub cmdline: String,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = DEFAULT_VCPUS, value_name = "N")]
+    pub cpus: u8,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = DEFAULT_MEMORY_MIB, value_name = "MIB")]
+    pub memory: u64,
+    /// Print the boot phase timings to stderr at exit.
+    #[arg(long)]
+    pub timings: bool,
+    /// Write the boot phase timings as JSON to FILE at exit.
+    #[arg(long = "timings-json", value_name = "FILE")]
+    pub timings_json: Option<PathBuf>,
+    /// Write the guest's serial console to FILE instead of stdout.
+    #[arg(long = "serial-log", value_name = "FILE")]
+    pub serial_log: Option<PathBuf>,
+}
+
+impl BootArgs {
+    /// The boot configuration these arguments describe (defaults resolved).
+    pub fn boot_config(&self) -> BootConfig {
+        BootConfig {
+            machine: MachineConfig {
+                vcpus: self.cpus,
+                memory_mib: self.memory,
+                irqchip: true,
+            },
+            kernel: self.kernel.clone().unwrap_or_else(default_kernel),
+            initrd: if self.no_initrd {
+                None
+            } else {
+                Some(self.initrd.clone().unwrap_or_else(default_initrd))
+            },
+            cmdline: self.cmdline.clone(),
+        }
+    }
+}
+
+fn report_timings(args: &BootArgs, timings: &Timings) -> Result<(), CliError> {
+    if args.timings {
+        eprint!("{}", timings.table());
+    }
+    if let Some(path) = &args.timings_json {
+        let json = serde_json::to_string_pretty(&timings.report())
+            .map_err(|e| CliError::Write(path.clone(), e.into()))?;
+        std::fs::write(path, json + "\n").map_err(|e| CliError::Write(path.clone(), e))?;
+    }
+    Ok(())
+}
+
+/// Runs `vmrun boot`.
+pub fn run(_global: &GlobalOpts, args: BootArgs) -> Result<i32, CliError> {
+    let timings = Arc::new(Timings::default());
+    ensure_host_can_run_guests()?;
+    let config = args.boot_config();
+    let console: Box<dyn Write + Send> = match &args.serial_log {
+        Some(path) => Box::new(File::create(path).map_err(|e| CliError::Write(path.clone(), e))?),
+        None => Box::new(std::io::stdout()),
+    };
+    let result = boot(&config, console, timings.clone());
+    timings.record(Phase::Exit);
+    report_timings(&args, &timings)?;
+    let exit = result?;
+    tracing::info!(?exit, "guest exited cleanly");
+    Ok(0)
+}

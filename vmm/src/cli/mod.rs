@@ -1,0 +1,136 @@
+//! The `vmrun` command line: runc-style global flags and one clap struct per
+//! verb (one file each). New verbs are a new file plus a [`Command`] variant.
+
+pub mod boot;
+pub mod check;
+pub mod logging;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Errors of CLI verbs (the binary prints the whole chain once).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The host cannot run guests.
+    #[error(transparent)]
+    Host(#[from] crate::check::HostUnsupported),
+    /// The boot failed.
+    #[error(transparent)]
+    Boot(#[from] crate::machine::builder::BootError),
+    /// A file given on the command line could not be written.
+    #[error("cannot write {0}")]
+    Write(PathBuf, #[source] std::io::Error),
+    /// Logging could not be set up.
+    #[error("cannot set up logging to {0}")]
+    Log(PathBuf, #[source] std::io::Error),
+}
+
+/// Log output format (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags accepted before any verb, with runc's names.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalOpts {
+    /// Root directory for container state.
+    #[arg(long, global = true, default_value = "/run/vmrun", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Write logs to this file instead of stderr.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Use systemd to manage cgroups (accepted for runc compatibility).
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Debug-level logging.
+    #[arg(long, global = true)]
+    pub debug: bool,
+}
+
+/// `vmrun`: runs OCI containers in KVM microVMs, with runc's interface.
+#[derive(Debug, Parser)]
+#[command(name = "vmrun", version, about)]
+pub struct Cli {
+    /// Global flags.
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    /// The verb.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a kernel + initramfs in a microVM (serial console on stdout).
+    Boot(boot::BootArgs),
+    /// Tell whether this host can run microVMs, and where the guest kernel
+    /// and initramfs are.
+    Check(check::CheckArgs),
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub fn execute(cli: Cli) -> Result<i32, CliError> {
+    logging::init(&cli.global)?;
+    match cli.command {
+        Command::Boot(args) => boot::run(&cli.global, args),
+        Command::Check(args) => check::run(&cli.global, args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn boot_flags_parse_with_globals_anywhere() {
+        let cli = Cli::try_parse_from([
+            "vmrun", "--root", "/tmp/r", "boot", "--kernel", "/k", "--initrd", "/i", "--cpus", "2",
+            "--memory", "256", "--cmdline", "console=ttyS0", "--timings", "--timings-json",
+            "/tmp/t.json", "--serial-log", "/tmp/s.log", "--log-format", "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.root, PathBuf::from("/tmp/r"));
+        assert_eq!(cli.global.log_format, LogFormat::Json);
+        let Command::Boot(b) = cli.command else {
+            panic!("not boot")
+        };
+        assert_eq!(b.cpus, 2);
+        assert_eq!(b.memory, 256);
+        assert_eq!(b.kernel.as_deref(), Some(std::path::Path::new("/k")));
+        assert!(b.timings);
+    }
+
+    #[test]
+    fn boot_defaults() {
+        let cli = Cli::try_parse_from(["vmrun", "boot"]).unwrap();
+        let Command::Boot(b) = cli.command else {
+            panic!("not boot")
+        };
+        assert_eq!((b.cpus, b.memory), (1, 128));
+        assert_eq!(b.cmdline, crate::cmdline::DEFAULT_CMDLINE);
+        assert!(b.kernel.is_none() && b.initrd.is_none() && !b.timings);
+    }
+
+    #[test]
+    fn bad_numbers_are_rejected_by_the_parser() {
+        assert!(Cli::try_parse_from(["vmrun", "boot", "--cpus", "-1"]).is_err());
+        assert!(Cli::try_parse_from(["vmrun", "boot", "--cpus", "300"]).is_err());
+        assert!(Cli::try_parse_from(["vmrun", "boot", "--memory", "lots"]).is_err());
+    }
+}

@@ -1,0 +1,6 @@
+//! Everything that talks to KVM through `kvm-ioctls`: the VM, its memory
+//! slots and its vCPUs. The rest of the crate never issues KVM ioctls itself.
+
+pub mod memory;
+pub mod vcpu;
+pub mod vm;
