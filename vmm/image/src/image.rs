@@ -1,0 +1,202 @@
+//! A resolved single-platform image: manifest, config and layer list.
+
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+
+use crate::digest::Digest;
+use crate::error::{ImageError, Result};
+use crate::store::Store;
+
+/// OCI image manifest media type.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index media type.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker v2 schema 2 manifest media type.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker v2 schema 2 manifest list media type.
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// What a manifest-like document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocKind {
+    /// Single-platform image manifest.
+    Manifest,
+    /// Multi-platform index / manifest list.
+    Index,
+}
+
+/// Classify a manifest document by media type (or, when absent, by shape).
+pub fn classify(reference: &str, media_type: Option<&str>, body: &[u8]) -> Result<DocKind> {
+    match media_type.map(|m| m.split(';').next().unwrap_or("").trim()) {
+        Some(OCI_MANIFEST | DOCKER_MANIFEST) => Ok(DocKind::Manifest),
+        Some(OCI_INDEX | DOCKER_LIST) => Ok(DocKind::Index),
+        Some(m) if !m.is_empty() && m != "application/json" && m != "text/plain" => {
+            Err(ImageError::UnsupportedMediaType {
+                reference: reference.to_string(),
+                media_type: m.to_string(),
+                what: "manifest".into(),
+            })
+        }
+        _ => {
+            let v: serde_json::Value =
+                serde_json::from_slice(body).map_err(|e| ImageError::Json {
+                    reference: reference.to_string(),
+                    what: "manifest".into(),
+                    source: e,
+                })?;
+            if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
+                return classify(reference, Some(mt), body);
+            }
+            if v.get("manifests").is_some() {
+                Ok(DocKind::Index)
+            } else if v.get("layers").is_some() {
+                Ok(DocKind::Manifest)
+            } else {
+                Err(ImageError::UnsupportedMediaType {
+                    reference: reference.to_string(),
+                    media_type: "unknown (schema 1?)".into(),
+                    what: "manifest".into(),
+                })
+            }
+        }
+    }
+}
+
+/// Parse a JSON document, naming it in errors.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    reference: &str,
+    what: &str,
+    body: &[u8],
+) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| ImageError::Json {
+        reference: reference.to_string(),
+        what: what.to_string(),
+        source: e,
+    })
+}
+
+/// Parse an index / manifest list.
+pub fn parse_index(reference: &str, body: &[u8]) -> Result<ImageIndex> {
+    parse_json(reference, "image index", body)
+}
+
+/// One layer of an image.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// Digest of the blob as stored (compressed).
+    pub digest: Digest,
+    /// Size of the blob.
+    pub size: u64,
+    /// Media type as given in the manifest.
+    pub media_type: String,
+    /// Digest of the uncompressed tar (from the config's `rootfs.diff_ids`).
+    pub diff_id: Digest,
+}
+
+/// A single-platform image whose manifest and config are in the store.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// Name used in messages.
+    pub reference: String,
+    /// Digest of the manifest.
+    pub manifest_digest: Digest,
+    /// Size of the manifest.
+    pub manifest_size: u64,
+    /// Digest of the image config.
+    pub config_digest: Digest,
+    /// Size of the config blob.
+    pub config_size: u64,
+    /// The parsed image config.
+    pub config: ImageConfiguration,
+    /// Layers, lowest first.
+    pub layers: Vec<Layer>,
+}
+
+impl ResolvedImage {
+    /// Load from the store, verifying manifest and config digests.
+    pub fn load(store: &Store, reference: &str, manifest: &Descriptor) -> Result<Self> {
+        let manifest_digest = Digest::from_oci(manifest.digest())?;
+        let body = store.read_blob(reference, &manifest_digest, Some(manifest.size()))?;
+        let mt = manifest.media_type().to_string();
+        if classify(reference, Some(&mt), &body)? != DocKind::Manifest {
+            return Err(ImageError::InvalidImage {
+                reference: reference.to_string(),
+                reason: format!("{manifest_digest} is an index, not an image manifest"),
+            });
+        }
+        let m: ImageManifest = parse_json(reference, "image manifest", &body)?;
+        Self::from_manifest(store, reference, manifest_digest, body.len() as u64, &m)
+    }
+
+    /// Build from a parsed manifest whose config is already in the store.
+    pub fn from_manifest(
+        store: &Store,
+        reference: &str,
+        manifest_digest: Digest,
+        manifest_size: u64,
+        m: &ImageManifest,
+    ) -> Result<Self> {
+        let config_digest = Digest::from_oci(m.config().digest())?;
+        let body = store.read_blob(reference, &config_digest, Some(m.config().size()))?;
+        let config: ImageConfiguration = parse_json(reference, "image config", &body)?;
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != m.layers().len() {
+            return Err(ImageError::InvalidImage {
+                reference: reference.to_string(),
+                reason: format!(
+                    "manifest has {} layers but config has {} diff_ids",
+                    m.layers().len(),
+                    diff_ids.len()
+                ),
+            });
+        }
+        let mut layers = Vec::new();
+        for (d, diff) in m.layers().iter().zip(diff_ids) {
+            let media_type = d.media_type().to_string();
+            check_layer_media_type(reference, &media_type)?;
+            layers.push(Layer {
+                digest: Digest::from_oci(d.digest())?,
+                size: d.size(),
+                media_type,
+                diff_id: diff.parse()?,
+            });
+        }
+        Ok(ResolvedImage {
+            reference: reference.to_string(),
+            manifest_digest,
+            manifest_size,
+            config_digest,
+            config_size: m.config().size(),
+            config,
+            layers,
+        })
+    }
+
+    /// Manifest + config + layer bytes.
+    pub fn total_size(&self) -> u64 {
+        self.manifest_size + self.config_size + self.layers.iter().map(|l| l.size).sum::<u64>()
+    }
+}
+
+/// Reject layer media types we cannot unpack (e.g. encrypted layers).
+pub fn check_layer_media_type(reference: &str, media_type: &str) -> Result<()> {
+    const OK: &[&str] = &[
+        "application/vnd.oci.image.layer.v1.tar",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+        "application/vnd.docker.image.rootfs.diff.tar",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    ];
+    if OK.contains(&media_type) {
+        Ok(())
+    } else {
+        Err(ImageError::UnsupportedMediaType {
+            reference: reference.to_string(),
+            media_type: media_type.to_string(),
+            what: "layer".into(),
+        })
+    }
+}
