@@ -11,6 +11,7 @@ pub mod defs;
 pub mod device;
 pub mod interrupt;
 pub mod mmio;
+pub mod vsock;
 pub mod worker;
 
 pub use device::{ActivateError, ActiveQueue, VirtioDevice};

@@ -3,3 +3,4 @@
 mod block_tests;
 mod chain_tests;
 mod mmio_tests;
+mod vsock_tests;

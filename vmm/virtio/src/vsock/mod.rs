@@ -1,0 +1,310 @@
+//! virtio-vsock with its host side inside the VMM process.
+//!
+//! Host code gets stream endpoints as ordinary [`UnixStream`]s (one end of a
+//! socket pair; the device holds the other end):
+//! - [`VsockHost::connect`]`(guest_port)`: connect to a port the guest
+//!   listens on. If the guest refuses (RST), the stream reads EOF at once.
+//! - [`VsockHost::listen`]`(host_port)`: accept guest connections to
+//!   `CID 2:host_port` with [`VsockListener::accept`]; the listener has a
+//!   pollable fd ([`VsockListener::as_raw_fd`]) for event loops.
+//!
+//! Closing (or shutting down the write half of) a host stream sends the
+//! guest SHUTDOWN(SEND), i.e. EOF; when the guest shuts down its sending
+//! side the host stream reads EOF. Flow control to the guest is credit
+//! based: a slow host reader stalls only its own connection.
+
+pub mod connection;
+pub mod muxer;
+pub mod packet;
+
+use std::io;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{mpsc, Arc};
+
+use tracing::warn;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::epoll::{Epoll, EventSet};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::defs::TYPE_VSOCK;
+use crate::device::{read_config_bytes, ActivateError, ActiveQueue, VirtioDevice};
+use crate::interrupt::Interrupt;
+use crate::worker::{EventHandler, Worker};
+use muxer::{Command, ListenerSink, Muxer, Shared, FIRST_CONN_TOKEN};
+
+/// Size of each of the three queues.
+pub const QUEUE_SIZE: u16 = 256;
+
+const RX_TOKEN: u64 = 0;
+const TX_TOKEN: u64 = 1;
+const EVENT_TOKEN: u64 = 2;
+const WAKE_TOKEN: u64 = 3;
+
+/// The virtio-vsock device.
+#[derive(Debug)]
+pub struct Vsock {
+    guest_cid: u64,
+    shared: Arc<Shared>,
+    worker: Option<Worker>,
+    queue_sizes: [u16; 3],
+}
+
+impl Vsock {
+    /// A device giving the guest context id `guest_cid` (3 or more).
+    pub fn new(guest_cid: u64) -> io::Result<Self> {
+        if guest_cid < 3 || guest_cid > u64::from(u32::MAX) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid guest CID {guest_cid}: must be in 3..=4294967295"),
+            ));
+        }
+        Ok(Self {
+            guest_cid,
+            shared: Arc::new(Shared::new()?),
+            worker: None,
+            queue_sizes: [QUEUE_SIZE; 3],
+        })
+    }
+
+    /// A handle for host code to open and accept connections; works before
+    /// and after the device is put on the bus, from any thread.
+    pub fn host(&self) -> VsockHost {
+        VsockHost {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Host-side entry point of a [`Vsock`] device (see the module docs).
+#[derive(Debug, Clone)]
+pub struct VsockHost {
+    shared: Arc<Shared>,
+}
+
+impl VsockHost {
+    /// A handle over `shared`, for tests driving a bare muxer.
+    #[cfg(test)]
+    pub(crate) fn for_tests(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Connects to `guest_port` in the guest. The returned stream is
+    /// blocking; data written before the guest accepts is delivered once it
+    /// does. A refused connection reads EOF.
+    pub fn connect(&self, guest_port: u32) -> io::Result<UnixStream> {
+        let (ours, theirs) = UnixStream::pair()?;
+        self.shared
+            .commands
+            .lock()
+            .map_err(|_| io::Error::other("vsock command queue poisoned"))?
+            .push_back(Command::Connect {
+                guest_port,
+                stream: ours,
+            });
+        self.shared.wake.write(1)?;
+        Ok(theirs)
+    }
+
+    /// Starts accepting guest connections to host port `port`.
+    pub fn listen(&self, port: u32) -> io::Result<VsockListener> {
+        let (tx, rx) = mpsc::channel();
+        let evt = EventFd::new(EFD_NONBLOCK)?;
+        let sink = ListenerSink {
+            tx,
+            evt: evt.try_clone()?,
+        };
+        let mut listeners = self
+            .shared
+            .listeners
+            .lock()
+            .map_err(|_| io::Error::other("vsock listener table poisoned"))?;
+        if listeners.contains_key(&port) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("vsock host port {port} already has a listener"),
+            ));
+        }
+        listeners.insert(port, sink);
+        Ok(VsockListener { port, rx, evt })
+    }
+
+    /// Stops listening on `port` (connections already accepted stay open).
+    pub fn unlisten(&self, port: u32) {
+        if let Ok(mut listeners) = self.shared.listeners.lock() {
+            listeners.remove(&port);
+        }
+    }
+}
+
+/// Guest connections to one host port.
+#[derive(Debug)]
+pub struct VsockListener {
+    port: u32,
+    rx: mpsc::Receiver<UnixStream>,
+    evt: EventFd,
+}
+
+impl VsockListener {
+    /// The host port.
+    pub fn port(&self) -> u32 {
+        self.port
+    }
+
+    /// Blocks until the guest connects; returns the (blocking) stream.
+    pub fn accept(&self) -> io::Result<UnixStream> {
+        let stream = self
+            .rx
+            .recv()
+            .map_err(|_| io::Error::other("vsock device gone"))?;
+        let _ = self.evt.read();
+        Ok(stream)
+    }
+
+    /// Returns a connection if one is waiting.
+    pub fn try_accept(&self) -> Option<UnixStream> {
+        let stream = self.rx.try_recv().ok()?;
+        let _ = self.evt.read();
+        Some(stream)
+    }
+
+    /// Waits up to `timeout` for a connection.
+    pub fn accept_timeout(&self, timeout: std::time::Duration) -> Option<UnixStream> {
+        let stream = self.rx.recv_timeout(timeout).ok()?;
+        let _ = self.evt.read();
+        Some(stream)
+    }
+}
+
+impl AsRawFd for VsockListener {
+    /// Readable when a connection may be waiting (an eventfd).
+    fn as_raw_fd(&self) -> RawFd {
+        self.evt.as_raw_fd()
+    }
+}
+
+impl VirtioDevice for Vsock {
+    fn device_type(&self) -> u32 {
+        TYPE_VSOCK
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &self.queue_sizes
+    }
+
+    fn avail_features(&self) -> u64 {
+        0
+    }
+
+    fn ack_features(&mut self, _features: u64) {}
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.guest_cid.to_le_bytes(), offset, data);
+    }
+
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        warn!(
+            offset,
+            len = data.len(),
+            "virtio-vsock: config space is read-only"
+        );
+    }
+
+    fn activate(
+        &mut self,
+        mem: GuestMemoryMmap,
+        interrupt: Arc<Interrupt>,
+        queues: Vec<ActiveQueue>,
+    ) -> Result<(), ActivateError> {
+        if self.worker.is_some() {
+            return Err(ActivateError::AlreadyActive);
+        }
+        let got = queues.len();
+        let mut it = queues.into_iter();
+        let (Some(rx), Some(tx), Some(event), None) = (it.next(), it.next(), it.next(), it.next())
+        else {
+            return Err(ActivateError::QueueCount { expected: 3, got });
+        };
+        let handler = VsockWorker {
+            mem,
+            interrupt,
+            rx,
+            tx,
+            event,
+            wake: self
+                .shared
+                .wake
+                .try_clone()
+                .map_err(ActivateError::Worker)?,
+            muxer: Muxer::new(self.guest_cid, self.shared.clone()),
+        };
+        self.worker = Some(Worker::spawn("virtio-vsock", handler).map_err(ActivateError::Worker)?);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        // Dropping the worker drops every connection: host ends read EOF.
+        if let Some(mut worker) = self.worker.take() {
+            worker.stop();
+        }
+    }
+}
+
+/// The event glue of an active vsock device.
+struct VsockWorker {
+    mem: GuestMemoryMmap,
+    interrupt: Arc<Interrupt>,
+    rx: ActiveQueue,
+    tx: ActiveQueue,
+    event: ActiveQueue,
+    wake: EventFd,
+    muxer: Muxer,
+}
+
+impl VsockWorker {
+    fn signal(&self) {
+        if let Err(e) = self.interrupt.signal_used_queue() {
+            warn!(error = %e, "virtio-vsock: cannot raise interrupt");
+        }
+    }
+}
+
+impl EventHandler for VsockWorker {
+    fn initial_fds(&self) -> Vec<(RawFd, u64)> {
+        vec![
+            (self.rx.notify.as_raw_fd(), RX_TOKEN),
+            (self.tx.notify.as_raw_fd(), TX_TOKEN),
+            (self.event.notify.as_raw_fd(), EVENT_TOKEN),
+            (self.wake.as_raw_fd(), WAKE_TOKEN),
+        ]
+    }
+
+    fn handle_event(&mut self, token: u64, events: EventSet, epoll: &Epoll) {
+        let mut used = 0usize;
+        match token {
+            RX_TOKEN => {
+                let _ = self.rx.notify.read();
+            }
+            TX_TOKEN => {
+                let _ = self.tx.notify.read();
+                match self.muxer.process_tx(&self.mem, &mut self.tx.queue, epoll) {
+                    Ok(n) => used += n,
+                    Err(e) => warn!(error = %e, "virtio-vsock: TX queue broken"),
+                }
+            }
+            EVENT_TOKEN => {
+                let _ = self.event.notify.read();
+            }
+            WAKE_TOKEN => self.muxer.process_commands(epoll),
+            t if t >= FIRST_CONN_TOKEN => self.muxer.socket_event(t, events, epoll),
+            _ => {}
+        }
+        match self.muxer.fill_rx(&self.mem, &mut self.rx.queue, epoll) {
+            Ok(n) => used += n,
+            Err(e) => warn!(error = %e, "virtio-vsock: RX queue broken"),
+        }
+        if used > 0 {
+            self.signal();
+        }
+    }
+}
