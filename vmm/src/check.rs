@@ -113,7 +113,11 @@ fn has_hw_virt_flag(cpuinfo: &str) -> bool {
 
 /// Checks KVM using `paths`.
 pub fn check_kvm_at(paths: &HostPaths) -> KvmStatus {
-    match OpenOptions::new().read(true).write(true).open(&paths.dev_kvm) {
+    match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&paths.dev_kvm)
+    {
         Ok(_) => {}
         Err(e) if e.kind() == ErrorKind::NotFound => return KvmStatus::Missing,
         Err(e) if e.kind() == ErrorKind::PermissionDenied => return KvmStatus::NoPermission,
@@ -184,8 +188,18 @@ impl fmt::Display for HostReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let built = |a: &Artifact| if a.built { "built" } else { "NOT BUILT" };
         writeln!(f, "kvm:     {}", self.kvm)?;
-        writeln!(f, "kernel:  {} ({})", self.kernel.path.display(), built(&self.kernel))?;
-        writeln!(f, "initrd:  {} ({})", self.initrd.path.display(), built(&self.initrd))?;
+        writeln!(
+            f,
+            "kernel:  {} ({})",
+            self.kernel.path.display(),
+            built(&self.kernel)
+        )?;
+        writeln!(
+            f,
+            "initrd:  {} ({})",
+            self.initrd.path.display(),
+            built(&self.initrd)
+        )?;
         write!(
             f,
             "result:  {}",
@@ -264,7 +278,10 @@ mod tests {
             initrd: Artifact::at(dir.path().join("initramfs.cpio.gz")),
         };
         let text = report.to_string();
-        assert!(text.contains(&format!("{} (built)", kernel.display())), "{text}");
+        assert!(
+            text.contains(&format!("{} (built)", kernel.display())),
+            "{text}"
+        );
         assert!(text.contains("NOT BUILT"), "{text}");
         assert!(text.contains("can NOT run"), "{text}");
         assert!(!report.can_run_guests());
@@ -275,7 +292,10 @@ mod tests {
         // On these CI/dev machines /dev/kvm is PVM; on a real host it is usable.
         let status = check_kvm();
         if Path::new("/sys/module/kvm_pvm").exists() && Path::new("/dev/kvm").exists() {
-            assert!(matches!(status, KvmStatus::CannotRunStockGuests(_)), "{status}");
+            assert!(
+                matches!(status, KvmStatus::CannotRunStockGuests(_)),
+                "{status}"
+            );
         }
     }
 }

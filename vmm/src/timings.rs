@@ -143,7 +143,12 @@ impl Timings {
         let mut out = format!("{:<18} {:>10} {:>10}\n", "phase", "ms", "+ms");
         let mut prev = 0.0;
         for p in self.report().phases {
-            out.push_str(&format!("{:<18} {:>10.2} {:>10.2}\n", p.name, p.ms, p.ms - prev));
+            out.push_str(&format!(
+                "{:<18} {:>10.2} {:>10.2}\n",
+                p.name,
+                p.ms,
+                p.ms - prev
+            ));
             prev = p.ms;
         }
         out

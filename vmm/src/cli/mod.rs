@@ -100,9 +100,27 @@ mod tests {
     #[test]
     fn boot_flags_parse_with_globals_anywhere() {
         let cli = Cli::try_parse_from([
-            "vmrun", "--root", "/tmp/r", "boot", "--kernel", "/k", "--initrd", "/i", "--cpus", "2",
-            "--memory", "256", "--cmdline", "console=ttyS0", "--timings", "--timings-json",
-            "/tmp/t.json", "--serial-log", "/tmp/s.log", "--log-format", "json",
+            "vmrun",
+            "--root",
+            "/tmp/r",
+            "boot",
+            "--kernel",
+            "/k",
+            "--initrd",
+            "/i",
+            "--cpus",
+            "2",
+            "--memory",
+            "256",
+            "--cmdline",
+            "console=ttyS0",
+            "--timings",
+            "--timings-json",
+            "/tmp/t.json",
+            "--serial-log",
+            "/tmp/s.log",
+            "--log-format",
+            "json",
         ])
         .unwrap();
         assert_eq!(cli.global.root, PathBuf::from("/tmp/r"));

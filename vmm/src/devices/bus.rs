@@ -186,10 +186,22 @@ mod tests {
         let bus = Bus::new("test");
         let dev = || Arc::new(Mutex::new(Recorder::default()));
         bus.insert(0x100, 0x10, dev()).unwrap();
-        assert!(matches!(bus.insert(0x108, 0x10, dev()), Err(BusError::Overlap { .. })));
-        assert!(matches!(bus.insert(0xf8, 0x10, dev()), Err(BusError::Overlap { .. })));
-        assert!(matches!(bus.insert(0x100, 1, dev()), Err(BusError::Overlap { .. })));
-        assert!(matches!(bus.insert(0x200, 0, dev()), Err(BusError::InvalidRange { .. })));
+        assert!(matches!(
+            bus.insert(0x108, 0x10, dev()),
+            Err(BusError::Overlap { .. })
+        ));
+        assert!(matches!(
+            bus.insert(0xf8, 0x10, dev()),
+            Err(BusError::Overlap { .. })
+        ));
+        assert!(matches!(
+            bus.insert(0x100, 1, dev()),
+            Err(BusError::Overlap { .. })
+        ));
+        assert!(matches!(
+            bus.insert(0x200, 0, dev()),
+            Err(BusError::InvalidRange { .. })
+        ));
         assert!(matches!(
             bus.insert(u64::MAX, 2, dev()),
             Err(BusError::InvalidRange { .. })

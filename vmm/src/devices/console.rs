@@ -74,6 +74,11 @@ impl SharedBuffer {
         Self::default()
     }
 
+    /// Everything written so far, as raw bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Everything written so far, lossily decoded.
     pub fn contents(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
@@ -103,13 +108,19 @@ mod tests {
         let buf = SharedBuffer::new();
         let slot = PanicSlot::default();
         let mut w = ConsoleWriter::new(Box::new(buf.clone()), slot.clone());
-        w.write_all(b"[    0.5] Run /init as init process\n").unwrap();
+        w.write_all(b"[    0.5] Run /init as init process\n")
+            .unwrap();
         assert!(slot.lock().unwrap().is_none());
-        w.write_all(b"[    0.6] Kernel panic - not syschron").unwrap();
+        w.write_all(b"[    0.6] Kernel panic - not syschron")
+            .unwrap();
         w.write_all(b"\n[    0.6] Kernel panic - not syncing: No working init found.  \r\n")
             .unwrap();
-        w.write_all(b"Kernel panic - not syncing: second\n").unwrap();
-        assert_eq!(slot.lock().unwrap().as_deref(), Some("No working init found."));
+        w.write_all(b"Kernel panic - not syncing: second\n")
+            .unwrap();
+        assert_eq!(
+            slot.lock().unwrap().as_deref(),
+            Some("No working init found.")
+        );
         assert!(buf.contents().contains("Run /init"));
         assert!(buf.contents().ends_with("second\n"));
     }

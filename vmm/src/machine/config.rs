@@ -177,7 +177,10 @@ mod tests {
             vcpus: 0,
             ..Default::default()
         };
-        assert_eq!(m.validate_with_host_memory(None), Err(ConfigError::Vcpus(0)));
+        assert_eq!(
+            m.validate_with_host_memory(None),
+            Err(ConfigError::Vcpus(0))
+        );
         m.vcpus = MAX_CPUS + 1;
         let err = m.validate_with_host_memory(None).unwrap_err();
         assert!(err.to_string().contains("--cpus"), "{err}");
@@ -218,7 +221,9 @@ mod tests {
         assert!(matches!(err, ConfigError::Missing { what: "kernel", .. }));
         assert!(err.to_string().contains(&missing.display().to_string()));
 
-        let err = boot(dir.path()).validate_with_host_memory(None).unwrap_err();
+        let err = boot(dir.path())
+            .validate_with_host_memory(None)
+            .unwrap_err();
         assert!(matches!(err, ConfigError::NotAFile { .. }));
 
         let kernel = dir.path().join("k");

@@ -67,7 +67,10 @@ pub enum KernelError {
     LinuxBoot(#[from] LinuxBootError),
 }
 
-fn read_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> KernelError + 'a {
+fn read_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> KernelError + 'a {
     move |source| KernelError::Read {
         what,
         path: path.to_path_buf(),
@@ -98,10 +101,7 @@ fn load_initrd(
     path: &Path,
 ) -> Result<InitrdRegion, KernelError> {
     let mut file = File::open(path).map_err(read_err("initrd", path))?;
-    let size = file
-        .metadata()
-        .map_err(read_err("initrd", path))?
-        .len();
+    let size = file.metadata().map_err(read_err("initrd", path))?.len();
     let too_big = || KernelError::InitrdTooBig {
         path: path.to_path_buf(),
         size,
@@ -143,7 +143,10 @@ pub fn load_linux(
             start_info: PVH_INFO_START,
         });
     }
-    let cmdline_len = cmdline.as_cstring().map(|c| c.as_bytes().len()).unwrap_or(0);
+    let cmdline_len = cmdline
+        .as_cstring()
+        .map(|c| c.as_bytes().len())
+        .unwrap_or(0);
     write_boot_params(mem, loaded.setup_header, mem_size, cmdline_len, initrd)?;
     let entry = match loaded.setup_header {
         // bzImage: the 64-bit entry is 0x200 into the protected-mode kernel.

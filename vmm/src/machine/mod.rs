@@ -86,7 +86,9 @@ pub enum RunError {
         suberror: u32,
     },
     /// KVM_EXIT_FAIL_ENTRY.
-    #[error("KVM could not enter the guest on vCPU {cpu}: hardware entry failure reason {reason:#x}")]
+    #[error(
+        "KVM could not enter the guest on vCPU {cpu}: hardware entry failure reason {reason:#x}"
+    )]
     FailEntry {
         /// The vCPU.
         cpu: u8,
@@ -369,10 +371,20 @@ mod tests {
     fn panic_line_turns_reset_into_error() {
         assert_eq!(classify(VmExit::Reset, None), Ok(CleanExit::Reset));
         let err = classify(VmExit::Reset, Some("Attempted to kill init!".into())).unwrap_err();
-        assert_eq!(err.to_string(), "guest kernel panicked: Attempted to kill init!");
+        assert_eq!(
+            err.to_string(),
+            "guest kernel panicked: Attempted to kill init!"
+        );
         let err = classify(VmExit::TripleFault { cpu: 1 }, None).unwrap_err();
         assert_eq!(err.to_string(), "guest triple-faulted (vCPU 1)");
-        let err = classify(VmExit::InternalError { cpu: 0, suberror: 1 }, None).unwrap_err();
+        let err = classify(
+            VmExit::InternalError {
+                cpu: 0,
+                suberror: 1,
+            },
+            None,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("emulation failure"), "{err}");
     }
 }

@@ -64,7 +64,7 @@ impl BusIo {
 
     fn log_unclaimed(&self, kind: &str, addr: u64, len: usize) {
         let n = self.unclaimed.fetch_add(1, Ordering::Relaxed);
-        if n < UNCLAIMED_LOG_BURST || n % 1024 == 0 {
+        if n < UNCLAIMED_LOG_BURST || n & 1023 == 0 {
             tracing::debug!("unclaimed {kind} access at {addr:#x} ({len} bytes), #{n}");
         }
     }

@@ -20,7 +20,9 @@ pub enum MemoryError {
 ///
 /// The mappings are private, anonymous and `MAP_NORESERVE`: pages are only
 /// backed by host memory once the guest touches them.
-pub fn create_guest_memory(ranges: &[(GuestAddress, usize)]) -> Result<GuestMemoryMmap, MemoryError> {
+pub fn create_guest_memory(
+    ranges: &[(GuestAddress, usize)],
+) -> Result<GuestMemoryMmap, MemoryError> {
     GuestMemoryMmap::from_ranges(ranges).map_err(|source| MemoryError::Mmap {
         size_mib: ranges.iter().map(|(_, s)| *s as u64).sum::<u64>() >> 20,
         source,

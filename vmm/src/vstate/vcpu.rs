@@ -144,11 +144,13 @@ impl Vcpu {
         };
         filter_cpuid(cpuid.as_mut_slice(), topo);
         let cpuid = CpuId::from_entries(cpuid.as_slice()).map_err(|_| VcpuError::BuildCpuid(id))?;
-        self.fd.set_cpuid2(&cpuid).map_err(|source| VcpuError::Set {
-            what: "CPUID",
-            id,
-            source,
-        })?;
+        self.fd
+            .set_cpuid2(&cpuid)
+            .map_err(|source| VcpuError::Set {
+                what: "CPUID",
+                id,
+                source,
+            })?;
 
         let entries = msrs::boot_msr_entries();
         let wanted = entries.len();
@@ -187,7 +189,11 @@ impl Vcpu {
     }
 
     /// Puts the vCPU at `entry` (writing the GDT/page tables it needs).
-    pub fn set_boot_entry(&self, mem: &GuestMemoryMmap, entry: &BootEntry) -> Result<(), VcpuError> {
+    pub fn set_boot_entry(
+        &self,
+        mem: &GuestMemoryMmap,
+        entry: &BootEntry,
+    ) -> Result<(), VcpuError> {
         let id = self.id;
         write_boot_tables(mem, entry)?;
         let sregs = self.fd.get_sregs().map_err(|source| VcpuError::Get {

@@ -85,7 +85,12 @@ impl Vm {
         if version != 12 {
             return Err(VmError::ApiVersion(version));
         }
-        for cap in [Cap::UserMemory, Cap::Irqfd, Cap::Ioeventfd, Cap::ImmediateExit] {
+        for cap in [
+            Cap::UserMemory,
+            Cap::Irqfd,
+            Cap::Ioeventfd,
+            Cap::ImmediateExit,
+        ] {
             if !kvm.check_extension(cap) {
                 return Err(VmError::MissingCap(cap));
             }
@@ -184,7 +189,9 @@ impl Vm {
     ) -> Result<(), VmError> {
         let result = match datamatch {
             Some(value) => self.fd.register_ioevent(evt, &addr, value),
-            None => self.fd.register_ioevent(evt, &addr, kvm_ioctls::NoDatamatch),
+            None => self
+                .fd
+                .register_ioevent(evt, &addr, kvm_ioctls::NoDatamatch),
         };
         result.map_err(|source| VmError::Ioeventfd { addr, source })
     }

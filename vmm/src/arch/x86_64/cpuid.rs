@@ -199,7 +199,12 @@ mod tests {
 
     #[test]
     fn extended_topology_levels() {
-        let mut e = vec![with_vendor(b"GenuineIntel"), leaf(0xb, 0), leaf(0xb, 1), leaf(0xb, 2)];
+        let mut e = vec![
+            with_vendor(b"GenuineIntel"),
+            leaf(0xb, 0),
+            leaf(0xb, 1),
+            leaf(0xb, 2),
+        ];
         filter_cpuid(&mut e, topo(1, 3));
         let smt = find(&e, 0xb, 0);
         assert_eq!((smt.eax, smt.ebx, smt.ecx >> 8, smt.edx), (0, 1, 1, 1));
@@ -239,7 +244,10 @@ mod tests {
 
     #[test]
     fn kvm_paravirt_leaves_pass_through() {
-        let mut e = vec![leaf(KVM_CPUID_SIGNATURE, 0), leaf(KVM_CPUID_SIGNATURE + 1, 0)];
+        let mut e = vec![
+            leaf(KVM_CPUID_SIGNATURE, 0),
+            leaf(KVM_CPUID_SIGNATURE + 1, 0),
+        ];
         e[0].ebx = 0x4b4d_564b; // "KVMK"
         e[1].eax = 0x0100_00fb; // kvmclock & co.
         let before = e.clone();

@@ -24,7 +24,10 @@ pub fn ram_regions(mem_size: u64) -> Vec<(GuestAddress, usize)> {
     let low = mem_size.min(MMIO_GAP_START);
     let mut regions = vec![(GuestAddress(0), low as usize)];
     if mem_size > MMIO_GAP_START {
-        regions.push((GuestAddress(MMIO_GAP_END), (mem_size - MMIO_GAP_START) as usize));
+        regions.push((
+            GuestAddress(MMIO_GAP_END),
+            (mem_size - MMIO_GAP_START) as usize,
+        ));
     }
     regions
 }
@@ -69,7 +72,10 @@ mod tests {
         let map = e820_map(128 << 20);
         assert_eq!(map.len(), 2);
         assert_eq!((map[0].addr, map[0].size), (0, EBDA_START));
-        assert_eq!((map[1].addr, map[1].size), (HIMEM_START, (128 << 20) - HIMEM_START));
+        assert_eq!(
+            (map[1].addr, map[1].size),
+            (HIMEM_START, (128 << 20) - HIMEM_START)
+        );
         assert!(map.iter().all(|e| e.kind == E820_RAM));
         assert_eq!(ram_regions(128 << 20), vec![(GuestAddress(0), 128 << 20)]);
     }
@@ -84,6 +90,9 @@ mod tests {
         let total: u64 = map[1].size + map[2].size + HIMEM_START;
         assert_eq!(total, size);
         let regions = ram_regions(size);
-        assert_eq!(regions[1], (GuestAddress(MMIO_GAP_END), (size - MMIO_GAP_START) as usize));
+        assert_eq!(
+            regions[1],
+            (GuestAddress(MMIO_GAP_END), (size - MMIO_GAP_START) as usize)
+        );
     }
 }

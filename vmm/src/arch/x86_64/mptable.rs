@@ -58,9 +58,8 @@ pub fn ioapic_id(cpu_count: u8) -> u8 {
 
 fn entries(cpu_count: u8) -> (Vec<u8>, u16) {
     let fixed_entries = 2 + (IRQ_MAX as usize + 1) + 2; // bus, IOAPIC, IRQs, LINTs
-    let mut out = Vec::with_capacity(
-        usize::from(cpu_count) * MPC_CPU_SIZE + fixed_entries * MPC_ENTRY_SIZE,
-    );
+    let mut out =
+        Vec::with_capacity(usize::from(cpu_count) * MPC_CPU_SIZE + fixed_entries * MPC_ENTRY_SIZE);
     let mut count = 0u16;
     for cpu in 0..cpu_count {
         out.extend_from_slice(&[MP_PROCESSOR, cpu, APIC_VERSION]);
@@ -174,13 +173,19 @@ mod tests {
         assert_eq!(after_cpus[0], MP_BUS);
         let ioapic = &after_cpus[MPC_ENTRY_SIZE..];
         assert_eq!((ioapic[0], ioapic[1]), (MP_IOAPIC, cpus + 1));
-        assert_eq!(u32::from_le_bytes(ioapic[4..8].try_into().unwrap()), IOAPIC_ADDR);
+        assert_eq!(
+            u32::from_le_bytes(ioapic[4..8].try_into().unwrap()),
+            IOAPIC_ADDR
+        );
     }
 
     #[test]
     fn rejects_bad_cpu_counts() {
         assert!(matches!(build(0, 0), Err(MptableError::CpuCount(0))));
-        assert!(matches!(build(MAX_CPUS + 1, 0), Err(MptableError::CpuCount(_))));
+        assert!(matches!(
+            build(MAX_CPUS + 1, 0),
+            Err(MptableError::CpuCount(_))
+        ));
     }
 
     #[test]
@@ -188,7 +193,8 @@ mod tests {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         setup_mptable(&mem, 2).unwrap();
         let mut sig = [0u8; 4];
-        mem.read_slice(&mut sig, GuestAddress(MPTABLE_START)).unwrap();
+        mem.read_slice(&mut sig, GuestAddress(MPTABLE_START))
+            .unwrap();
         assert_eq!(&sig, b"_MP_");
     }
 }

@@ -36,7 +36,11 @@ pub struct InitrdRegion {
 pub fn start_info(
     mem_size: u64,
     initrd: Option<InitrdRegion>,
-) -> (hvm_start_info, Vec<hvm_memmap_table_entry>, Vec<hvm_modlist_entry>) {
+) -> (
+    hvm_start_info,
+    Vec<hvm_memmap_table_entry>,
+    Vec<hvm_modlist_entry>,
+) {
     let memmap: Vec<hvm_memmap_table_entry> = e820_map(mem_size)
         .into_iter()
         .map(|e| hvm_memmap_table_entry {
@@ -61,7 +65,11 @@ pub fn start_info(
         memmap_paddr: PVH_MEMMAP_START,
         memmap_entries: memmap.len() as u32,
         nr_modules: modules.len() as u32,
-        modlist_paddr: if modules.is_empty() { 0 } else { PVH_MODLIST_START },
+        modlist_paddr: if modules.is_empty() {
+            0
+        } else {
+            PVH_MODLIST_START
+        },
         ..Default::default()
     };
     (info, memmap, modules)
@@ -118,9 +126,8 @@ mod tests {
         write_start_info(&mem, 128 << 20, Some(initrd)).unwrap();
         let magic: u32 = mem.read_obj(GuestAddress(PVH_INFO_START)).unwrap();
         assert_eq!(magic, XEN_HVM_START_MAGIC_VALUE);
-        let second: hvm_memmap_table_entry = mem
-            .read_obj(GuestAddress(PVH_MEMMAP_START + 24))
-            .unwrap();
+        let second: hvm_memmap_table_entry =
+            mem.read_obj(GuestAddress(PVH_MEMMAP_START + 24)).unwrap();
         assert_eq!(second.addr, 0x10_0000);
         let module: hvm_modlist_entry = mem.read_obj(GuestAddress(PVH_MODLIST_START)).unwrap();
         assert_eq!((module.paddr, module.size), (0x8_0000, 42));
