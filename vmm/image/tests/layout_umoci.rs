@@ -27,39 +27,72 @@ fn layout_unpack_matches_umoci() {
     let store = Store::open(tmp.path().join("store")).unwrap();
 
     let ours = tmp.path().join("ours");
-    let info = run_image_unpack(&unpack_args(format!("oci:{}:multi", layout.display()), &ours), &store).unwrap();
+    let info = run_image_unpack(
+        &unpack_args(format!("oci:{}:multi", layout.display()), &ours),
+        &store,
+    )
+    .unwrap();
     assert_eq!(info.unpack.layers, 2);
-    assert!(!ours.join("rootfs/arch-arm64").exists(), "default platform must be amd64");
+    assert!(
+        !ours.join("rootfs/arch-arm64").exists(),
+        "default platform must be amd64"
+    );
 
     // Spot checks that hold regardless of umoci.
     let r = ours.join("rootfs");
     assert!(!r.join("delete-me").exists() && !r.join("delete-dir").exists());
     assert!(!r.join("opaque/old-a").exists() && !r.join("opaque/old-sub").exists());
-    assert_eq!(std::fs::read(r.join("opaque/new")).unwrap(), b"new in layer 2\n");
-    assert_eq!(std::fs::read(r.join("etc/motd")).unwrap(), b"replaced in layer 2\n");
     assert_eq!(
-        std::fs::read_link(r.join("etc/localtime")).unwrap().to_str(),
+        std::fs::read(r.join("opaque/new")).unwrap(),
+        b"new in layer 2\n"
+    );
+    assert_eq!(
+        std::fs::read(r.join("etc/motd")).unwrap(),
+        b"replaced in layer 2\n"
+    );
+    assert_eq!(
+        std::fs::read_link(r.join("etc/localtime"))
+            .unwrap()
+            .to_str(),
         Some("/usr/share/zoneinfo/Europe/Berlin")
     );
 
     if common::is_root() {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let md = std::fs::metadata(r.join("home/app/.profile")).unwrap();
-        assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (1000, 1000, 0o600));
-        assert!(std::fs::metadata(r.join("dev/null")).unwrap().file_type().is_char_device());
+        assert_eq!(
+            (md.uid(), md.gid(), md.mode() & 0o7777),
+            (1000, 1000, 0o600)
+        );
+        assert!(std::fs::metadata(r.join("dev/null"))
+            .unwrap()
+            .file_type()
+            .is_char_device());
     }
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(r.join("usr/bin/suid")).unwrap().mode() & 0o7777, 0o4755);
-    assert_eq!(std::fs::metadata(r.join("opaque")).unwrap().mode() & 0o7777, 0o750);
+    assert_eq!(
+        std::fs::metadata(r.join("usr/bin/suid")).unwrap().mode() & 0o7777,
+        0o4755
+    );
+    assert_eq!(
+        std::fs::metadata(r.join("opaque")).unwrap().mode() & 0o7777,
+        0o750
+    );
     assert_eq!(
         std::fs::metadata(r.join("usr/bin/tool")).unwrap().ino(),
-        std::fs::metadata(r.join("usr/bin/tool-link2")).unwrap().ino()
+        std::fs::metadata(r.join("usr/bin/tool-link2"))
+            .unwrap()
+            .ino()
     );
     assert_eq!(common::tree::hardlink_groups(&r).len(), 1);
 
     // zstd variant of the same image gives the same tree.
     let z = tmp.path().join("zstd");
-    run_image_unpack(&unpack_args(format!("oci:{}:zstd", layout.display()), &z), &store).unwrap();
+    run_image_unpack(
+        &unpack_args(format!("oci:{}:zstd", layout.display()), &z),
+        &store,
+    )
+    .unwrap();
     assert_same_tree(&r, &z.join("rootfs"), "gzip vs zstd");
 
     // Platform selection.
@@ -85,18 +118,35 @@ fn layout_unpack_matches_umoci() {
     };
     let err = prepare_bundle(&store, &src, &tmp.path().join("none"), None, &opts).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("linux/s390x") && msg.contains("linux/arm64/v8"), "{msg}");
-    assert!(!tmp.path().join("none").exists(), "failed unpack left a bundle behind");
+    assert!(
+        msg.contains("linux/s390x") && msg.contains("linux/arm64/v8"),
+        "{msg}"
+    );
+    assert!(
+        !tmp.path().join("none").exists(),
+        "failed unpack left a bundle behind"
+    );
 
     let Some(umoci) = common::tool("umoci", "umoci") else {
-        common::skip("layout_unpack_matches_umoci (umoci part)", "umoci is not installed and could not be installed");
+        common::skip(
+            "layout_unpack_matches_umoci (umoci part)",
+            "umoci is not installed and could not be installed",
+        );
         return;
     };
     if !common::is_root() {
-        common::skip("layout_unpack_matches_umoci (umoci part)", "umoci unpack needs root here");
+        common::skip(
+            "layout_unpack_matches_umoci (umoci part)",
+            "umoci unpack needs root here",
+        );
         return;
     }
     let theirs = tmp.path().join("umoci");
-    common::run(Command::new(umoci).args(["unpack", "--image"]).arg(format!("{}:amd64", layout.display())).arg(&theirs));
+    common::run(
+        Command::new(umoci)
+            .args(["unpack", "--image"])
+            .arg(format!("{}:amd64", layout.display()))
+            .arg(&theirs),
+    );
     assert_same_tree(&r, &theirs.join("rootfs"), "vmrun-image vs umoci");
 }

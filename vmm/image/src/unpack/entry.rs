@@ -209,7 +209,12 @@ impl<'a> LayerApplier<'a> {
         let target_shown = String::from_utf8_lossy(&raw).into_owned();
         let mut tcomps = normalize(&raw).map_err(|e| UnpackError::Unsafe {
             path: shown.to_string(),
-            reason: format!("hardlink target rejected: {e}"),
+            reason: match e {
+                UnpackError::Unsafe { reason, .. } => {
+                    format!("hardlink target {target_shown:?} rejected: {reason}")
+                }
+                other => format!("hardlink target {target_shown:?} rejected: {other}"),
+            },
         })?;
         let not_inside = || UnpackError::Unsafe {
             path: shown.to_string(),

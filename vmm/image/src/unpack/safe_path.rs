@@ -108,14 +108,15 @@ impl Root {
         let mut stack: Vec<OwnedFd> = Vec::new();
         let mut queue: VecDeque<OsString> = comps.iter().cloned().collect();
         let mut links = 0;
+        let mut last_link = String::new();
         while let Some(c) = queue.pop_front() {
             match c.as_bytes() {
                 b"" | b"." => continue,
                 b".." => {
                     if stack.pop().is_none() {
-                        return Err(unsafe_err(
-                            "a symlink on its path points above the rootfs".into(),
-                        ));
+                        return Err(unsafe_err(format!(
+                            "symlink {last_link:?} on its path points above the rootfs"
+                        )));
                     }
                     continue;
                 }
@@ -154,6 +155,7 @@ impl Root {
                         return Err(unsafe_err("too many levels of symlinks".into()));
                     }
                     let target = sys::readlinkat(cur, &c).map_err(|e| io_err("readlink", e))?;
+                    last_link = c.to_string_lossy().into_owned();
                     if target.first() == Some(&b'/') {
                         // Absolute targets are relative to the rootfs.
                         stack.clear();

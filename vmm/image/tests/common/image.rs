@@ -64,16 +64,47 @@ impl TarBuilder {
         self.raw(name.as_bytes(), EntryType::Regular, b"", mode, 0, 0, data)
     }
 
-    pub fn file_owned(&mut self, name: &str, mode: u32, uid: u64, gid: u64, data: &[u8]) -> &mut Self {
-        self.raw(name.as_bytes(), EntryType::Regular, b"", mode, uid, gid, data)
+    pub fn file_owned(
+        &mut self,
+        name: &str,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        data: &[u8],
+    ) -> &mut Self {
+        self.raw(
+            name.as_bytes(),
+            EntryType::Regular,
+            b"",
+            mode,
+            uid,
+            gid,
+            data,
+        )
     }
 
     pub fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
-        self.raw(name.as_bytes(), EntryType::Symlink, target.as_bytes(), 0o777, 0, 0, b"")
+        self.raw(
+            name.as_bytes(),
+            EntryType::Symlink,
+            target.as_bytes(),
+            0o777,
+            0,
+            0,
+            b"",
+        )
     }
 
     pub fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
-        self.raw(name.as_bytes(), EntryType::Link, target.as_bytes(), 0o644, 0, 0, b"")
+        self.raw(
+            name.as_bytes(),
+            EntryType::Link,
+            target.as_bytes(),
+            0o644,
+            0,
+            0,
+            b"",
+        )
     }
 
     pub fn fifo(&mut self, name: &str) -> &mut Self {
@@ -216,7 +247,11 @@ impl LayoutBuilder {
         d["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
         self.index.push(d);
         let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": self.index});
-        std::fs::write(self.dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+        std::fs::write(
+            self.dir.join("index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
     }
 }
 
@@ -300,7 +335,11 @@ pub fn build_test_layout(dir: &Path) -> LayoutBuilder {
     let amd64 = b.image(&test_layers(Comp::Gzip), test_config(), "amd64");
     let mut arm = TarBuilder::new();
     arm.file("arch-arm64", 0o644, b"arm64\n");
-    let arm64 = b.image(&[(arm.finish(), Comp::Gzip)], json!({"config": {"Cmd": ["/arm"]}}), "arm64");
+    let arm64 = b.image(
+        &[(arm.finish(), Comp::Gzip)],
+        json!({"config": {"Cmd": ["/arm"]}}),
+        "arm64",
+    );
     let mut arm64v = arm64.clone();
     arm64v["platform"]["variant"] = json!("v8");
     let idx = b.index(vec![arm64v, amd64.clone()]);

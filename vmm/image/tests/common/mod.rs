@@ -43,7 +43,9 @@ pub fn is_root() -> bool {
 
 /// Run a command, panicking with its output on failure.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
     if !out.status.success() {
         panic!(
             "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",

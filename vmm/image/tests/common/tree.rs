@@ -68,7 +68,11 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) {
                 format!("{:x}", Sha256::digest(&data))
             }),
             link: (kind == 'l').then(|| std::fs::read_link(&p).unwrap()),
-            rdev: if kind == 'c' || kind == 'b' { md.rdev() } else { 0 },
+            rdev: if kind == 'c' || kind == 'b' {
+                md.rdev()
+            } else {
+                0
+            },
         };
         out.insert(rel, node);
         if kind == 'd' {
@@ -80,7 +84,11 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) {
 /// Groups (size > 1) of regular files sharing an inode.
 pub fn hardlink_groups(root: &Path) -> BTreeSet<Vec<String>> {
     let mut by_ino: HashMap<u64, Vec<String>> = HashMap::new();
-    for rel in snapshot(root).into_iter().filter(|(_, n)| n.kind == 'f').map(|(k, _)| k) {
+    for rel in snapshot(root)
+        .into_iter()
+        .filter(|(_, n)| n.kind == 'f')
+        .map(|(k, _)| k)
+    {
         let ino = std::fs::symlink_metadata(root.join(&rel)).unwrap().ino();
         by_ino.entry(ino).or_default().push(rel);
     }
@@ -102,7 +110,9 @@ pub fn assert_same_tree(ours: &Path, theirs: &Path, what: &str) {
     for (k, v) in &a {
         match b.get(k) {
             None => diffs.push(format!("only in ours: {k} {v:?}")),
-            Some(w) if w != v => diffs.push(format!("differs: {k}\n   ours:   {v:?}\n   theirs: {w:?}")),
+            Some(w) if w != v => {
+                diffs.push(format!("differs: {k}\n   ours:   {v:?}\n   theirs: {w:?}"))
+            }
             _ => {}
         }
     }
@@ -113,7 +123,9 @@ pub fn assert_same_tree(ours: &Path, theirs: &Path, what: &str) {
     }
     let (ha, hb) = (hardlink_groups(ours), hardlink_groups(theirs));
     if ha != hb {
-        diffs.push(format!("hardlink groups differ:\n   ours:   {ha:?}\n   theirs: {hb:?}"));
+        diffs.push(format!(
+            "hardlink groups differ:\n   ours:   {ha:?}\n   theirs: {hb:?}"
+        ));
     }
     assert!(
         diffs.is_empty(),
