@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs vmrun's guest test batch where KVM guests can run, and exits with
+# the batch's status.
+#
+# 1. builds `vmrun` (release) and the vmrun-tests test binaries on this host
+#    (the work tree is read-only inside the test host, which has no cargo);
+# 2. builds the foreign busybox initramfs the tests boot;
+# 3. runs all vmrun-tests test binaries with VMRUN_REQUIRE_GUEST=1 (a guest
+#    test that cannot boot a guest FAILS instead of skipping) through
+#    tests/testhost/run.sh: directly on a host with hardware KVM, else inside
+#    ONE test host (QEMU TCG + emulated AMD SVM, see shared/TESTHOST.md).
+#
+# Needs the guest kernel and initramfs built (tests/setup.sh does it).
+# Environment: VMRUN_TESTHOST=auto|always|never, VMRUN_TEST_BOOT_TIMEOUT
+# (seconds per guest boot), VMRUN_GUEST_BATCH_TIMEOUT (seconds, whole batch).
+set -euo pipefail
+
+# shellcheck source=tests/testhost/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$VMRUN_REPO"
+target="$(cargo_target_dir)"
+cache="$(vmrun_cache_dir)"
+
+log "building vmrun (release)"
+cargo build --release -p vmrun
+export VMRUN_BIN="${VMRUN_BIN:-$target/release/vmrun}"
+[ -x "$VMRUN_BIN" ] || die "vmrun binary $VMRUN_BIN missing after the build"
+
+log "building the guest test binaries"
+mapfile -t test_bins < <(
+    cargo test -p vmrun-tests --no-run --message-format=json \
+        | jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and .executable != null) | .executable'
+)
+[ ${#test_bins[@]} -gt 0 ] || die "cargo built no vmrun-tests test binaries"
+for b in "${test_bins[@]}"; do log "  $b"; done
+
+export VMRUN_KERNEL="${VMRUN_KERNEL:-$cache/vmlinux}"
+export VMRUN_INITRD="${VMRUN_INITRD:-$cache/initramfs.cpio.gz}"
+[ -f "$VMRUN_KERNEL" ] || die "guest kernel $VMRUN_KERNEL is not built: run tests/setup.sh (or kernel-config/build.sh)"
+[ -f "$VMRUN_INITRD" ] || die "guest initramfs $VMRUN_INITRD is not built: run tests/setup.sh (or rootfs/build-initramfs.sh)"
+# Resolve the stable symlinks now: what the tests boot is what was built.
+VMRUN_KERNEL="$(readlink -f "$VMRUN_KERNEL")"
+VMRUN_INITRD="$(readlink -f "$VMRUN_INITRD")"
+
+results="$target/testhost/guest-tests-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$results"
+busybox_script="$VMRUN_REPO/rootfs/build-busybox-initramfs.sh"
+[ -x "$busybox_script" ] || die "$busybox_script is missing (owned by the kernel/agent engineer)"
+log "building the foreign busybox initramfs"
+"$busybox_script" "$results/busybox-initramfs.cpio.gz"
+export VMRUN_TEST_BUSYBOX_INITRD="$results/busybox-initramfs.cpio.gz"
+
+export VMRUN_REQUIRE_GUEST=1
+exec "$VMRUN_REPO/tests/testhost/run.sh" --name guest-tests --results "$results" \
+    --timeout "${VMRUN_GUEST_BATCH_TIMEOUT:-3000}" \
+    -- "$VMRUN_REPO/tests/testhost/guest-batch.sh" "${test_bins[@]}"

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Runs one command where KVM guests can run, and exits with its status.
+#
+#   tests/testhost/run.sh [--results DIR] [--timeout SECS] [--name NAME] -- CMD [ARG...]
+#
+# Where:
+# - on a host whose /dev/kvm runs stock guests (`vmrun check` exits 0), CMD
+#   runs directly;
+# - otherwise (e.g. a PVM host, see shared/TESTHOST.md) it boots ONE "test
+#   host" with virtme-ng: Debian's generic kernel under QEMU TCG with
+#   `-cpu max` (emulated AMD SVM), loads kvm-amd there and runs CMD inside,
+#   where /dev/kvm runs real guests (slowly: everything is emulated).
+#
+# The test host's console is not trusted for results: CMD's output and exit
+# status are written to files in a results directory shared read-write with
+# the test host (--rwdir), streamed here while it runs, and the status file
+# decides the exit status. No status file (test host did not boot, /dev/kvm
+# missing inside, timeout) is a failure, never a pass.
+#
+# Environment:
+#   VMRUN_BIN        vmrun binary used for `vmrun check` (required unless
+#                    VMRUN_TESTHOST is always/never)
+#   VMRUN_TESTHOST   auto (default) | always (force the test host) |
+#                    never (run directly whatever `vmrun check` says)
+#   VMRUN_TESTHOST_KERNEL  kernel for the test host (default: newest
+#                    generic /boot/vmlinuz-*-amd64)
+#   VMRUN_*, RUST_*  passed on to CMD (also inside the test host)
+set -euo pipefail
+
+# shellcheck source=tests/testhost/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+results=""
+timeout_secs=2400
+name="run"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --results) results="$2"; shift 2 ;;
+        --timeout) timeout_secs="$2"; shift 2 ;;
+        --name) name="$2"; shift 2 ;;
+        --) shift; break ;;
+        *) die "unknown option '$1' (usage: $0 [--results DIR] [--timeout SECS] [--name NAME] -- CMD [ARG...])" ;;
+    esac
+done
+[ $# -gt 0 ] || die "no command given (usage: $0 [options] -- CMD [ARG...])"
+
+if [ -z "$results" ]; then
+    results="$(cargo_target_dir)/testhost/$name-$(date -u +%Y%m%dT%H%M%SZ)-$$"
+fi
+mkdir -p "$results"
+results="$(cd "$results" && pwd)"
+output="$results/output.log"
+status_file="$results/status"
+rm -f "$status_file" "$results/started" "$results/kvm.log"
+: >"$output"
+
+# Decide where CMD runs.
+mode="${VMRUN_TESTHOST:-auto}"
+if [ "${VMRUN_IN_TESTHOST:-0}" = 1 ]; then
+    mode=never
+fi
+case "$mode" in
+    always) where=testhost ;;
+    never) where=direct ;;
+    auto)
+        [ -n "${VMRUN_BIN:-}" ] && [ -x "${VMRUN_BIN}" ] \
+            || die "VMRUN_BIN must point to a built vmrun binary (is '${VMRUN_BIN:-}'); build it with: cargo build --release -p vmrun"
+        if "$VMRUN_BIN" check >"$results/vmrun-check.log" 2>&1; then
+            where=direct
+        else
+            where=testhost
+        fi
+        log "vmrun check on this host:"
+        sed 's/^/    /' "$results/vmrun-check.log" >&2
+        ;;
+    *) die "VMRUN_TESTHOST must be auto, always or never (is '$mode')" ;;
+esac
+
+if [ "$where" = direct ]; then
+    log "running directly on this host's KVM: $*"
+    set +e
+    timeout --kill-after=30 "$timeout_secs" "$@" 2>&1 | tee -a "$output"
+    status=${PIPESTATUS[0]}
+    set -e
+    echo "$status" >"$status_file"
+    [ "$status" = 124 ] && log "command timed out after ${timeout_secs}s"
+    log "exit status $status (output: $output)"
+    exit "$status"
+fi
+
+# --- test host ---------------------------------------------------------
+vng="$(find_vng)" || die "virtme-ng (vng) not found; run tests/setup.sh (pip install virtme-ng)"
+kernel="${VMRUN_TESTHOST_KERNEL:-$(find_testhost_kernel || true)}"
+[ -n "$kernel" ] && [ -r "$kernel" ] \
+    || die "no generic Debian kernel /boot/vmlinuz-*-amd64 for the test host; run tests/setup.sh (apt-get install linux-image-amd64)"
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found; run tests/setup.sh (apt-get install qemu-system-x86)"
+
+# The script the test host runs. Everything it reports goes to files in
+# $results (shared read-write), never only to the console.
+inner="$results/inner.sh"
+{
+    echo '#!/bin/bash'
+    printf 'RES=%q\n' "$results"
+    echo 'date -u +%FT%TZ >"$RES/started"'
+    echo '{ modprobe kvm-amd; echo "modprobe kvm-amd: exit $?"; ls -l /dev/kvm; uname -r; nproc; } >"$RES/kvm.log" 2>&1'
+    echo 'if [ ! -c /dev/kvm ]; then'
+    echo '    echo "test host: /dev/kvm missing after modprobe kvm-amd (see kvm.log)" >>"$RES/output.log"'
+    echo '    echo 97 >"$RES/status"; sync; exit 97'
+    echo 'fi'
+    echo 'export VMRUN_IN_TESTHOST=1'
+    # Pass the caller's VMRUN_* / RUST_* settings through.
+    while IFS= read -r var; do
+        case "$var" in VMRUN_IN_TESTHOST | VMRUN_TESTHOST) continue ;; esac
+        printf 'export %s=%q\n' "$var" "${!var}"
+    done < <(compgen -e | grep -E '^(VMRUN_|RUST_)' || true)
+    printf 'cd %q\n' "$PWD"
+    # Inner timeout a little shorter than the outer one, so a hanging CMD
+    # still leaves a status file behind.
+    printf 'timeout --kill-after=20 %q' "$((timeout_secs > 120 ? timeout_secs - 90 : timeout_secs))"
+    printf ' %q' "$@"
+    echo ' >>"$RES/output.log" 2>&1 </dev/null'
+    echo 'st=$?'
+    echo 'echo "$st" >"$RES/status.tmp" && mv "$RES/status.tmp" "$RES/status"'
+    echo 'sync'
+    echo 'exit "$st"'
+} >"$inner"
+chmod +x "$inner"
+
+log "this host's KVM cannot run stock guests: booting the test host (QEMU TCG + emulated AMD SVM, $(basename "$kernel")) to run: $*"
+log "results: $results"
+start=$(date +%s)
+set +e
+# stdin: vng dies in its terminal set-up without one.
+timeout --kill-after=30 "$timeout_secs" \
+    "$vng" -r "$kernel" --disable-kvm --force-9p --disable-microvm \
+    --cpus "${VMRUN_TESTHOST_CPUS:-2}" --memory "${VMRUN_TESTHOST_MEMORY:-2G}" \
+    --qemu-opts="-cpu max" --rwdir "$results" \
+    -- "$inner" </dev/null >"$results/testhost-console.log" 2>&1 &
+vng_pid=$!
+# Stream CMD's output from the results file while the test host runs.
+tail -n +1 --pid="$vng_pid" -f "$output" &
+tail_pid=$!
+wait "$vng_pid"
+vng_status=$?
+wait "$tail_pid" 2>/dev/null
+set -e
+elapsed=$(($(date +%s) - start))
+
+if [ ! -f "$results/started" ]; then
+    log "the test host did not boot or did not run the command (vng exit $vng_status after ${elapsed}s); last console lines:"
+    tail -n 40 "$results/testhost-console.log" >&2 || true
+    exit 98
+fi
+if [ ! -f "$status_file" ]; then
+    if [ "$vng_status" = 124 ] || [ "$vng_status" = 137 ]; then
+        log "the test host timed out after ${timeout_secs}s before the command finished"
+    else
+        log "the test host ended (vng exit $vng_status) without the command's exit status"
+    fi
+    log "last console lines:"
+    tail -n 40 "$results/testhost-console.log" >&2 || true
+    exit 99
+fi
+status="$(cat "$status_file")"
+case "$status" in '' | *[!0-9]*) die "corrupt status file $status_file: '$status'" ;; esac
+[ "$status" = 124 ] && log "command timed out inside the test host"
+[ "$status" = 97 ] && { log "kvm inside the test host:"; cat "$results/kvm.log" >&2 || true; }
+if [ "$vng_status" != "$status" ]; then
+    log "note: vng exited $vng_status, the command's status file says $status (the file is authoritative)"
+fi
+log "exit status $status inside the test host (${elapsed}s including its boot; output: $output)"
+exit "$status"
