@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Builds vmrun's guest initramfs: the static agent (package vmrun-agent) as
+# /init plus the mount points and a /dev/console node, as a gzip'd cpio
+# "newc" archive. Reproducible: sorted entries, owner 0:0, mtime 0, inode
+# numbers by position, `gzip -n` (same agent binary -> same bytes).
+#
+# Result (contract 1):
+#   ${VMRUN_CACHE_DIR:-/var/cache/vmrun}/initramfs/<hash>/initramfs.cpio.gz
+#   ${VMRUN_CACHE_DIR:-/var/cache/vmrun}/initramfs.cpio.gz -> initramfs/<hash>/...
+# <hash> = sha256 over the stripped agent binary, the archive spec and these
+# scripts. The path is printed on stdout; progress goes to stderr.
+#
+# The agent is built as contract 7 says (static glibc, explicit --target)
+# into ${CARGO_TARGET_DIR:-<repo>/target}.
+#
+# Usage: rootfs/build-initramfs.sh [--no-install]
+set -Eeuo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+CACHE=${VMRUN_CACHE_DIR:-/var/cache/vmrun}
+TARGET=x86_64-unknown-linux-gnu
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+MTIME=0
+
+# shellcheck source=lib/common.sh
+source "$HERE/lib/common.sh"
+# shellcheck source=lib/cpio-newc.sh
+source "$HERE/lib/cpio-newc.sh"
+LOG_PREFIX=initramfs
+
+install=1
+for arg in "$@"; do
+    case "$arg" in
+        --no-install) install=0 ;;
+        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$arg' (see --help)" ;;
+    esac
+done
+
+ensure_packages "$install" gzip binutils libseccomp-dev build-essential
+command -v cargo >/dev/null || die "cargo not found (install Rust with rustup: https://rustup.rs)"
+
+log "building the agent (static, --target $TARGET) into $CARGO_TARGET_DIR"
+(
+    cd "$REPO"
+    LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
+    RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --release -p vmrun-agent --target "$TARGET" >&2
+) || die "building vmrun-agent failed"
+agent="$CARGO_TARGET_DIR/$TARGET/release/vmrun-agent"
+[[ -x $agent ]] || die "no agent binary at $agent"
+if readelf -lW "$agent" | grep -q 'program interpreter'; then
+    die "$agent is dynamically linked (needs an ELF interpreter); the guest has no libc"
+fi
+
+mkdir -p "$CACHE/initramfs"
+stage=$(mktemp -d "$CACHE/initramfs/.stage.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+strip -o "$stage/init" "$agent"
+
+cat > "$stage/spec" <<SPEC
+file init 0755 $stage/init
+dir dev 0755
+nod dev/console 0600 c 5 1
+dir proc 0555
+dir sys 0555
+dir run 0755
+dir tmp 1777
+dir root 0700
+SPEC
+
+hash=$({
+    echo "agent"; sha256sum < "$stage/init"
+    echo "spec"; sed "s|$stage/||" "$stage/spec"
+    echo "scripts"; cat "${BASH_SOURCE[0]}" "$HERE/lib/cpio-newc.sh" "$HERE/lib/common.sh"
+} | sha256sum | cut -d' ' -f1)
+out="$CACHE/initramfs/$hash/initramfs.cpio.gz"
+
+if [[ ! -s $out ]]; then
+    cpio_newc_from_spec "$stage/spec" "$MTIME" | gzip -n -9 > "$stage/initramfs.cpio.gz"
+    rm -f "$stage/spec" "$stage/init"
+    # Rename into place; a concurrent identical build may win, fine.
+    mv -T "$stage" "$CACHE/initramfs/$hash" 2>/dev/null || [[ -s $out ]] \
+        || die "could not move the archive into $CACHE/initramfs/$hash"
+    log "built $out ($(stat -c %s "$out") bytes)"
+else
+    log "cache hit: $out"
+fi
+publish_symlink "$CACHE" "initramfs/$hash/initramfs.cpio.gz" "$CACHE/initramfs.cpio.gz"
+echo "$out"
