@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap};
 
 /// Largest total buffer length of one chain this crate accepts (virtio
@@ -98,6 +98,22 @@ pub type Popped = (u16, Result<Chain, ChainError>);
 /// is malformed; give it back with `complete(.., head, 0)` and carry on.
 /// `Err(_)`: the queue itself is broken (e.g. the avail index jumped); stop.
 pub fn pop_chain(mem: &GuestMemoryMmap, queue: &mut Queue) -> Result<Option<Popped>, ChainError> {
+    Ok(pop_raw_chain(mem, queue)?.map(|(raw, chain)| (raw.head_index(), chain)))
+}
+
+/// A popped raw descriptor chain (for libraries that walk chains
+/// themselves) with the result of validating it.
+pub type PoppedRaw<'a> = (
+    DescriptorChain<&'a GuestMemoryMmap>,
+    Result<Chain, ChainError>,
+);
+
+/// Like [`pop_chain`], but also returns the raw chain. Hand the raw chain
+/// to other code only if validation succeeded.
+pub fn pop_raw_chain<'a>(
+    mem: &'a GuestMemoryMmap,
+    queue: &mut Queue,
+) -> Result<Option<PoppedRaw<'a>>, ChainError> {
     let mut iter = queue.iter(mem).map_err(|e| match e {
         virtio_queue::Error::InvalidAvailRingIndex => ChainError::AvailIndexJump,
         other => ChainError::Queue(other.to_string()),
@@ -106,13 +122,14 @@ pub fn pop_chain(mem: &GuestMemoryMmap, queue: &mut Queue) -> Result<Option<Popp
         return Ok(None);
     };
     let head = desc_chain.head_index();
-    Ok(Some((head, validate(mem, head, desc_chain))))
+    let validated = validate(mem, head, desc_chain.clone());
+    Ok(Some((desc_chain, validated)))
 }
 
 fn validate(
     mem: &GuestMemoryMmap,
     head: u16,
-    desc_chain: virtio_queue::DescriptorChain<&GuestMemoryMmap>,
+    desc_chain: DescriptorChain<&GuestMemoryMmap>,
 ) -> Result<Chain, ChainError> {
     let mut chain = Chain {
         head,

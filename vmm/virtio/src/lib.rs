@@ -9,6 +9,7 @@ pub mod block;
 pub mod chain;
 pub mod defs;
 pub mod device;
+pub mod fs;
 pub mod interrupt;
 pub mod mmio;
 pub mod vsock;

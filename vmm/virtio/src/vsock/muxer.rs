@@ -184,6 +184,11 @@ impl Muxer {
         if !conn.pending.is_empty() {
             events |= EventSet::OUT;
         }
+        if events == EventSet::ONE_SHOT {
+            // Nothing to wait for: stay disarmed, or a hung-up socket would
+            // report EPOLLHUP on every wait and spin the worker.
+            return;
+        }
         if let Err(e) = epoll.ctl(
             ControlOperation::Modify,
             conn.stream.as_raw_fd(),

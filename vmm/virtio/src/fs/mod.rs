@@ -1,0 +1,284 @@
+//! virtio-fs served in process: fuse-backend-rs's `PassthroughFs` over the
+//! virtio queues, sharing one host directory read-write or read-only.
+
+pub mod readonly;
+
+use std::io;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fuse_backend_rs::api::server::Server;
+use fuse_backend_rs::passthrough::{Config, PassthroughFs};
+use fuse_backend_rs::transport::{Reader, VirtioFsWriter};
+use tracing::warn;
+use virtio_queue::QueueT;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::epoll::{Epoll, EventSet};
+
+use crate::chain::{complete, pop_raw_chain};
+use crate::defs::{feature, TYPE_FS, VIRTIO_RING_F_INDIRECT_DESC};
+use crate::device::{read_config_bytes, ActivateError, ActiveQueue, VirtioDevice};
+use crate::interrupt::Interrupt;
+use crate::worker::{EventHandler, Worker};
+
+/// Size of the hiprio and request queues.
+pub const QUEUE_SIZE: u16 = 256;
+/// Longest tag the config space holds.
+pub const MAX_TAG_LEN: usize = 36;
+
+/// Errors creating a virtio-fs device.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// The tag is empty, too long or not UTF-8 without NULs.
+    #[error("invalid virtio-fs tag {0:?}: must be 1..={MAX_TAG_LEN} bytes without NUL")]
+    BadTag(String),
+    /// The shared directory is not usable.
+    #[error("cannot share directory {path}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+type FsServer = Server<Arc<PassthroughFs>>;
+
+/// A virtio-fs device.
+pub struct Fs {
+    config: Vec<u8>,
+    server: Arc<FsServer>,
+    read_only: bool,
+    worker: Option<Worker>,
+    queue_sizes: [u16; 2],
+}
+
+impl std::fmt::Debug for Fs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fs")
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fs {
+    /// Shares `dir` under `tag` (the guest mounts it with
+    /// `mount -t virtiofs TAG /mnt`); `read_only` refuses every change.
+    pub fn new(tag: &str, dir: &Path, read_only: bool) -> Result<Self, FsError> {
+        if tag.is_empty() || tag.len() > MAX_TAG_LEN || tag.contains('\0') {
+            return Err(FsError::BadTag(tag.to_string()));
+        }
+        let dir_err = |source| FsError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(dir).map_err(dir_err)?;
+        if !meta.is_dir() {
+            return Err(dir_err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            )));
+        }
+        let root_dir = dir
+            .to_str()
+            .ok_or_else(|| {
+                dir_err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "path is not UTF-8",
+                ))
+            })?
+            .to_string();
+        let cfg = Config {
+            root_dir,
+            do_import: true,
+            xattr: false,
+            ..Default::default()
+        };
+        let fs = PassthroughFs::new(cfg).map_err(dir_err)?;
+        fs.import().map_err(dir_err)?;
+        let mut config = vec![0u8; MAX_TAG_LEN + 4];
+        for (d, s) in config.iter_mut().zip(tag.bytes()) {
+            *d = s;
+        }
+        // num_request_queues = 1 (little endian), after the tag.
+        if let Some(n) = config.get_mut(MAX_TAG_LEN) {
+            *n = 1;
+        }
+        Ok(Self {
+            config,
+            server: Arc::new(Server::new(Arc::new(fs))),
+            read_only,
+            worker: None,
+            queue_sizes: [QUEUE_SIZE; 2],
+        })
+    }
+}
+
+impl Fs {
+    /// The FUSE server (for tests driving the queue functions directly).
+    #[cfg(test)]
+    pub(crate) fn server(&self) -> &FsServer {
+        &self.server
+    }
+}
+
+impl VirtioDevice for Fs {
+    fn device_type(&self) -> u32 {
+        TYPE_FS
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &self.queue_sizes
+    }
+
+    fn avail_features(&self) -> u64 {
+        feature(VIRTIO_RING_F_INDIRECT_DESC)
+    }
+
+    fn ack_features(&mut self, _features: u64) {}
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.config, offset, data);
+    }
+
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        warn!(
+            offset,
+            len = data.len(),
+            "virtio-fs: config space is read-only"
+        );
+    }
+
+    fn activate(
+        &mut self,
+        mem: GuestMemoryMmap,
+        interrupt: Arc<Interrupt>,
+        queues: Vec<ActiveQueue>,
+    ) -> Result<(), ActivateError> {
+        if self.worker.is_some() {
+            return Err(ActivateError::AlreadyActive);
+        }
+        if queues.len() != 2 {
+            return Err(ActivateError::QueueCount {
+                expected: 2,
+                got: queues.len(),
+            });
+        }
+        let handler = FsWorker {
+            mem,
+            interrupt,
+            queues,
+            server: self.server.clone(),
+            read_only: self.read_only,
+        };
+        self.worker = Some(Worker::spawn("virtio-fs", handler).map_err(ActivateError::Worker)?);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        if let Some(mut worker) = self.worker.take() {
+            worker.stop();
+        }
+    }
+}
+
+/// The event glue of an active virtio-fs device.
+struct FsWorker {
+    mem: GuestMemoryMmap,
+    interrupt: Arc<Interrupt>,
+    queues: Vec<ActiveQueue>,
+    server: Arc<FsServer>,
+    read_only: bool,
+}
+
+impl EventHandler for FsWorker {
+    fn initial_fds(&self) -> Vec<(RawFd, u64)> {
+        self.queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| (q.notify.as_raw_fd(), i as u64))
+            .collect()
+    }
+
+    fn handle_event(&mut self, token: u64, _events: EventSet, _epoll: &Epoll) {
+        let Some(q) = usize::try_from(token)
+            .ok()
+            .and_then(|i| self.queues.get_mut(i))
+        else {
+            return;
+        };
+        let _ = q.notify.read();
+        match process_fs_queue(&self.mem, &mut q.queue, &self.server, self.read_only) {
+            Ok(0) => {}
+            Ok(_) => {
+                if let Err(e) = self.interrupt.signal_used_queue() {
+                    warn!(error = %e, "virtio-fs: cannot raise interrupt");
+                }
+            }
+            Err(e) => warn!(error = %e, "virtio-fs: queue broken; waiting for a reset"),
+        }
+    }
+}
+
+/// Serves every FUSE request available on `queue`. Returns the number of
+/// chains given back.
+pub fn process_fs_queue(
+    mem: &GuestMemoryMmap,
+    queue: &mut virtio_queue::Queue,
+    server: &FsServer,
+    read_only: bool,
+) -> Result<usize, crate::chain::ChainError> {
+    let mut done = 0usize;
+    for _ in 0..queue.size() {
+        let Some((raw, chain)) = pop_raw_chain(mem, queue)? else {
+            break;
+        };
+        let head = raw.head_index();
+        let len = match chain {
+            Err(e) => {
+                warn!(error = %e, "virtio-fs: malformed descriptor chain");
+                0
+            }
+            Ok(chain) => match readonly::in_header(mem, &chain) {
+                None => 0,
+                Some(h) if read_only && readonly::is_mutating(mem, &chain, h) => {
+                    readonly::reply_error(mem, &chain, h.unique, libc::EROFS)
+                }
+                Some(_) => serve(mem, raw, server),
+            },
+        };
+        complete(mem, queue, head, len)?;
+        done += 1;
+    }
+    Ok(done)
+}
+
+fn serve(
+    mem: &GuestMemoryMmap,
+    raw: virtio_queue::DescriptorChain<&GuestMemoryMmap>,
+    server: &FsServer,
+) -> u32 {
+    let reader = match Reader::from_descriptor_chain(mem, raw.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "virtio-fs: bad request buffers");
+            return 0;
+        }
+    };
+    let writer = match VirtioFsWriter::new(mem, raw) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!(error = %e, "virtio-fs: bad reply buffers");
+            return 0;
+        }
+    };
+    match server.handle_message(reader, writer.into(), None, None) {
+        Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
+        Err(e) => {
+            warn!(error = %e, "virtio-fs: request failed");
+            0
+        }
+    }
+}
