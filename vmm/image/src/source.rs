@@ -121,7 +121,15 @@ pub fn resolve(
         ImageSource::Registry(r) => {
             let name = r.to_string();
             if policy != PullPolicy::Always {
-                if let Some(desc) = store.lookup(&name)? {
+                let stored = store.lookup(&name)?.filter(|d| match d.platform() {
+                    Some(p) => opts.platform.matches(
+                        &p.os().to_string(),
+                        &p.architecture().to_string(),
+                        p.variant().as_deref(),
+                    ),
+                    None => true,
+                });
+                if let Some(desc) = stored {
                     return Ok((
                         ResolvedImage::load(store, &name, &desc)?,
                         FetchStats::default(),

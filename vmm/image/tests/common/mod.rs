@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod image;
+pub mod registry;
 pub mod tree;
 
 use std::path::PathBuf;
