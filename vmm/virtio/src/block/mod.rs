@@ -63,9 +63,10 @@ impl Block {
             .map_err(open_err)?;
         let len = file.metadata().map_err(open_err)?.len();
         let mut id = [0u8; ID_BYTES];
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        for (d, s) in id.iter_mut().zip(name.unwrap_or_default().bytes()) {
-            *d = s;
+        if let Some(name) = path.file_name() {
+            for (d, s) in id.iter_mut().zip(name.as_encoded_bytes()) {
+                *d = *s;
+            }
         }
         Ok(Self::from_disk(Disk {
             file,

@@ -67,7 +67,7 @@ pub fn execute(mem: &GuestMemoryMmap, disk: &Disk, chain: &Chain) -> u32 {
     if write_to(mem, &chain.writable, status_offset, &[status]).is_err() {
         return 0;
     }
-    u32::try_from(data_written + 1).unwrap_or(u32::MAX)
+    (data_written + 1).min(u64::from(u32::MAX)) as u32
 }
 
 fn le_u32(b: &[u8]) -> u32 {
@@ -94,8 +94,9 @@ fn run(
     header: &[u8; HEADER_LEN as usize],
     data_in_len: u64,
 ) -> (u8, u64) {
-    let request_type = le_u32(&header[0..4]);
-    let sector = le_u64(&header[8..16]);
+    let (kind, rest) = header.split_at(4);
+    let request_type = le_u32(kind);
+    let sector = le_u64(rest.get(4..).map_or(&[][..], |s| s));
     match request_type {
         VIRTIO_BLK_T_IN => {
             let Some(offset) = checked_range(disk, sector, data_in_len) else {
@@ -139,7 +140,10 @@ fn run(
         }
         VIRTIO_BLK_T_GET_ID => {
             let n = data_in_len.min(ID_BYTES as u64);
-            let id = disk.id.get(..n as usize).unwrap_or_default();
+            let id = match disk.id.get(..n as usize) {
+                Some(id) => id,
+                None => &disk.id,
+            };
             match write_to(mem, &chain.writable, 0, id) {
                 Ok(()) => (VIRTIO_BLK_S_OK, n),
                 Err(_) => (VIRTIO_BLK_S_IOERR, 0),

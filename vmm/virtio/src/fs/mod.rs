@@ -275,7 +275,7 @@ fn serve(
         }
     };
     match server.handle_message(reader, writer.into(), None, None) {
-        Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
+        Ok(n) => n.min(u32::MAX as usize) as u32,
         Err(e) => {
             warn!(error = %e, "virtio-fs: request failed");
             0

@@ -3,5 +3,6 @@
 mod block_tests;
 mod chain_tests;
 mod fs_tests;
+mod fuzz_tests;
 mod mmio_tests;
 mod vsock_tests;

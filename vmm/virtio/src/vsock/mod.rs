@@ -83,9 +83,8 @@ pub struct VsockHost {
 }
 
 impl VsockHost {
-    /// A handle over `shared`, for tests driving a bare muxer.
-    #[cfg(test)]
-    pub(crate) fn for_tests(shared: Arc<Shared>) -> Self {
+    /// A handle over `shared`, for code driving a bare [`Muxer`].
+    pub fn from_shared(shared: Arc<Shared>) -> Self {
         Self { shared }
     }
 

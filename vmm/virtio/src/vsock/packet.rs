@@ -51,7 +51,9 @@ pub struct Header {
 fn u16_at(b: &[u8; PKT_HEADER_SIZE], at: usize) -> u16 {
     let mut a = [0u8; 2];
     for (i, d) in a.iter_mut().enumerate() {
-        *d = b.get(at + i).copied().unwrap_or(0);
+        if let Some(v) = b.get(at + i) {
+            *d = *v;
+        }
     }
     u16::from_le_bytes(a)
 }
@@ -59,7 +61,9 @@ fn u16_at(b: &[u8; PKT_HEADER_SIZE], at: usize) -> u16 {
 fn u32_at(b: &[u8; PKT_HEADER_SIZE], at: usize) -> u32 {
     let mut a = [0u8; 4];
     for (i, d) in a.iter_mut().enumerate() {
-        *d = b.get(at + i).copied().unwrap_or(0);
+        if let Some(v) = b.get(at + i) {
+            *d = *v;
+        }
     }
     u32::from_le_bytes(a)
 }
@@ -67,7 +71,9 @@ fn u32_at(b: &[u8; PKT_HEADER_SIZE], at: usize) -> u32 {
 fn u64_at(b: &[u8; PKT_HEADER_SIZE], at: usize) -> u64 {
     let mut a = [0u8; 8];
     for (i, d) in a.iter_mut().enumerate() {
-        *d = b.get(at + i).copied().unwrap_or(0);
+        if let Some(v) = b.get(at + i) {
+            *d = *v;
+        }
     }
     u64::from_le_bytes(a)
 }
