@@ -18,6 +18,8 @@ use crate::interrupt::Interrupt;
 use crate::worker::{EventHandler, Worker};
 use request::{Disk, ID_BYTES, SECTOR_SIZE};
 
+/// Feature bit: `seg_max` in the config space is valid.
+pub const VIRTIO_BLK_F_SEG_MAX: u32 = 2;
 /// Feature bit: the device is read-only.
 pub const VIRTIO_BLK_F_RO: u32 = 5;
 /// Feature bit: the device supports FLUSH.
@@ -43,7 +45,7 @@ pub enum BlockError {
 #[derive(Debug)]
 pub struct Block {
     disk: Option<Arc<Disk>>,
-    config: [u8; 8],
+    config: [u8; 16],
     features: u64,
     worker: Option<Worker>,
     queue_sizes: [u16; 1],
@@ -78,8 +80,19 @@ impl Block {
 
     /// Wraps an already open disk.
     pub fn from_disk(disk: Disk) -> Self {
+        // capacity (u64), size_max (u32, not offered), seg_max (u32).
+        let mut config = [0u8; 16];
+        for (d, s) in config.iter_mut().zip(
+            disk.sectors
+                .to_le_bytes()
+                .into_iter()
+                .chain(0u32.to_le_bytes())
+                .chain(u32::from(QUEUE_SIZE - 2).to_le_bytes()),
+        ) {
+            *d = s;
+        }
         Self {
-            config: disk.sectors.to_le_bytes(),
+            config,
             disk: Some(Arc::new(disk)),
             features: 0,
             worker: None,
@@ -89,7 +102,7 @@ impl Block {
 
     /// Capacity in 512-byte sectors.
     pub fn sectors(&self) -> u64 {
-        u64::from_le_bytes(self.config)
+        self.disk.as_ref().map_or(0, |d| d.sectors)
     }
 
     fn read_only(&self) -> bool {
@@ -107,7 +120,9 @@ impl VirtioDevice for Block {
     }
 
     fn avail_features(&self) -> u64 {
-        let mut f = feature(VIRTIO_BLK_F_FLUSH) | feature(VIRTIO_RING_F_INDIRECT_DESC);
+        let mut f = feature(VIRTIO_BLK_F_FLUSH)
+            | feature(VIRTIO_BLK_F_SEG_MAX)
+            | feature(VIRTIO_RING_F_INDIRECT_DESC);
         if self.read_only() {
             f |= feature(VIRTIO_BLK_F_RO);
         }

@@ -198,6 +198,9 @@ fn end_to_end_through_mmio_and_worker_thread() {
     let mut cap = [0u8; 8];
     t.bus_read(0x100, &mut cap);
     assert_eq!(u64::from_le_bytes(cap), SECTORS);
+    let mut seg_max = [0u8; 4];
+    t.bus_read(0x10c, &mut seg_max);
+    assert_eq!(u32::from_le_bytes(seg_max), 254);
     let rings = bring_up(&mut t, feature(VIRTIO_RING_F_INDIRECT_DESC), 16);
     let r = rings[0];
     header(&mem, VIRTIO_BLK_T_IN, 1);

@@ -551,3 +551,62 @@ fn bulk_guest_to_host_stream_respects_host_credit() {
     assert_eq!(got.len(), data.len());
     assert!(got == data, "stream corrupted");
 }
+
+/// Guest writes a lot, then closes (SHUTDOWN both, optionally followed by
+/// RST as Linux does after its close timeout) before the host has read
+/// anything: every byte still reaches the host, then EOF.
+fn close_with_unread_data(rst_too: bool) {
+    let mut g = Guest::new();
+    let mut s = g.connect_to_host(5000, 1024);
+    let data = pattern(CONN_BUF_ALLOC as usize - 1000);
+    for chunk in data.chunks(3000) {
+        g.send(g.hdr(5000, 1024, OP_RW), chunk);
+    }
+    let mut h = g.hdr(5000, 1024, OP_SHUTDOWN);
+    h.flags = SHUTDOWN_RCV | SHUTDOWN_SEND;
+    g.send(h, &[]);
+    if rst_too {
+        g.send(g.hdr(5000, 1024, OP_RST), &[]);
+    }
+    assert!(
+        g.muxer.pending_bytes() > 0,
+        "test needs data the socket could not take"
+    );
+    assert!(g.muxer.pending_bytes() <= CONN_BUF_ALLOC as usize);
+    assert!(
+        !ops(&g.pump()).contains(&OP_RST),
+        "reset before the data was delivered"
+    );
+    s.set_nonblocking(true).unwrap();
+    let (mut got, mut eof, mut rst) = (Vec::new(), false, false);
+    for _ in 0..100_000 {
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => eof = true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+        rst |= ops(&g.pump()).contains(&OP_RST);
+        if eof {
+            break;
+        }
+    }
+    assert!(eof, "no EOF");
+    assert!(got == data, "lost data: {} of {}", got.len(), data.len());
+    assert_eq!(
+        rst, !rst_too,
+        "RST answers a close only if the guest did not reset"
+    );
+    assert_eq!(g.muxer.connection_count(), 0);
+}
+
+#[test]
+fn guest_close_delivers_unread_data_before_reset() {
+    close_with_unread_data(false);
+}
+
+#[test]
+fn guest_reset_after_close_still_delivers_unread_data() {
+    close_with_unread_data(true);
+}

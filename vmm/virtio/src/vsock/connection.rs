@@ -52,6 +52,9 @@ pub struct Connection {
     pub guest_shut_rcv: bool,
     /// We asked the guest for credit and wait for an answer.
     pub credit_requested: bool,
+    /// The guest reset the connection after closing it; only pending data
+    /// remains to be delivered to the host end.
+    pub guest_gone: bool,
 }
 
 impl Connection {
@@ -74,6 +77,7 @@ impl Connection {
             guest_shut_send: false,
             guest_shut_rcv: false,
             credit_requested: false,
+            guest_gone: false,
         })
     }
 

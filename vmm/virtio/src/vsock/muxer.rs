@@ -112,6 +112,12 @@ impl Muxer {
         self.conns.len()
     }
 
+    /// Guest data held in memory, not yet taken by host ends (bounded by
+    /// the credit given to the guest per connection).
+    pub fn pending_bytes(&self) -> usize {
+        self.conns.values().map(|c| c.pending.len()).sum()
+    }
+
     fn header(&self, key: Key, op: u16, flags: u32) -> Header {
         Header {
             src_cid: HOST_CID,
@@ -177,7 +183,8 @@ impl Muxer {
         let wants_read = conn.state == State::Established
             && !conn.readable
             && !conn.host_eof
-            && !conn.guest_shut_rcv;
+            && !conn.guest_shut_rcv
+            && !conn.guest_gone;
         if wants_read {
             events |= EventSet::IN | EventSet::READ_HANG_UP;
         }
@@ -286,7 +293,17 @@ impl Muxer {
         };
         conn.update_peer_credit(hdr.buf_alloc, hdr.fwd_cnt);
         match (conn.state, hdr.op) {
-            (_, OP_RST) => self.remove(key, epoll),
+            (_, OP_RST) => {
+                if conn.guest_shut_send && !conn.pending.is_empty() {
+                    // The guest gave up waiting for our answer to its close
+                    // (Linux does after 8 s): still deliver what it sent.
+                    conn.guest_gone = true;
+                    self.rearm(key, epoll);
+                } else {
+                    self.remove(key, epoll);
+                }
+                return;
+            }
             (State::Connecting, OP_RESPONSE) => {
                 conn.state = State::Established;
                 conn.readable = true;
@@ -304,13 +321,12 @@ impl Muxer {
             (State::Established, OP_SHUTDOWN) => {
                 conn.guest_shut_rcv |= hdr.flags & SHUTDOWN_RCV != 0;
                 conn.guest_shut_send |= hdr.flags & SHUTDOWN_SEND != 0;
-                if conn.guest_shut_rcv && conn.guest_shut_send {
-                    // The guest closed its socket: deliver what it sent, then RST.
-                    let _ = conn.flush();
-                    self.reset(key, epoll);
+                // On a full close, `flush` sends the RST once everything
+                // the guest sent has reached the host end.
+                self.flush(key, epoll);
+                if !self.conns.contains_key(&key) {
                     return;
                 }
-                self.flush(key, epoll);
             }
             _ => {
                 warn!(?key, op = hdr.op, "vsock: unexpected packet; resetting");
@@ -384,7 +400,16 @@ impl Muxer {
                 if all && conn.guest_shut_send {
                     let _ = conn.stream.shutdown(std::net::Shutdown::Write);
                 }
-                if conn.needs_credit_update() {
+                if all && conn.guest_gone {
+                    self.remove(key, epoll);
+                    return;
+                }
+                if all && conn.guest_shut_send && conn.guest_shut_rcv {
+                    // The guest closed its socket and all it sent is delivered.
+                    self.reset(key, epoll);
+                    return;
+                }
+                if conn.needs_credit_update() && !conn.guest_shut_send {
                     self.queue_control(key, OP_CREDIT_UPDATE, 0);
                 }
             }
@@ -405,7 +430,7 @@ impl Muxer {
                 conn.readable = true;
             }
         }
-        if events.contains(EventSet::OUT) {
+        if events.intersects(EventSet::OUT | EventSet::HANG_UP | EventSet::ERROR) {
             self.flush(key, epoll);
         }
         self.rearm(key, epoll);
@@ -471,7 +496,8 @@ impl Muxer {
             let can = conn.state == State::Established
                 && conn.readable
                 && !conn.host_eof
-                && !conn.guest_shut_rcv;
+                && !conn.guest_shut_rcv
+                && !conn.guest_gone;
             if !can {
                 continue;
             }
