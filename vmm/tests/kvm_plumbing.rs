@@ -358,3 +358,44 @@ fn machine_config_is_validated_before_touching_kvm() {
     assert!(vmrun::error_chain(&err).contains("--cpus"), "{err}");
     assert!(Path::new("/").exists());
 }
+
+#[test]
+fn virtio_mmio_slots_are_mounted_and_reachable() {
+    if !kvm_usable() {
+        return;
+    }
+    let cfg = config(1, true);
+    let console = SharedBuffer::new();
+    let mut machine = Machine::new(
+        &cfg,
+        Box::new(console.clone()),
+        Arc::new(Timings::new(Instant::now())),
+    )
+    .unwrap();
+    let probe = Arc::new(Mutex::new(MmioProbe::default()));
+    let first = machine.allocate_mmio_slot().unwrap();
+    let evt = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap();
+    machine.vm().register_irqfd(&evt, first.irq).unwrap();
+    machine.mount_mmio_device(first, probe.clone()).unwrap();
+    let second = machine.allocate_mmio_slot().unwrap();
+    assert_eq!(second.base, first.base + first.size);
+    assert_eq!(second.irq, first.irq + 1);
+    assert_eq!(machine.mmio_devices(), &[first]);
+    // A guest store to the slot's first register reaches the device.
+    let addr = first.base.to_le_bytes();
+    let code = [
+        0xb8, addr[0], addr[1], addr[2], addr[3], // mov eax, base
+        0xc7, 0x00, 0x01, 0x00, 0x00, 0x00, // mov dword [eax], 1
+        0xb0, 0xfe, 0xe6, 0x64, // i8042 reset
+        0xeb, 0xfe,
+    ];
+    put(&machine, CODE, &code);
+    machine
+        .set_boot_entry(&BootEntry::Pvh {
+            entry: CODE,
+            start_info: 0,
+        })
+        .unwrap();
+    assert_eq!(machine.run(), Ok(CleanExit::Reset));
+    assert_eq!(probe.lock().unwrap().writes, vec![(0, vec![1, 0, 0, 0])]);
+}

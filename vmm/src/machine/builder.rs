@@ -5,7 +5,6 @@ use std::io::Write;
 use std::sync::Arc;
 
 use super::{CleanExit, Machine, MachineError, RunError};
-use crate::cmdline::{build_cmdline, CmdlineError};
 use crate::machine::config::{BootConfig, ConfigError};
 use crate::timings::Timings;
 
@@ -15,9 +14,6 @@ pub enum BootError {
     /// The configuration is invalid.
     #[error("invalid boot configuration")]
     Config(#[from] ConfigError),
-    /// The command line is invalid.
-    #[error("invalid kernel command line")]
-    Cmdline(#[from] CmdlineError),
     /// Building or loading the machine failed.
     #[error("cannot build the microVM")]
     Machine(#[from] MachineError),
@@ -34,8 +30,7 @@ pub fn boot(
     timings: Arc<Timings>,
 ) -> Result<CleanExit, BootError> {
     config.validate()?;
-    let cmdline = build_cmdline(&config.cmdline, &[])?;
     let mut machine = Machine::new(&config.machine, console, timings)?;
-    machine.load_linux(&config.kernel, config.initrd.as_deref(), &cmdline)?;
+    machine.load_linux(&config.kernel, config.initrd.as_deref(), &config.cmdline)?;
     Ok(machine.run()?)
 }

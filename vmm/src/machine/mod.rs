@@ -14,17 +14,19 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use linux_loader::cmdline::Cmdline;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::arch::x86_64::layout::{
-    I8042_PORT_BASE, I8042_PORT_SIZE, SERIAL_IRQ, SERIAL_PORT_BASE, SERIAL_PORT_SIZE,
+    I8042_PORT_BASE, I8042_PORT_SIZE, IRQ_MAX, SERIAL_IRQ, SERIAL_PORT_BASE, SERIAL_PORT_SIZE,
+    VIRTIO_IRQ_START, VIRTIO_MMIO_DEVICE_SIZE, VIRTIO_MMIO_START,
 };
 use crate::arch::x86_64::memory_map::ram_regions;
 use crate::arch::x86_64::regs::BootEntry;
+use crate::cmdline::{build_cmdline, CmdlineError, VirtioMmioDevice};
 use crate::devices::boot_timer::BootTimer;
-use crate::devices::bus::{Bus, BusError};
+use crate::devices::bus::{Bus, BusError, SharedDevice};
+use crate::devices::cmos::{CmosPlaceholder, CMOS_PORT_BASE, CMOS_PORT_SIZE};
 use crate::devices::console::{ConsoleWriter, PanicSlot};
 use crate::devices::i8042::I8042;
 use crate::devices::serial::SerialDevice;
@@ -60,6 +62,12 @@ pub enum MachineError {
     /// An EventFd could not be created.
     #[error("cannot create an eventfd")]
     EventFd(#[source] std::io::Error),
+    /// The kernel command line is invalid.
+    #[error("invalid kernel command line")]
+    Cmdline(#[from] CmdlineError),
+    /// No interrupt line is left for another MMIO device.
+    #[error("no IRQ left for another virtio-mmio device (IRQs {VIRTIO_IRQ_START}..={IRQ_MAX} are in use)")]
+    OutOfIrqs,
     /// The kernel, initrd or boot structures could not be loaded.
     #[error("cannot load the guest")]
     Kernel(#[from] KernelError),
@@ -146,6 +154,7 @@ pub struct Machine {
     timings: Arc<Timings>,
     panic: PanicSlot,
     serial: Arc<Mutex<SerialDevice>>,
+    mmio_devices: Vec<VirtioMmioDevice>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -199,6 +208,11 @@ impl Machine {
             Arc::new(Mutex::new(I8042::new(exit.clone()))),
         )?;
         mount(
+            CMOS_PORT_BASE,
+            CMOS_PORT_SIZE,
+            Arc::new(Mutex::new(CmosPlaceholder::default())),
+        )?;
+        mount(
             vmrun_protocol::marker::PORT,
             1,
             Arc::new(Mutex::new(BootTimer::new(timings.clone()))),
@@ -221,6 +235,7 @@ impl Machine {
             timings,
             panic,
             serial,
+            mmio_devices: Vec::new(),
         })
     }
 
@@ -259,21 +274,62 @@ impl Machine {
         &self.timings
     }
 
-    /// Loads a Linux kernel, initrd and command line and points the vCPUs
-    /// at its entry.
+    /// Reserves the next virtio-mmio window and interrupt line (GSI).
+    ///
+    /// A virtio device is added in three steps: take a slot, register the
+    /// device's interrupt EventFd with `vm().register_irqfd(&evt, slot.irq)`
+    /// (and queue-notify ioeventfds at `slot.base + 0x50`), then
+    /// [`Machine::mount_mmio_device`]. Mounted devices are announced to the
+    /// guest with `virtio_mmio.device=` by [`Machine::load_linux`].
+    pub fn allocate_mmio_slot(&self) -> Result<VirtioMmioDevice, MachineError> {
+        let index = self.mmio_devices.len() as u64;
+        let irq = VIRTIO_IRQ_START + index as u32;
+        if irq > IRQ_MAX {
+            return Err(MachineError::OutOfIrqs);
+        }
+        Ok(VirtioMmioDevice {
+            size: VIRTIO_MMIO_DEVICE_SIZE,
+            base: VIRTIO_MMIO_START + index * VIRTIO_MMIO_DEVICE_SIZE,
+            irq,
+        })
+    }
+
+    /// Mounts `device` on the MMIO bus at `slot` (from
+    /// [`Machine::allocate_mmio_slot`]) and records it for the command line.
+    pub fn mount_mmio_device(
+        &mut self,
+        slot: VirtioMmioDevice,
+        device: SharedDevice,
+    ) -> Result<(), MachineError> {
+        self.mmio
+            .insert(slot.base, slot.size, device)
+            .map_err(|e| MachineError::Bus("mmio", e))?;
+        self.mmio_devices.push(slot);
+        Ok(())
+    }
+
+    /// The mounted virtio-mmio devices, in mount order.
+    pub fn mmio_devices(&self) -> &[VirtioMmioDevice] {
+        &self.mmio_devices
+    }
+
+    /// Loads a Linux kernel, initrd and command line (`cmdline` plus one
+    /// `virtio_mmio.device=` per mounted device) and points the vCPUs at
+    /// the kernel's entry.
     pub fn load_linux(
         &mut self,
         kernel: &Path,
         initrd: Option<&Path>,
-        cmdline: &Cmdline,
+        cmdline: &str,
     ) -> Result<BootEntry, MachineError> {
+        let cmdline = build_cmdline(cmdline, &self.mmio_devices)?;
         let entry = kernel::load_linux(
             &self.memory,
             self.config.memory_bytes(),
             self.config.vcpus,
             kernel,
             initrd,
-            cmdline,
+            &cmdline,
         )?;
         self.set_boot_entry(&entry)?;
         self.timings.record(Phase::KernelLoaded);
