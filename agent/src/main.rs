@@ -34,8 +34,14 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<Infallible> {
-    // Parse first (pure), report after the console is set up.
-    let config = AgentConfig::from_env(std::env::vars());
+    // Parse first (pure), report after the console is set up. (vars_os:
+    // a non-UTF-8 word on the kernel command line must not panic PID 1.)
+    let config = AgentConfig::from_env(std::env::vars_os().map(|(key, value)| {
+        (
+            key.to_string_lossy().into_owned(),
+            value.to_string_lossy().into_owned(),
+        )
+    }));
 
     // Before any other thread: blocks SIGCHLD for the whole process.
     let _reaper = Reaper::start().context("starting the child reaper")?;
