@@ -34,19 +34,14 @@ pub enum ImageSource {
     Registry(Reference),
 }
 
-/// Split `PATH[:TAG]`; a `:` followed by something without `/` is a tag,
-/// `:sha256:…` a digest.
+/// Split `PATH[:REF]` at the first `:` (as skopeo does; paths containing
+/// `:` are not supported). REF may itself contain `:` and `/`
+/// (`localhost/img:1`, `sha256:…`).
 fn split_path_tag(rest: &str) -> (PathBuf, Option<String>) {
-    for alg in [":sha256:", ":sha512:"] {
-        if let Some(i) = rest.find(alg) {
-            return (PathBuf::from(&rest[..i]), Some(rest[i + 1..].to_string()));
-        }
-    }
-    match rest.rsplit_once(':') {
-        Some((p, t)) if !p.is_empty() && !t.contains('/') && !t.is_empty() => {
-            (PathBuf::from(p), Some(t.to_string()))
-        }
-        _ => (PathBuf::from(rest), None),
+    match rest.split_once(':') {
+        Some((p, t)) if !t.is_empty() => (PathBuf::from(p), Some(t.to_string())),
+        Some((p, _)) => (PathBuf::from(p), None),
+        None => (PathBuf::from(rest), None),
     }
 }
 

@@ -95,12 +95,14 @@ impl TarBuilder {
         )
     }
 
+    /// Hardlink entry; its header mode (0755) matches the test targets, as
+    /// real tar writers record the target inode's mode.
     pub fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
         self.raw(
             name.as_bytes(),
             EntryType::Link,
             target.as_bytes(),
-            0o644,
+            0o755,
             0,
             0,
             b"",
