@@ -260,6 +260,12 @@ fn host_to_guest_respects_guest_credit_and_asks_for_more() {
     assert_eq!(ops(&pkts), vec![OP_RW, OP_CREDIT_REQUEST]);
     assert_eq!(pkts[0].1.len(), 100);
     assert!(g.pump().is_empty(), "nothing more without credit");
+    // A stalled guest answers with no new credit: no request ping-pong.
+    let mut upd = g.hdr(5000, 1024, OP_CREDIT_UPDATE);
+    upd.buf_alloc = 100;
+    upd.fwd_cnt = 0;
+    g.send(upd, &[]);
+    assert!(g.pump().is_empty(), "credit re-requested without progress");
     let mut upd = g.hdr(5000, 1024, OP_CREDIT_UPDATE);
     upd.buf_alloc = 100;
     upd.fwd_cnt = 100;

@@ -85,7 +85,12 @@ impl Connection {
     pub fn update_peer_credit(&mut self, buf_alloc: u32, fwd_cnt: u32) {
         self.peer_buf_alloc = buf_alloc;
         self.peer_fwd_cnt = Wrapping(fwd_cnt);
-        self.credit_requested = false;
+        // Ask again only after credit came back: a guest whose reader is
+        // stalled answers a request with zero credit, and re-asking would
+        // ping-pong; it sends an update by itself once its reader drains.
+        if self.peer_credit() > 0 {
+            self.credit_requested = false;
+        }
     }
 
     /// Bytes we may still send to the guest.
