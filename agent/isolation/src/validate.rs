@@ -1,0 +1,394 @@
+//! Spec validation: reject what runc would reject, with the field named, and
+//! turn the fields the guest cannot honour into warnings.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use crate::oci_spec::runtime::{LinuxNamespaceType, LinuxSeccompAction, Spec};
+use crate::IsolationError;
+
+/// Something in the spec the guest ignores on purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// JSON path of the field, e.g. `process.apparmorProfile`.
+    pub field: String,
+    /// Why it is ignored.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// Checks `spec` and returns the copy to hand to the runtime plus warnings
+/// for the fields that were dropped (AppArmor and SELinux: the guest kernel
+/// has neither LSM).
+pub fn validate(spec: &Spec) -> Result<(Spec, Vec<Warning>), IsolationError> {
+    check_version(spec)?;
+    check_root(spec)?;
+    check_process(spec)?;
+    check_mounts(spec)?;
+    let namespaces = check_namespaces(spec)?;
+    check_linux(spec, &namespaces)?;
+    check_seccomp(spec)?;
+    Ok(strip_lsm_fields(spec))
+}
+
+fn check_version(spec: &Spec) -> Result<(), IsolationError> {
+    if !spec.version().starts_with("1.") {
+        return Err(IsolationError::invalid(
+            "ociVersion",
+            format!("{:?} is not a 1.x runtime spec version", spec.version()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_root(spec: &Spec) -> Result<(), IsolationError> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| IsolationError::invalid("root", "missing"))?;
+    if root.path().as_os_str().is_empty() {
+        return Err(IsolationError::invalid("root.path", "empty"));
+    }
+    Ok(())
+}
+
+fn check_process(spec: &Spec) -> Result<(), IsolationError> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| IsolationError::invalid("process", "missing"))?;
+    match process.args() {
+        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
+        _ => return Err(IsolationError::invalid("process.args", "empty")),
+    }
+    let cwd = process.cwd();
+    if !cwd.is_absolute() {
+        return Err(IsolationError::invalid(
+            "process.cwd",
+            format!("{} is not an absolute path", cwd.display()),
+        ));
+    }
+    // CVE-2024-21626: a cwd through /proc/self/fd can reach a leaked host
+    // directory. No container has a reason to start in /proc.
+    if cwd.starts_with("/proc") {
+        return Err(IsolationError::invalid(
+            "process.cwd",
+            format!("{} is inside /proc", cwd.display()),
+        ));
+    }
+    if process.terminal().unwrap_or(false) && process.console_size().is_some() {
+        // Size is applied by the agent on the pty master; nothing to check.
+    }
+    if let Some(env) = process.env() {
+        for (i, var) in env.iter().enumerate() {
+            if !var.contains('=') || var.starts_with('=') {
+                return Err(IsolationError::invalid(
+                    format!("process.env[{i}]"),
+                    format!("{var:?} is not NAME=value"),
+                ));
+            }
+        }
+    }
+    if let Some(umask) = process.user().umask() {
+        if umask > 0o777 {
+            return Err(IsolationError::invalid(
+                "process.user.umask",
+                format!("{umask:#o} has bits outside 0777"),
+            ));
+        }
+    }
+    if let Some(rlimits) = process.rlimits() {
+        let mut seen = HashSet::new();
+        for (i, rl) in rlimits.iter().enumerate() {
+            if rl.soft() > rl.hard() {
+                return Err(IsolationError::invalid(
+                    format!("process.rlimits[{i}]"),
+                    format!(
+                        "{:?} soft limit {} is above hard limit {}",
+                        rl.typ(),
+                        rl.soft(),
+                        rl.hard()
+                    ),
+                ));
+            }
+            if !seen.insert(format!("{:?}", rl.typ())) {
+                return Err(IsolationError::invalid(
+                    format!("process.rlimits[{i}].type"),
+                    format!("{:?} given twice", rl.typ()),
+                ));
+            }
+        }
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(IsolationError::invalid(
+                "process.oomScoreAdj",
+                format!("{adj} is outside -1000..=1000"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_mounts(spec: &Spec) -> Result<(), IsolationError> {
+    for (i, mount) in spec.mounts().iter().flatten().enumerate() {
+        let dest = mount.destination();
+        if !dest.is_absolute() {
+            return Err(IsolationError::invalid(
+                format!("mounts[{i}].destination"),
+                format!("{} is not an absolute path", dest.display()),
+            ));
+        }
+        if has_dot_dot(dest) {
+            return Err(IsolationError::invalid(
+                format!("mounts[{i}].destination"),
+                format!("{} contains '..'", dest.display()),
+            ));
+        }
+        let is_bind = mount
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind")
+            || mount.typ().as_deref() == Some("bind");
+        if is_bind && mount.source().is_none() {
+            return Err(IsolationError::invalid(
+                format!("mounts[{i}].source"),
+                "a bind mount needs a source",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn has_dot_dot(path: &Path) -> bool {
+    path.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+}
+
+fn check_namespaces(spec: &Spec) -> Result<HashSet<LinuxNamespaceType>, IsolationError> {
+    let mut types = HashSet::new();
+    let Some(linux) = spec.linux() else {
+        return Ok(types);
+    };
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+        if !types.insert(ns.typ()) {
+            return Err(IsolationError::invalid(
+                format!("linux.namespaces[{i}].type"),
+                format!("{:?} namespace given twice", ns.typ()),
+            ));
+        }
+        if let Some(path) = ns.path() {
+            if !path.is_absolute() {
+                return Err(IsolationError::invalid(
+                    format!("linux.namespaces[{i}].path"),
+                    format!("{} is not an absolute path", path.display()),
+                ));
+            }
+        }
+    }
+    Ok(types)
+}
+
+fn check_linux(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Result<(), IsolationError> {
+    let has_userns = ns.contains(&LinuxNamespaceType::User);
+    if spec.hostname().is_some() && !ns.contains(&LinuxNamespaceType::Uts) {
+        return Err(IsolationError::invalid(
+            "hostname",
+            "setting a hostname needs a uts namespace in linux.namespaces",
+        ));
+    }
+    if spec.domainname().is_some() && !ns.contains(&LinuxNamespaceType::Uts) {
+        return Err(IsolationError::invalid(
+            "domainname",
+            "setting a domainname needs a uts namespace in linux.namespaces",
+        ));
+    }
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    for (field, maps) in [
+        ("linux.uidMappings", linux.uid_mappings()),
+        ("linux.gidMappings", linux.gid_mappings()),
+    ] {
+        let Some(maps) = maps else { continue };
+        if !maps.is_empty() && !has_userns {
+            return Err(IsolationError::invalid(
+                field,
+                "id mappings given without a user namespace in linux.namespaces",
+            ));
+        }
+        for (i, m) in maps.iter().enumerate() {
+            if m.size() == 0 {
+                return Err(IsolationError::invalid(format!("{field}[{i}].size"), "is 0"));
+            }
+        }
+    }
+    for (field, paths) in [
+        ("linux.maskedPaths", linux.masked_paths()),
+        ("linux.readonlyPaths", linux.readonly_paths()),
+    ] {
+        for (i, p) in paths.iter().flatten().enumerate() {
+            if !p.starts_with('/') || has_dot_dot(Path::new(p)) {
+                return Err(IsolationError::invalid(
+                    format!("{field}[{i}]"),
+                    format!("{p} is not an absolute path without '..'"),
+                ));
+            }
+        }
+    }
+    for (i, dev) in linux.devices().iter().flatten().enumerate() {
+        let path = dev.path();
+        if !path.starts_with("/dev/") || has_dot_dot(path) {
+            return Err(IsolationError::invalid(
+                format!("linux.devices[{i}].path"),
+                format!("{} is not a path under /dev", path.display()),
+            ));
+        }
+    }
+    if let Some(prop) = linux.rootfs_propagation() {
+        const KNOWN: [&str; 8] = [
+            "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable",
+            "runbindable",
+        ];
+        if !KNOWN.contains(&prop.as_str()) {
+            return Err(IsolationError::invalid(
+                "linux.rootfsPropagation",
+                format!("{prop:?} is not one of {KNOWN:?}"),
+            ));
+        }
+    }
+    for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
+        check_sysctl(key, ns)?;
+    }
+    Ok(())
+}
+
+/// Only namespaced sysctls may be set, and only with their namespace (runc's rule).
+fn check_sysctl(key: &str, ns: &HashSet<LinuxNamespaceType>) -> Result<(), IsolationError> {
+    const IPC: [&str; 7] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+    ];
+    let field = format!("linux.sysctl.{key}");
+    let need = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        LinuxNamespaceType::Ipc
+    } else if key.starts_with("net.") {
+        LinuxNamespaceType::Network
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        LinuxNamespaceType::Uts
+    } else {
+        return Err(IsolationError::invalid(
+            field,
+            "not a namespaced sysctl; it would change the whole guest",
+        ));
+    };
+    if !ns.contains(&need) {
+        return Err(IsolationError::invalid(
+            field,
+            format!("needs a {need:?} namespace in linux.namespaces"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_seccomp(spec: &Spec) -> Result<(), IsolationError> {
+    let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(());
+    };
+    let errno_ok = |a: LinuxSeccompAction| {
+        matches!(a, LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace)
+    };
+    if seccomp.default_errno_ret().is_some() && !errno_ok(seccomp.default_action()) {
+        return Err(IsolationError::invalid(
+            "linux.seccomp.defaultErrnoRet",
+            "only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE as defaultAction",
+        ));
+    }
+    if seccomp.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(IsolationError::invalid(
+            "linux.seccomp.defaultAction",
+            "SCMP_ACT_NOTIFY needs a seccomp agent, which vmrun does not run",
+        ));
+    }
+    if seccomp.listener_path().is_some() {
+        return Err(IsolationError::invalid(
+            "linux.seccomp.listenerPath",
+            "seccomp notify listeners are not supported in the guest",
+        ));
+    }
+    for (i, sc) in seccomp.syscalls().iter().flatten().enumerate() {
+        let field = format!("linux.seccomp.syscalls[{i}]");
+        if sc.names().is_empty() || sc.names().iter().any(|n| n.is_empty()) {
+            return Err(IsolationError::invalid(
+                format!("{field}.names"),
+                "empty or contains an empty name",
+            ));
+        }
+        if sc.errno_ret().is_some() && !errno_ok(sc.action()) {
+            return Err(IsolationError::invalid(
+                format!("{field}.errnoRet"),
+                "only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE",
+            ));
+        }
+        if sc.action() == LinuxSeccompAction::ScmpActNotify {
+            return Err(IsolationError::invalid(
+                format!("{field}.action"),
+                "SCMP_ACT_NOTIFY needs a seccomp agent, which vmrun does not run",
+            ));
+        }
+        for (j, arg) in sc.args().iter().flatten().enumerate() {
+            if arg.index() > 5 {
+                return Err(IsolationError::invalid(
+                    format!("{field}.args[{j}].index"),
+                    format!("{} is above 5 (syscalls have 6 arguments)", arg.index()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn strip_lsm_fields(spec: &Spec) -> (Spec, Vec<Warning>) {
+    let mut spec = spec.clone();
+    let mut warnings = Vec::new();
+    const WHY: &str = "ignored: the guest kernel has no AppArmor or SELinux";
+    if let Some(process) = spec.process_mut() {
+        if process.apparmor_profile().is_some() {
+            process.set_apparmor_profile(None);
+            warnings.push(warn("process.apparmorProfile", WHY));
+        }
+        if process.selinux_label().is_some() {
+            process.set_selinux_label(None);
+            warnings.push(warn("process.selinuxLabel", WHY));
+        }
+    }
+    if let Some(linux) = spec.linux_mut() {
+        if linux.mount_label().is_some() {
+            linux.set_mount_label(None);
+            warnings.push(warn("linux.mountLabel", WHY));
+        }
+    }
+    (spec, warnings)
+}
+
+fn warn(field: &str, reason: &str) -> Warning {
+    Warning {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;

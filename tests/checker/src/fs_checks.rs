@@ -1,0 +1,161 @@
+//! File-system checks: read-only root and paths, masked paths, mounts,
+//! device nodes.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use serde_json::Value;
+
+use crate::report::Report;
+
+fn is_readonly(path: &str) -> Option<bool> {
+    nix::sys::statvfs::statvfs(path)
+        .ok()
+        .map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+}
+
+/// One line of /proc/self/mountinfo.
+struct MountInfo {
+    mount_point: String,
+    options: Vec<String>,
+    fstype: String,
+}
+
+fn mountinfo() -> Vec<MountInfo> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let f: Vec<&str> = left.split(' ').collect();
+            let fstype = right.split(' ').next()?.to_owned();
+            Some(MountInfo {
+                mount_point: f.get(4)?.replace("\\040", " "),
+                options: f.get(5)?.split(',').map(str::to_owned).collect(),
+                fstype,
+            })
+        })
+        .collect()
+}
+
+/// Runs the file-system checks.
+pub fn check(spec: &Value, r: &mut Report) {
+    let root_ro = spec["root"]["readonly"].as_bool().unwrap_or(false);
+    r.eq("root.readonly", is_readonly("/"), Some(root_ro));
+    for p in spec["linux"]["readonlyPaths"].as_array().into_iter().flatten() {
+        let p = p.as_str().unwrap_or_default();
+        let name = format!("readonlyPaths {p}");
+        match std::fs::symlink_metadata(p) {
+            Err(_) => r.skip(&name, "does not exist in this container"),
+            Ok(_) => r.eq(&name, is_readonly(p), Some(true)),
+        }
+    }
+    for p in spec["linux"]["maskedPaths"].as_array().into_iter().flatten() {
+        check_masked(p.as_str().unwrap_or_default(), r);
+    }
+    check_mounts(spec, r);
+    check_devices(spec, r);
+}
+
+fn check_masked(p: &str, r: &mut Report) {
+    let name = format!("maskedPaths {p}");
+    match std::fs::metadata(p) {
+        Err(_) => r.skip(&name, "does not exist in this container"),
+        Ok(m) if m.is_dir() => {
+            let n = std::fs::read_dir(p).map(|d| d.count()).ok();
+            r.eq(&name, n, Some(0));
+        }
+        Ok(m) => {
+            // A file is masked by binding /dev/null over it.
+            let is_null = m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 3);
+            let content = std::fs::read(p).map(|c| c.len()).ok();
+            r.eq(&name, (is_null, content), (true, Some(0)));
+        }
+    }
+}
+
+fn check_mounts(spec: &Value, r: &mut Report) {
+    let table = mountinfo();
+    for m in spec["mounts"].as_array().into_iter().flatten() {
+        let dest = m["destination"].as_str().unwrap_or_default();
+        let name = format!("mount {dest}");
+        let Some(found) = table.iter().rev().find(|e| e.mount_point == dest) else {
+            r.fail(&name, "not mounted");
+            continue;
+        };
+        let opts: Vec<&str> = m["options"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.as_str())
+            .collect();
+        let is_bind = opts.iter().any(|o| *o == "bind" || *o == "rbind");
+        let typ = m["type"].as_str().unwrap_or("bind");
+        if typ.starts_with("cgroup") && found.fstype != "cgroup2" {
+            r.skip(
+                &name,
+                format!("SKIPPED: cgroup v1 layout ({}), options not compared", found.fstype),
+            );
+            continue;
+        }
+        let mut problems = Vec::new();
+        if !is_bind && typ != "bind" && !typ.starts_with("cgroup") && found.fstype != typ {
+            problems.push(format!("fstype {} instead of {typ}", found.fstype));
+        }
+        for flag in ["ro", "nosuid", "nodev", "noexec"] {
+            if opts.contains(&flag) && !found.options.iter().any(|o| o == flag) {
+                problems.push(format!("missing {flag}"));
+            }
+        }
+        if opts.contains(&"rw") && found.options.iter().any(|o| o == "ro") {
+            problems.push("ro instead of rw".into());
+        }
+        if problems.is_empty() {
+            r.pass(&name, format!("{} {}", found.fstype, found.options.join(",")));
+        } else {
+            r.fail(&name, problems.join("; "));
+        }
+    }
+}
+
+fn check_devices(spec: &Value, r: &mut Report) {
+    let defaults = [
+        ("/dev/null", 1, 3),
+        ("/dev/zero", 1, 5),
+        ("/dev/full", 1, 7),
+        ("/dev/random", 1, 8),
+        ("/dev/urandom", 1, 9),
+        ("/dev/tty", 5, 0),
+    ];
+    for (path, major, minor) in defaults {
+        let got = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.file_type().is_char_device(), m.rdev()));
+        r.eq(
+            &format!("device {path}"),
+            got,
+            Some((true, libc::makedev(major, minor))),
+        );
+    }
+    for d in spec["linux"]["devices"].as_array().into_iter().flatten() {
+        let path = d["path"].as_str().unwrap_or_default();
+        let (major, minor) = (
+            d["major"].as_u64().unwrap_or(0) as u32,
+            d["minor"].as_u64().unwrap_or(0) as u32,
+        );
+        let want_char = d["type"].as_str() != Some("b");
+        let got = std::fs::metadata(path).ok().map(|m| {
+            let is_char = m.file_type().is_char_device();
+            let mode = d["fileMode"].as_u64().map(|_| m.mode() & 0o7777);
+            let ids = d["uid"].as_u64().map(|_| (m.uid(), m.gid()));
+            (is_char, m.rdev(), mode, ids)
+        });
+        let want = (
+            want_char,
+            libc::makedev(major, minor),
+            d["fileMode"].as_u64().map(|m| m as u32 & 0o7777),
+            d["uid"]
+                .as_u64()
+                .map(|u| (u as u32, d["gid"].as_u64().unwrap_or(0) as u32)),
+        );
+        r.eq(&format!("linux.devices {path}"), got, Some(want));
+    }
+}

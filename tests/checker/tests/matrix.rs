@@ -1,0 +1,252 @@
+//! The checker against a matrix of config.json variants, each run through
+//! vmrun-isolation and (where that makes sense here) through runc, which
+//! proves the checker itself right.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Runs `config` through vmrun-isolation and runc; all checks must pass in both.
+fn both(name: &str, config: Value, min_checks: usize) {
+    compare(name, config, min_checks, None)
+}
+
+/// Like [`both`]; `runc_skip` gives the reason to skip the runc half.
+fn compare(name: &str, config: Value, min_checks: usize, runc_skip: Option<&str>) {
+    if !can_run(name) {
+        return;
+    }
+    let bundle = Bundle::new(name, &config);
+    let ours = run_ours(&bundle, &format!("{name}-ours"), &[]);
+    assert_all_pass("vmrun-isolation", &ours, min_checks);
+    if let Some(why) = runc_skip {
+        eprintln!("SKIPPED: runc half of {name} because {why}");
+    } else if have_runc() {
+        let theirs = run_runc(&bundle, &format!("{name}-runc"));
+        assert_all_pass("runc", &theirs, min_checks);
+    } else {
+        eprintln!("SKIPPED: runc half of {name} because runc is not installed");
+    }
+}
+
+#[test]
+fn default_runc_spec() {
+    both("default", base_config(), 35);
+}
+
+#[test]
+fn writable_root_and_no_nnp() {
+    let mut c = base_config();
+    c["root"]["readonly"] = false.into();
+    c["process"]["noNewPrivileges"] = false.into();
+    both("writable", c, 35);
+}
+
+#[test]
+fn non_root_user_with_groups_umask_and_cwd() {
+    let mut c = base_config();
+    c["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 100], "umask": 23});
+    c["process"]["cwd"] = "/tmp".into();
+    c["process"]["env"] = json!(["PATH=/bin", "HOME=/tmp", "GREETING=hello world"]);
+    both("user", c, 35);
+}
+
+#[test]
+fn capability_sets_with_ambient() {
+    let mut c = base_config();
+    let caps = json!(["CAP_CHOWN", "CAP_NET_RAW", "CAP_SYS_ADMIN"]);
+    c["process"]["capabilities"] = json!({
+        "bounding": ["CAP_CHOWN", "CAP_NET_RAW", "CAP_SYS_ADMIN", "CAP_KILL"],
+        "effective": caps, "permitted": caps, "inheritable": caps,
+        "ambient": ["CAP_NET_RAW"]
+    });
+    c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    both("caps", c, 35);
+}
+
+#[test]
+fn rlimits() {
+    let mut c = base_config();
+    c["process"]["rlimits"] = json!([
+        {"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200},
+        {"type": "RLIMIT_NPROC", "soft": 500, "hard": 600},
+        {"type": "RLIMIT_CORE", "soft": 0, "hard": 0},
+        {"type": "RLIMIT_STACK", "soft": 4194304, "hard": 8388608}
+    ]);
+    both("rlimits", c, 38);
+}
+
+#[test]
+fn seccomp_errno_rules() {
+    let mut c = base_config();
+    c["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+            {"names": ["personality"], "action": "SCMP_ACT_ERRNO"},
+            {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}
+        ]
+    });
+    both("seccomp", c, 39);
+}
+
+#[test]
+fn hostname_domainname_sysctl_oom() {
+    let mut c = base_config();
+    c["hostname"] = "box-1".into();
+    c["domainname"] = "example.test".into();
+    c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1000"});
+    c["process"]["oomScoreAdj"] = 500.into();
+    compare(
+        "sysctl",
+        c.clone(),
+        38,
+        Some("runc 1.1 ignores domainname (support came in runc 1.2)"),
+    );
+    c.as_object_mut().unwrap().remove("domainname");
+    both("sysctl-runc", c, 37);
+}
+
+#[test]
+fn extra_mounts_devices_masked_and_readonly_paths() {
+    let mut c = base_config();
+    c["root"]["readonly"] = false.into();
+    let mounts = c["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "nodev", "noexec", "size=1m"]}));
+    mounts.push(json!({"destination": "/ro-tmpfs", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["ro", "size=1m"]}));
+    mounts.push(json!({"destination": "/hostbin", "type": "bind", "source": "/bin",
+                       "options": ["rbind", "ro", "nosuid"]}));
+    c["linux"]["devices"] = json!([
+        {"path": "/dev/kmsg-copy", "type": "c", "major": 1, "minor": 11,
+         "fileMode": 416, "uid": 0, "gid": 0}
+    ]);
+    c["linux"]["maskedPaths"].as_array_mut().unwrap().push("/etc".into());
+    c["linux"]["readonlyPaths"].as_array_mut().unwrap().push("/tmp".into());
+    both("mounts", c, 40);
+}
+
+#[test]
+fn no_pivot_root() {
+    if !can_run("no_pivot_root") {
+        return;
+    }
+    let bundle = Bundle::new("nopivot", &base_config());
+    let out = run_ours(&bundle, "nopivot", &["--no-pivot"]);
+    assert_all_pass("vmrun-isolation --no-pivot", &out, 35);
+}
+
+#[test]
+fn preserved_fds() {
+    if !can_run("preserved_fds") {
+        return;
+    }
+    let mut c = base_config();
+    c["annotations"] = json!({"vmrun.checker/preserved-fds": "1"});
+    let bundle = Bundle::new("fds", &c);
+    // Fd 3 of the runner: dup2 from a high fd (the file itself might be fd 3,
+    // and dup2 onto itself would keep close-on-exec).
+    let file = high_fd("/etc/hostname");
+    let out = {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let raw = file.as_raw_fd();
+        let mut cmd = std::process::Command::new(RUNNER);
+        cmd.args(["--preserve-fds", "1", "--state-dir"])
+            .arg(bundle.path().join("state"))
+            .arg("--bundle")
+            .arg(bundle.path())
+            .arg("fds")
+            .stdin(std::process::Stdio::null());
+        // SAFETY: only async-signal-safe dup2 between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(raw, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.output().unwrap()
+    };
+    println!("{}\n{}", stdout(&out), stderr(&out));
+    assert_all_pass("vmrun-isolation --preserve-fds 1", &out, 35);
+}
+
+#[test]
+fn leaked_fds_do_not_reach_the_container() {
+    if !can_run("leaked_fds") {
+        return;
+    }
+    let bundle = Bundle::new("leak", &base_config());
+    let file = high_fd("/etc/hostname");
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let raw = file.as_raw_fd();
+    let mut cmd = std::process::Command::new(RUNNER);
+    cmd.arg("--state-dir")
+        .arg(bundle.path().join("state"))
+        .arg("--bundle")
+        .arg(bundle.path())
+        .arg("leak")
+        .stdin(std::process::Stdio::null());
+    // SAFETY: only async-signal-safe dup2 calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in [5, 9, 42] {
+                if libc::dup2(raw, fd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    println!("{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("PASS fds: open: [0, 1, 2]"));
+    assert_all_pass("vmrun-isolation with leaked fds", &out, 35);
+}
+
+#[test]
+fn cgroup_v2_resources() {
+    if !can_run("cgroup_v2_resources") {
+        return;
+    }
+    if !host_is_cgroup2() {
+        eprintln!(
+            "SKIPPED: cgroup_v2_resources because /sys/fs/cgroup on this host is not cgroup2 \
+             (cgroup v1/hybrid); it runs in the test host (tests/checker/run-in-testhost.sh)"
+        );
+        return;
+    }
+    let mut c = base_config();
+    c["linux"]["resources"] = json!({
+        "devices": [{"allow": false, "access": "rwm"}],
+        "memory": {"limit": 67108864, "reservation": 33554432},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+        "pids": {"limit": 64}
+    });
+    c["mounts"][6] = json!({"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup",
+                           "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]});
+    let bundle = Bundle::new("cgroup2", &c);
+    let out = run_ours(&bundle, "cgroup2", &[]);
+    assert_all_pass("vmrun-isolation cgroup2", &out, 40);
+    for check in ["memory.max", "memory.low", "cpu.max", "cpu.weight", "pids.max"] {
+        assert!(
+            stdout(&out).contains(&format!("PASS cgroup {check}")),
+            "{check} not checked"
+        );
+    }
+}
+
+/// Opens `path` and moves it to a close-on-exec fd >= 100.
+fn high_fd(path: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let f = std::fs::File::open(path).unwrap();
+    let fd = nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(100)).unwrap();
+    // SAFETY: fcntl just returned this new fd; we are its only owner.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
