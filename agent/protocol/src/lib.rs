@@ -3,12 +3,15 @@
 //! - [`frame`]: length-prefixed JSON frames with a size limit.
 //! - [`messages`]: requests, responses and the ports they travel on.
 //! - [`handshake`]: the version handshake and blocking call helpers.
+//! - [`client`]: a host-side client allowing concurrent requests.
 
+pub mod client;
 pub mod frame;
 pub mod handshake;
 pub mod marker;
 pub mod messages;
 
+pub use client::ControlClient;
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
 pub use handshake::{call, client_handshake, server_handshake, ProtocolError};
 pub use messages::{

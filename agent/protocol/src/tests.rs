@@ -279,3 +279,81 @@ fn request_before_hello_is_refused() {
         Err(ProtocolError::Unexpected(_))
     ));
 }
+
+#[test]
+fn control_client_matches_out_of_order_responses() {
+    use crate::client::ControlClient;
+    use std::sync::Arc;
+
+    let (host, mut agent) = UnixStream::pair().unwrap();
+    let agent_thread = std::thread::spawn(move || {
+        server_handshake(&mut agent).unwrap();
+        // Wait is answered last, after the Signal sent while it blocks.
+        let first: Envelope<Request> = read_frame(&mut agent).unwrap();
+        let second: Envelope<Request> = read_frame(&mut agent).unwrap();
+        let (wait, signal) = match first.body {
+            Request::Wait { .. } => (first, second),
+            _ => (second, first),
+        };
+        assert!(matches!(wait.body, Request::Wait { .. }));
+        assert!(matches!(signal.body, Request::Signal { signal: 15, .. }));
+        write_frame(
+            &mut agent,
+            &Envelope {
+                id: 999,
+                body: Response::Ok,
+            },
+        )
+        .unwrap();
+        write_frame(
+            &mut agent,
+            &Envelope {
+                id: signal.id,
+                body: Response::Ok,
+            },
+        )
+        .unwrap();
+        let exited = Response::Exited {
+            status: ExitStatus::Signal(15),
+        };
+        write_frame(
+            &mut agent,
+            &Envelope {
+                id: wait.id,
+                body: exited,
+            },
+        )
+        .unwrap();
+        // Then the agent goes away.
+    });
+    let client = Arc::new(ControlClient::connect(host).unwrap());
+    let waiter = {
+        let client = client.clone();
+        std::thread::spawn(move || client.call(Request::Wait { id: "c".into() }))
+    };
+    // Make sure Wait is registered before the Signal goes out.
+    while client_pending(&client) == 0 {
+        std::thread::yield_now();
+    }
+    let signal = client.call(Request::Signal {
+        id: "c".into(),
+        signal: 15,
+    });
+    assert_eq!(signal.unwrap(), Response::Ok);
+    assert_eq!(
+        waiter.join().unwrap().unwrap(),
+        Response::Exited {
+            status: ExitStatus::Signal(15)
+        }
+    );
+    agent_thread.join().unwrap();
+    // The connection is closed now: calls fail instead of hanging.
+    assert!(matches!(
+        client.call(Request::Shutdown),
+        Err(ProtocolError::Frame(_))
+    ));
+}
+
+fn client_pending(client: &crate::client::ControlClient) -> usize {
+    client.pending_requests()
+}
