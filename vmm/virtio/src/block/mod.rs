@@ -30,6 +30,12 @@ pub const QUEUE_SIZE: u16 = 256;
 /// Errors opening a block device.
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
+    /// Another process (another VM) holds the image.
+    #[error("disk image {path} is in use by another process")]
+    InUse {
+        /// The image path.
+        path: PathBuf,
+    },
     /// The image could not be opened or inspected.
     #[error("cannot open disk image {path}")]
     Open {
@@ -63,6 +69,12 @@ impl Block {
             .write(!read_only)
             .open(path)
             .map_err(open_err)?;
+        lock_image(&file, read_only).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => BlockError::InUse {
+                path: path.to_path_buf(),
+            },
+            _ => open_err(e),
+        })?;
         let len = file.metadata().map_err(open_err)?.len();
         let mut id = [0u8; ID_BYTES];
         if let Some(name) = path.file_name() {
@@ -214,6 +226,23 @@ impl EventHandler for BlockWorker {
         // Drain the counter, then serve whatever is available.
         let _ = self.queue.notify.read();
         self.process();
+    }
+}
+
+/// Takes an advisory lock on the image for the life of `file`: shared for
+/// read-only use, exclusive for read-write, so two VMs never write one image.
+fn lock_image(file: &File, read_only: bool) -> std::io::Result<()> {
+    let op = if read_only {
+        libc::LOCK_SH
+    } else {
+        libc::LOCK_EX
+    };
+    // SAFETY: flock on a valid open descriptor owned by `file`.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

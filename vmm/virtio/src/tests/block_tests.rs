@@ -226,3 +226,34 @@ fn end_to_end_through_mmio_and_worker_thread() {
     mmio_write(&mut t, 0x70, 0);
     assert!(!t.is_active());
 }
+
+#[test]
+fn image_is_locked_against_a_second_writer() {
+    let f = image();
+    let rw = Block::open(f.path(), false).unwrap();
+    let err = Block::open(f.path(), false).unwrap_err();
+    assert!(err.to_string().contains("in use"), "{err}");
+    assert!(
+        Block::open(f.path(), true).is_err(),
+        "reader while a writer holds it"
+    );
+    drop(rw);
+    let ro1 = Block::open(f.path(), true).unwrap();
+    let ro2 = Block::open(f.path(), true).unwrap();
+    assert!(
+        Block::open(f.path(), false).is_err(),
+        "writer while readers hold it"
+    );
+    drop((ro1, ro2));
+    assert!(Block::open(f.path(), false).is_ok());
+    let missing = Block::open(&f.path().with_extension("missing"), true).unwrap_err();
+    assert!(missing.to_string().contains("missing"), "{missing}");
+}
+
+#[test]
+fn transport_and_devices_can_move_between_threads() {
+    fn is_send<T: Send>() {}
+    is_send::<MmioTransport>();
+    is_send::<crate::vsock::VsockHost>();
+    is_send::<crate::vsock::VsockListener>();
+}
