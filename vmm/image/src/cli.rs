@@ -78,7 +78,8 @@ impl RegistryArgs {
 /// `vmrun pull REF`
 #[derive(Debug, Clone, Args)]
 pub struct PullArgs {
-    /// Image reference ([REGISTRY/]REPO[:TAG][@DIGEST])
+    /// Image reference.
+    #[arg(help = "Image reference ([REGISTRY/]REPO[:TAG][@DIGEST])")]
     pub reference: String,
     /// Registry options
     #[command(flatten)]
@@ -282,7 +283,8 @@ pub struct LimitArgs {
 /// `vmrun image unpack SOURCE BUNDLE_DIR`
 #[derive(Debug, Clone, Args)]
 pub struct UnpackArgs {
-    /// oci:DIR[:TAG], docker-archive:FILE[:REF] or a registry reference
+    /// Image source.
+    #[arg(help = "oci:DIR[:TAG], docker-archive:FILE[:REF] or a registry reference")]
     pub source: String,
     /// Bundle directory to create (rootfs/ and config.json)
     pub bundle_dir: PathBuf,
@@ -321,8 +323,12 @@ pub fn run_image_unpack(args: &UnpackArgs, store: &Store) -> Result<BundleInfo> 
 /// The `--image SOURCE` part of `vmrun run` (flatten into the run args).
 #[derive(Debug, Clone, Args, Default)]
 pub struct RunImageArgs {
-    /// Run this image (oci:DIR[:TAG], docker-archive:FILE[:REF] or a registry reference)
-    #[arg(long, value_name = "SOURCE")]
+    /// Image to run.
+    #[arg(
+        long,
+        value_name = "SOURCE",
+        help = "Run this image (oci:DIR[:TAG], docker-archive:FILE[:REF] or a registry reference)"
+    )]
     pub image: Option<String>,
     /// Registry options
     #[command(flatten)]

@@ -283,6 +283,47 @@ fn tar_bombs() {
     );
 }
 
+fn octal(field: &mut [u8], v: u64) {
+    let s = format!("{v:0width$o}", width = field.len() - 1);
+    field[..s.len()].copy_from_slice(s.as_bytes());
+    field[s.len()..].fill(0);
+}
+
+/// A GNU sparse file: 512 stored bytes, 1 GiB apparent size.
+fn sparse_bomb() -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..6].copy_from_slice(b"sparse");
+    h.set_entry_type(EntryType::GNUSparse);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(common::image::MTIME);
+    h.set_size(512);
+    {
+        let gnu = h.as_gnu_mut().unwrap();
+        octal(&mut gnu.sparse[0].offset, (1 << 30) - 512);
+        octal(&mut gnu.sparse[0].numbytes, 512);
+        octal(&mut gnu.realsize, 1 << 30);
+    }
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, &[7u8; 512][..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn sparse_file_bomb() {
+    expect_rejected(
+        "sparse-bomb",
+        vec![(sparse_bomb(), Comp::Gzip)],
+        UnpackLimits {
+            max_bytes: 16 << 20,
+            max_entries: 1000,
+        },
+        &["total size of unpacked files exceeds the limit of 16777216"],
+    );
+}
+
 #[test]
 fn symlink_loop_is_rejected() {
     let mut t = TarBuilder::new();

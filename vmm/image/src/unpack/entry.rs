@@ -30,6 +30,13 @@ pub struct LayerApplier<'a> {
     /// Directories whose mode is set when the layer is done (so a read-only
     /// directory does not block its own children).
     dir_modes: Vec<(Vec<OsString>, u32)>,
+    /// File content bytes this layer may still write (sparse files can
+    /// expand far beyond the compressed stream, so writes are capped too).
+    budget: u64,
+    /// The cap `budget` was derived from (for messages).
+    max_bytes: u64,
+    /// File content bytes written by this layer.
+    written: u64,
 }
 
 fn meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
@@ -66,14 +73,23 @@ fn meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
 }
 
 impl<'a> LayerApplier<'a> {
-    /// Start applying a layer into `root`.
-    pub fn new(root: &'a Root) -> Self {
+    /// Start applying a layer into `root`; at most `budget` bytes of file
+    /// content may be written (`max_bytes` is the overall cap, for messages).
+    pub fn new(root: &'a Root, budget: u64, max_bytes: u64) -> Self {
         LayerApplier {
             root,
             is_root: sys::euid() == 0,
             touched: Touched::new(),
             dir_modes: Vec::new(),
+            budget,
+            max_bytes,
+            written: 0,
         }
+    }
+
+    /// File content bytes written so far by this layer.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// Apply one entry. `written` is increased by file content bytes.
@@ -147,7 +163,16 @@ impl<'a> LayerApplier<'a> {
                 )
                 .map_err(io_err("creating file"))?;
                 let mut file = File::from(fd);
-                io::copy(entry, &mut file).map_err(|e| UnpackError::from_read(&shown, e))?;
+                let n = io::copy(&mut (&mut *entry).take(self.budget + 1), &mut file)
+                    .map_err(|e| UnpackError::from_read(&shown, e))?;
+                if n > self.budget {
+                    return Err(UnpackError::Limit {
+                        what: "total size of unpacked files",
+                        limit: self.max_bytes,
+                    });
+                }
+                self.budget -= n;
+                self.written += n;
                 self.finish_node(dir, &name, &meta, &shown, true)?;
             }
             EntryType::Symlink => {

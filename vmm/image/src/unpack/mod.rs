@@ -118,6 +118,8 @@ pub struct UnpackStats {
     pub entries: u64,
     /// Decompressed tar bytes read.
     pub bytes: u64,
+    /// File content bytes written.
+    pub written: u64,
 }
 
 /// Reader that fails once more than `max` bytes went through it overall.
@@ -256,7 +258,8 @@ pub fn apply_layer<R: Read>(
         what: "decompressed image size",
         limit: limits.max_bytes,
     };
-    let mut applier = entry::LayerApplier::new(root);
+    let budget = limits.max_bytes.saturating_sub(stats.written);
+    let mut applier = entry::LayerApplier::new(root, budget, limits.max_bytes);
     let entries = archive.entries().map_err(UnpackError::Read)?;
     for e in entries {
         let mut e = match e {
@@ -276,6 +279,7 @@ pub fn apply_layer<R: Read>(
             other => other?,
         }
     }
+    stats.written += applier.written();
     applier.finish()?;
     let mut diff = archive.into_inner();
     if let Err(err) = diff.drain() {
