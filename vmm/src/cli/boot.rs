@@ -65,6 +65,28 @@ impl BootArgs {
     }
 }
 
+/// Fails with a build hint when a default artifact (not given on the
+/// command line) does not exist yet.
+fn check_defaults_built(args: &BootArgs, config: &BootConfig) -> Result<(), CliError> {
+    if args.kernel.is_none() && !config.kernel.exists() {
+        return Err(CliError::NotBuilt {
+            what: "kernel",
+            path: config.kernel.clone(),
+            script: "kernel-config/build.sh",
+            flag: "kernel",
+        });
+    }
+    match &config.initrd {
+        Some(path) if args.initrd.is_none() && !path.exists() => Err(CliError::NotBuilt {
+            what: "initramfs",
+            path: path.clone(),
+            script: "rootfs/build-initramfs.sh",
+            flag: "initrd",
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn report_timings(args: &BootArgs, timings: &Timings) -> Result<(), CliError> {
     if args.timings {
         eprint!("{}", timings.table());
@@ -82,6 +104,7 @@ pub fn run(_global: &GlobalOpts, args: BootArgs) -> Result<i32, CliError> {
     let timings = Arc::new(Timings::default());
     ensure_host_can_run_guests()?;
     let config = args.boot_config();
+    check_defaults_built(&args, &config)?;
     let console: Box<dyn Write + Send> = match &args.serial_log {
         Some(path) => Box::new(File::create(path).map_err(|e| CliError::Write(path.clone(), e))?),
         None => Box::new(std::io::stdout()),

@@ -18,6 +18,18 @@ pub enum CliError {
     /// The boot failed.
     #[error(transparent)]
     Boot(#[from] crate::machine::builder::BootError),
+    /// A default guest artifact is not built yet.
+    #[error("the default {what} {path} is not built: run {script} (or pass --{flag})")]
+    NotBuilt {
+        /// "kernel" or "initramfs".
+        what: &'static str,
+        /// The default path.
+        path: PathBuf,
+        /// The script that builds it.
+        script: &'static str,
+        /// The flag that overrides it.
+        flag: &'static str,
+    },
     /// A file given on the command line could not be written.
     #[error("cannot write {0}")]
     Write(PathBuf, #[source] std::io::Error),
