@@ -371,3 +371,72 @@ fn basic_auth_registry() {
     )
     .unwrap();
 }
+
+#[test]
+fn bearer_token_registry() {
+    let name = "bearer_token_registry";
+    let Some((registry_bin, skopeo)) = tools() else {
+        common::skip(name, "docker-registry or skopeo is not installed");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((cert, token)) =
+        common::token_server::make_token(tmp.path(), "test/tok", &["pull", "push"])
+    else {
+        common::skip(
+            name,
+            "the openssl CLI could not make a signing key and token",
+        );
+        return;
+    };
+    let creds = vmrun_image::registry::Credentials::parse("vmrun:t0ken-pw").unwrap();
+    let realm = common::token_server::serve(token, creds.basic_header());
+    let auth = format!(
+        "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+        common::token_server::SERVICE,
+        common::token_server::ISSUER,
+        cert.display()
+    );
+    let layout = tmp.path().join("layout");
+    build_test_layout(&layout);
+    let reg = Registry::start_with_auth(&registry_bin, &tmp.path().join("reg"), Some(&auth));
+    let host = reg.host();
+    skopeo_push(
+        &skopeo,
+        format!("oci:{}:amd64", layout.display()),
+        format!("docker://{host}/test/tok:v1"),
+        &["--dest-creds", "vmrun:t0ken-pw"],
+    );
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let r = format!("{host}/test/tok:v1");
+    // Anonymous token request is refused by the token server.
+    let err = run_pull(&pull_args(&[&r]), &store).unwrap_err();
+    let msg = error_chain(&err);
+    assert!(
+        msg.contains("token endpoint") && msg.contains("401"),
+        "{msg}"
+    );
+    let ok = run_pull(&pull_args(&["--creds", "vmrun:t0ken-pw", &r]), &store).unwrap();
+    assert!(ok.stats.blobs_fetched >= 3, "{:?}", ok.stats);
+    let bundle = tmp.path().join("bundle");
+    let reference_tree = tmp.path().join("from-layout");
+    unpack_layout(
+        &Store::open(tmp.path().join("layout-store")).unwrap(),
+        &layout,
+        "amd64",
+        &reference_tree,
+    );
+    prepare_bundle(
+        &store,
+        &r.parse().unwrap(),
+        &bundle,
+        None,
+        &BundleOptions::default(),
+    )
+    .unwrap();
+    assert_same_tree(
+        &bundle.join("rootfs"),
+        &reference_tree.join("rootfs"),
+        "bearer pull",
+    );
+}

@@ -4,6 +4,7 @@
 
 pub mod image;
 pub mod registry;
+pub mod token_server;
 pub mod tree;
 
 use std::path::PathBuf;

@@ -20,6 +20,17 @@ impl Registry {
     /// Start a registry storing under `dir`; with `htpasswd` (a bcrypt
     /// htpasswd file) it requires basic auth.
     pub fn start(bin: &Path, dir: &Path, htpasswd: Option<&Path>) -> Registry {
+        let auth = htpasswd.map(|h| {
+            format!(
+                "auth:\n  htpasswd:\n    realm: vmrun-test\n    path: {}\n",
+                h.display()
+            )
+        });
+        Self::start_with_auth(bin, dir, auth.as_deref())
+    }
+
+    /// Start a registry with an `auth:` config section (YAML) or none.
+    pub fn start_with_auth(bin: &Path, dir: &Path, auth: Option<&str>) -> Registry {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -31,11 +42,8 @@ impl Registry {
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             storage.display()
         );
-        if let Some(h) = htpasswd {
-            cfg.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: vmrun-test\n    path: {}\n",
-                h.display()
-            ));
+        if let Some(a) = auth {
+            cfg.push_str(a);
         }
         let cfg_path = dir.join("config.yml");
         std::fs::write(&cfg_path, cfg).unwrap();
