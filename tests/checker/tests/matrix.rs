@@ -250,3 +250,40 @@ fn high_fd(path: &str) -> std::os::fd::OwnedFd {
     // SAFETY: fcntl just returned this new fd; we are its only owner.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
+
+/// The checker must catch a container that differs from its spec: give it
+/// an expectation the container does not meet and every such check fails.
+#[test]
+fn checker_reports_mismatches() {
+    if !can_run("checker_reports_mismatches") {
+        return;
+    }
+    let bundle = Bundle::new("mismatch", &base_config());
+    let mut wrong = base_config();
+    wrong["hostname"] = "someone-else".into();
+    wrong["process"]["rlimits"][0]["soft"] = 77.into();
+    wrong["process"]["user"]["uid"] = 4242.into();
+    wrong["process"]["noNewPrivileges"] = false.into();
+    wrong["process"]["env"] = json!(["PATH=/bin", "MISSING=yes"]);
+    wrong["root"]["readonly"] = false.into();
+    wrong["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO"}]});
+    let text = serde_json::to_string(&wrong).unwrap();
+    std::fs::write(bundle.rootfs().join("checker-spec.json"), text).unwrap();
+    let out = run_ours(&bundle, "mismatch", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    for check in [
+        "FAIL hostname",
+        "FAIL rlimit RLIMIT_NOFILE",
+        "FAIL user.uid",
+        "FAIL noNewPrivileges",
+        "FAIL env.MISSING",
+        "FAIL root.readonly",
+        "FAIL seccomp.mode",
+        "FAIL seccomp getppid errno",
+        "FAIL capabilities.effective",
+    ] {
+        assert!(text.contains(check), "checker missed {check}:\n{text}");
+    }
+}

@@ -101,6 +101,10 @@ fn attack() -> ! {
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     println!("ATTACK exe={exe}");
+    println!(
+        "ATTACK exe write-sealed={}",
+        vmrun_isolation::self_exe::running_from_sealed_memfd()
+    );
     let mut wrote = false;
     match std::fs::OpenOptions::new().write(true).open("/proc/self/exe") {
         Ok(mut f) => match f.write_all(b"PWNED") {

@@ -1,0 +1,207 @@
+//! The escape classes of issue 4, each as a test against vmrun-isolation.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+
+use common::*;
+use serde_json::json;
+
+/// A config running `sh -c script` instead of the checker.
+fn shell_config(script: &str) -> serde_json::Value {
+    let mut c = base_config();
+    c["process"]["args"] = json!(["/bin/sh", "-c", script]);
+    c
+}
+
+/// CVE-2024-21626: `process.cwd` through /proc/self/fd/N is refused outright.
+#[test]
+fn cwd_in_proc_self_fd_is_refused() {
+    if !can_run("cwd_in_proc_self_fd_is_refused") {
+        return;
+    }
+    let mut c = shell_config("ls; touch pwned");
+    c["process"]["cwd"] = "/proc/self/fd/7".into();
+    let bundle = Bundle::new("cwdfd", &c);
+    let out = run_ours(&bundle, "cwdfd", &[]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("process.cwd"), "{}", stderr(&out));
+    assert!(!bundle.path().join("state/bundles/cwdfd").exists());
+}
+
+/// The same attack through a symlink in the image (`/work -> /proc/self/fd/7`)
+/// with a host directory leaked to the runtime as fd 7: the container must
+/// not start in (or write to) the host directory.
+#[test]
+fn cwd_symlink_to_leaked_host_fd_is_confined() {
+    if !can_run("cwd_symlink_to_leaked_host_fd_is_confined") {
+        return;
+    }
+    let host_dir = scratch("hostsecret");
+    std::fs::write(host_dir.path().join("secret"), "HOST-SECRET").unwrap();
+    let mut c = shell_config("cat secret; touch pwned; pwd");
+    c["process"]["cwd"] = "/work".into();
+    let bundle = Bundle::new("cwdlink", &c);
+    std::os::unix::fs::symlink("/proc/self/fd/7", bundle.rootfs().join("work")).unwrap();
+    let dir = std::fs::File::open(host_dir.path()).unwrap();
+    let raw = dir.as_raw_fd();
+    let mut cmd = std::process::Command::new(RUNNER);
+    cmd.arg("--state-dir")
+        .arg(bundle.path().join("state"))
+        .arg("--bundle")
+        .arg(bundle.path())
+        .arg("cwdlink")
+        .stdin(std::process::Stdio::null());
+    // SAFETY: only async-signal-safe dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    println!("{}\n{}", stdout(&out), stderr(&out));
+    assert!(!stdout(&out).contains("HOST-SECRET"), "container read the host dir");
+    assert!(!host_dir.path().join("pwned").exists(), "container wrote the host dir");
+    assert_ne!(out.status.code(), Some(0), "container must not start there");
+}
+
+/// CVE-2021-30465 class: mount destinations that are symlinks pointing
+/// outside the root land inside the root.
+#[test]
+fn mount_destination_symlink_lands_inside_root() {
+    if !can_run("mount_destination_symlink_lands_inside_root") {
+        return;
+    }
+    let outside = scratch("outside");
+    let source = scratch("mountsrc");
+    std::fs::write(source.path().join("MARKER"), "m").unwrap();
+    let out_abs = outside.path().join("abs");
+    let out_rel = outside.path().join("rel");
+    let mut c = shell_config(&format!(
+        "cat /proc/self/mountinfo; ls {abs}/MARKER {rel}/MARKER",
+        abs = out_abs.display(),
+        rel = out_rel.display()
+    ));
+    c["root"]["readonly"] = false.into();
+    let mounts = c["mounts"].as_array_mut().unwrap();
+    for dest in ["/evil-abs", "/evil-rel"] {
+        mounts.push(json!({"destination": dest, "type": "bind",
+                           "source": source.path(), "options": ["rbind", "ro"]}));
+    }
+    let bundle = Bundle::new("mntlink", &c);
+    // Absolute and ../-relative symlinks both aimed at the host directory.
+    std::os::unix::fs::symlink(&out_abs, bundle.rootfs().join("evil-abs")).unwrap();
+    let ups = "../".repeat(20);
+    let rel_target = format!("{ups}{}", out_rel.display().to_string().trim_start_matches('/'));
+    std::os::unix::fs::symlink(&rel_target, bundle.rootfs().join("evil-rel")).unwrap();
+    let out = run_ours(&bundle, "mntlink", &[]);
+    let text = stdout(&out);
+    // Either refused, or the mounts landed inside the root: the container
+    // sees MARKER at the symlink targets *inside* its root, and the
+    // runtime created those targets under rootfs/, not on the host.
+    assert!(!out_abs.exists() && !out_rel.exists(), "runtime created dirs outside the root");
+    if out.status.success() {
+        assert!(text.contains(&format!("{}/MARKER", out_abs.display())), "{text}");
+        let inside = bundle.rootfs().join(out_abs.strip_prefix("/").unwrap());
+        assert!(inside.is_dir(), "mount target not created inside the root");
+    }
+}
+
+/// A rootfs whose /proc is a symlink is refused.
+#[test]
+fn rootfs_with_proc_symlink_is_refused() {
+    if !can_run("rootfs_with_proc_symlink_is_refused") {
+        return;
+    }
+    let bundle = Bundle::new("procsym", &shell_config("true"));
+    std::fs::remove_dir(bundle.rootfs().join("proc")).unwrap();
+    std::os::unix::fs::symlink("/tmp", bundle.rootfs().join("proc")).unwrap();
+    let out = run_ours(&bundle, "procsym", &[]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("unsafe rootfs: /proc"), "{}", stderr(&out));
+}
+
+/// A rootfs whose /dev/null is a symlink is refused.
+#[test]
+fn rootfs_with_dev_null_symlink_is_refused() {
+    if !can_run("rootfs_with_dev_null_symlink_is_refused") {
+        return;
+    }
+    let bundle = Bundle::new("nullsym", &shell_config("true"));
+    std::os::unix::fs::symlink("/etc/passwd", bundle.rootfs().join("dev/null")).unwrap();
+    let out = run_ours(&bundle, "nullsym", &[]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("unsafe rootfs: /dev/null"), "{}", stderr(&out));
+}
+
+fn sha(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+/// CVE-2019-5736 class: the container's entry point is `#!/proc/self/exe`,
+/// so the runtime's own child re-executes the runtime binary inside the
+/// container, which then tries to overwrite it through /proc/self/exe.
+/// With the agent running from a sealed memfd (`--sealed`, what the agent
+/// does) the write fails and the binary on disk is unchanged.
+#[test]
+fn runtime_binary_cannot_be_overwritten_via_proc_self_exe() {
+    if !can_run("runtime_binary_cannot_be_overwritten") {
+        return;
+    }
+    // Play the agent with a private copy, so a successful attack could
+    // never damage the test binary itself.
+    let agent_dir = scratch("agentbin");
+    let agent = agent_dir.path().join("agent");
+    std::fs::copy(RUNNER, &agent).unwrap();
+    let before = sha(&agent);
+
+    let mut c = base_config();
+    c["process"]["args"] = json!(["/evil"]);
+    c["process"]["env"] = json!(["PATH=/bin", "VMRUN_CHECKER_ATTACK=1"]);
+    c["root"]["readonly"] = false.into();
+    let bundle = Bundle::new("exe", &c);
+    bundle.add_script("evil", "#!/proc/self/exe\n");
+    // The runner binary is dynamic in debug builds: give it its libraries.
+    let ldd = std::process::Command::new("ldd").arg(&agent).output().unwrap();
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let target = bundle.rootfs().join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        if !target.exists() {
+            std::fs::copy(lib, &target).unwrap();
+        }
+    }
+
+    for sealed in [true, false] {
+        let id = format!("exe-{sealed}");
+        let mut cmd = std::process::Command::new(&agent);
+        if sealed {
+            cmd.arg("--sealed");
+        }
+        let out = cmd
+            .arg("--state-dir")
+            .arg(bundle.path().join("state"))
+            .arg("--bundle")
+            .arg(bundle.path())
+            .arg(&id)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        println!("sealed={sealed}\n{text}\n{}", stderr(&out));
+        assert!(text.contains("ATTACK exe="), "the payload did not run: {text}");
+        assert!(!text.contains("SUCCEEDED"), "the container wrote the runtime binary");
+        if sealed {
+            assert!(text.contains("ATTACK exe=/memfd:vmrun-agent"), "{text}");
+            assert!(text.contains("ATTACK exe write-sealed=true"), "{text}");
+        }
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(sha(&agent), before, "the runtime binary changed");
+    }
+}
