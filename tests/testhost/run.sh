@@ -126,6 +126,12 @@ inner="$results/inner.sh"
 } >"$inner"
 chmod +x "$inner"
 
+# virtme-ng hides the host's /var/cache behind a tmpfs: share the artifact
+# cache (contract 1) read-only so vmrun's defaults work inside.
+share_cache=()
+cache="$(vmrun_cache_dir)"
+[ -d "$cache" ] && share_cache=(--rodir "$cache")
+
 log "this host's KVM cannot run stock guests: booting the test host (QEMU TCG + emulated AMD SVM, $(basename "$kernel")) to run: $*"
 log "results: $results"
 start=$(date +%s)
@@ -134,7 +140,7 @@ set +e
 timeout --kill-after=30 "$timeout_secs" \
     "$vng" -r "$kernel" --disable-kvm --force-9p --disable-microvm \
     --cpus "${VMRUN_TESTHOST_CPUS:-2}" --memory "${VMRUN_TESTHOST_MEMORY:-2G}" \
-    --qemu-opts="-cpu max" --rwdir "$results" \
+    --qemu-opts="-cpu max" --rwdir "$results" "${share_cache[@]}" \
     -- "$inner" </dev/null >"$results/testhost-console.log" 2>&1 &
 vng_pid=$!
 # Stream CMD's output from the results file while the test host runs.
