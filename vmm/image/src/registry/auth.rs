@@ -131,11 +131,14 @@ pub fn url_encode(s: &str) -> String {
 }
 
 /// Answer `challenge`: returns the `Authorization` header value to use.
+/// Credentials are only sent to a plain-HTTP token endpoint when
+/// `allow_plain_http` (loopback registry or `--insecure`).
 pub fn authorize(
     agent: &ureq::Agent,
     challenge: &Challenge,
     creds: Option<&Credentials>,
     default_scope: &str,
+    allow_plain_http: bool,
 ) -> Result<String, String> {
     match challenge {
         Challenge::Basic => creds.map(Credentials::basic_header).ok_or_else(|| {
@@ -152,6 +155,13 @@ pub fn authorize(
             );
             if let Some(s) = service {
                 url.push_str(&format!("&service={}", url_encode(s)));
+            }
+            let tls = realm.starts_with("https://");
+            let plain_ok = allow_plain_http && realm.starts_with("http://");
+            if !(tls || plain_ok) {
+                return Err(format!(
+                    "refusing token endpoint {realm:?}: not https (use --insecure to allow plain HTTP)"
+                ));
             }
             let mut req = agent.get(&url);
             if let Some(c) = creds {

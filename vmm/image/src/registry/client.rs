@@ -33,6 +33,7 @@ pub struct Client {
     name: String,
     credentials: Option<Credentials>,
     authorization: RefCell<Option<String>>,
+    plain_http: bool,
 }
 
 impl Client {
@@ -48,6 +49,8 @@ impl Client {
             .timeout_connect(Duration::from_secs(30))
             .timeout_read(Duration::from_secs(120))
             .redirects(8)
+            // Blob redirects to CDNs must not carry the registry token.
+            .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost)
             .build();
         let scheme = if plain_http { "http" } else { "https" };
         Ok(Client {
@@ -61,6 +64,7 @@ impl Client {
             name: reference.to_string(),
             credentials: opts.credentials.clone(),
             authorization: RefCell::new(None),
+            plain_http,
         })
     }
 
@@ -85,13 +89,18 @@ impl Client {
                         reason: format!("unsupported challenge {header:?}"),
                     })?;
                     let scope = format!("repository:{}:pull", self.reference.repository);
-                    let auth =
-                        authorize(&self.agent, &challenge, self.credentials.as_ref(), &scope)
-                            .map_err(|reason| ImageError::Auth {
-                                reference: self.name.clone(),
-                                registry: self.reference.registry.clone(),
-                                reason,
-                            })?;
+                    let auth = authorize(
+                        &self.agent,
+                        &challenge,
+                        self.credentials.as_ref(),
+                        &scope,
+                        self.plain_http,
+                    )
+                    .map_err(|reason| ImageError::Auth {
+                        reference: self.name.clone(),
+                        registry: self.reference.registry.clone(),
+                        reason,
+                    })?;
                     *self.authorization.borrow_mut() = Some(auth);
                 }
                 Err(ureq::Error::Status(status, resp)) => {
