@@ -150,3 +150,70 @@ fn layout_unpack_matches_umoci() {
     );
     assert_same_tree(&r, &theirs.join("rootfs"), "vmrun-image vs umoci");
 }
+
+fn xattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid C strings and a writable buffer of the given length.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (r >= 0).then(|| {
+        buf.truncate(r as usize);
+        buf
+    })
+}
+
+#[test]
+fn pax_xattrs_and_ids() {
+    use common::image::{simple_layout, Comp, TarBuilder};
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = TarBuilder::new();
+    t.pax(&[
+        ("SCHILY.xattr.user.vmrun", b"yes"),
+        ("uid", b"3000000"),
+        ("gid", b"3000001"),
+    ])
+    .file("with-xattr", 0o644, b"x")
+    .pax(&[("path", b"pax/long/path/name.txt")])
+    .file("short", 0o600, b"via pax path");
+    let layout = tmp.path().join("layout");
+    simple_layout(&layout, &[(t.finish(), Comp::Gzip)], "t");
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let bundle = tmp.path().join("b");
+    let src: ImageSource = format!("oci:{}:t", layout.display()).parse().unwrap();
+    prepare_bundle(&store, &src, &bundle, None, &BundleOptions::default()).unwrap();
+    let r = bundle.join("rootfs");
+    assert_eq!(
+        std::fs::read(r.join("pax/long/path/name.txt")).unwrap(),
+        b"via pax path"
+    );
+    assert!(!r.join("short").exists());
+    let f = r.join("with-xattr");
+    if common::is_root() {
+        let md = std::fs::metadata(&f).unwrap();
+        assert_eq!((md.uid(), md.gid()), (3_000_000, 3_000_001));
+    }
+    // user.* xattrs need file system support; tmp dirs here are on ext4.
+    match xattr(&f, "user.vmrun") {
+        Some(v) => assert_eq!(v, b"yes"),
+        None => {
+            let probe = tmp.path().join("probe");
+            std::fs::write(&probe, b"").unwrap();
+            let p = std::ffi::CString::new(probe.to_str().unwrap()).unwrap();
+            // SAFETY: valid C strings and value buffer.
+            let ok = unsafe {
+                libc::lsetxattr(p.as_ptr(), c"user.x".as_ptr(), b"1".as_ptr().cast(), 1, 0)
+            } == 0;
+            assert!(
+                !ok,
+                "file system supports user xattrs but the layer's xattr was not applied"
+            );
+            common::skip(
+                "pax_xattrs_and_ids (xattr part)",
+                "the temp file system has no user xattrs",
+            );
+        }
+    }
+}

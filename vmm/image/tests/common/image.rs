@@ -56,6 +56,30 @@ impl TarBuilder {
         self
     }
 
+    /// PAX extended header applying `records` to the next entry.
+    pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+        let mut data = Vec::new();
+        for (k, v) in records {
+            let body_len = 1 + k.len() + 1 + v.len() + 1;
+            let mut len = body_len + 1;
+            while len != body_len + len.to_string().len() {
+                len = body_len + len.to_string().len();
+            }
+            data.extend_from_slice(format!("{len} {k}=").as_bytes());
+            data.extend_from_slice(v);
+            data.push(b'\n');
+        }
+        self.raw(
+            b"PaxHeaders/next",
+            EntryType::XHeader,
+            b"",
+            0o644,
+            0,
+            0,
+            &data,
+        )
+    }
+
     pub fn dir(&mut self, name: &str, mode: u32) -> &mut Self {
         self.raw(name.as_bytes(), EntryType::Directory, b"", mode, 0, 0, b"")
     }
