@@ -10,8 +10,10 @@
 # package version. A cache hit returns at once. The vmlinux path is printed
 # on stdout; progress goes to stderr.
 #
-# Usage: kernel-config/build.sh [--print-hash] [--force] [--no-install]
+# Usage: kernel-config/build.sh [--print-hash] [--config-only] [--force] [--no-install]
 #   --print-hash  print the cache hash and exit (needs linux-source-6.1)
+#   --config-only generate and verify the .config, print it on stdout, stop
+#                 (seconds, for iterating on fragments)
 #   --force       rebuild even if the cache has this hash
 #   --no-install  never call apt-get; fail if a package is missing
 set -Eeuo pipefail
@@ -28,13 +30,14 @@ PROGRESS_EVERY=${VMRUN_KERNEL_PROGRESS_EVERY:-100}
 log() { echo "kernel-config: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-print_hash=0 force=0 install=1
+print_hash=0 config_only=0 force=0 install=1
 for arg in "$@"; do
     case "$arg" in
         --print-hash) print_hash=1 ;;
+        --config-only) config_only=1 ;;
         --force) force=1 ;;
         --no-install) install=0 ;;
-        -h|--help) sed -n '2,20p' "$SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$SELF"; exit 0 ;;
         *) die "unknown argument '$arg' (see --help)" ;;
     esac
 done
@@ -91,7 +94,8 @@ publish_symlink() {
 # Unpacks the source tarball once per package version into the cache
 # (outside the repo); builds use O= so the tree stays pristine.
 unpack_source() {
-    local version=$1 dir="$CACHE/kernel/src/$version" tmp
+    local version=$1
+    local dir="$CACHE/kernel/src/$version" tmp
     if [[ ! -f "$dir/linux-source-6.1/Makefile" ]]; then
         [[ -f $SOURCE_TARBALL ]] || die "$SOURCE_TARBALL missing (reinstall $SOURCE_PKG)"
         mkdir -p "$CACHE/kernel/src"
@@ -114,6 +118,7 @@ parse_fragments() {
     local f n line sym
     for f in "${FRAGMENTS[@]}"; do
         n=0
+        # shellcheck disable=SC2094 # die/log write to stderr, not to $f
         while IFS= read -r line || [[ -n $line ]]; do
             n=$((n + 1))
             if [[ $line =~ ^(CONFIG_[A-Za-z0-9_]+)=(.+)$ ]]; then
@@ -192,7 +197,7 @@ main() {
     if [[ $print_hash -eq 1 ]]; then echo "$hash"; return 0; fi
     out="$CACHE/kernel/$hash/vmlinux"
     mkdir -p "$CACHE/kernel"
-    if [[ $force -eq 0 && -s $out ]]; then
+    if [[ $force -eq 0 && $config_only -eq 0 && -s $out ]]; then
         publish_symlink "$hash"
         log "cache hit: $out"
         echo "$out"
@@ -207,7 +212,7 @@ main() {
     trap 'cp -f "$bld/.config" "$CACHE/kernel/last-failed.config" 2>/dev/null || true;
           cp -f "$bld/build.log" "$CACHE/kernel/last-failed-build.log" 2>/dev/null || true;
           rm -rf "$bld"; log "build failed; see $CACHE/kernel/last-failed-build.log and last-failed.config"' ERR
-    log "building Linux $version (hash $hash) in $bld"
+    log "configuring Linux $version (hash $hash) in $bld"
 
     make -s -C "$src" O="$bld" tinyconfig >/dev/null
     local args
@@ -218,6 +223,12 @@ main() {
         false # triggers the ERR trap (keeps last-failed.config)
     fi
     log "config verified: all ${#ORDER[@]} fragment settings kept ($(grep -c '=' "$bld/.config") options set)"
+    if [[ $config_only -eq 1 ]]; then
+        cat "$bld/.config"
+        trap - ERR
+        rm -rf "$bld"
+        return 0
+    fi
 
     log "compiling vmlinux with -j$(nproc) (~8 min on 2 cores)"
     make_with_progress "$bld/build.log" -C "$src" O="$bld" -j"$(nproc)" vmlinux

@@ -9,6 +9,7 @@
 # Usage: rootfs/build-busybox-bundle.sh [--no-install] DIR [CMD [ARG...]]
 #   DIR must not exist yet or be empty; it is built next to DIR and renamed
 #   into place, so a failure leaves nothing half-made.
+# shellcheck source-path=SCRIPTDIR
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,7 +22,7 @@ install=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --no-install) install=0; shift ;;
-        -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
         -*) die "unknown option '$1' (see --help)" ;;
         *) break ;;
     esac

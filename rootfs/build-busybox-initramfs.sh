@@ -8,6 +8,7 @@
 #
 # Usage: rootfs/build-busybox-initramfs.sh OUT [--no-install]
 #   OUT  the .cpio.gz to write (replaced atomically)
+# shellcheck source-path=SCRIPTDIR
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,7 +23,7 @@ out="" install=1
 for arg in "$@"; do
     case "$arg" in
         --no-install) install=0 ;;
-        -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
         -*) die "unknown option '$arg' (see --help)" ;;
         *) [[ -z $out ]] || die "only one OUT path expected"; out=$arg ;;
     esac

@@ -14,6 +14,7 @@
 # into ${CARGO_TARGET_DIR:-<repo>/target}.
 #
 # Usage: rootfs/build-initramfs.sh [--no-install]
+# shellcheck source-path=SCRIPTDIR
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,7 +34,7 @@ install=1
 for arg in "$@"; do
     case "$arg" in
         --no-install) install=0 ;;
-        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) die "unknown argument '$arg' (see --help)" ;;
     esac
 done
