@@ -31,6 +31,15 @@ impl Action {
     /// Every accepted `vmrun_action` value, for error messages.
     pub const NAMES: &'static [&'static str] = &["ready", "poweroff", "panic"];
 
+    /// The `vmrun_action` value that selects this action.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Poweroff => "poweroff",
+            Self::Panic => "panic",
+        }
+    }
+
     /// Parses a `vmrun_action` value; `None` (absent) means [`Action::Ready`].
     pub fn parse(value: Option<&str>) -> Result<Self> {
         Ok(match value {
@@ -111,7 +120,8 @@ mod tests {
         assert_eq!(Action::parse(Some("poweroff")).unwrap(), Action::Poweroff);
         assert_eq!(Action::parse(Some("panic")).unwrap(), Action::Panic);
         for name in Action::NAMES {
-            assert!(Action::parse(Some(name)).is_ok(), "{name}");
+            let action = Action::parse(Some(name)).unwrap();
+            assert_eq!(action.name(), *name);
         }
     }
 

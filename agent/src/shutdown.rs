@@ -22,7 +22,11 @@ pub const FAILURE_EXIT_CODE: i32 = 1;
 
 /// Ends the VM cleanly after a successful run.
 pub fn end_vm(action: Action) -> ! {
-    tracing::info!("{action:?}: syncing and rebooting (ends the VM)");
+    tracing::info!(
+        "{}={} done: syncing and rebooting (ends the VM)",
+        crate::config::ACTION_VAR,
+        action.name()
+    );
     sync();
     match reboot(RebootMode::RB_AUTOBOOT) {
         Ok(never) => match never {},
