@@ -208,3 +208,24 @@ fn boots_a_busybox_initramfs_that_is_not_ours() {
         out.describe()
     );
 }
+
+#[test]
+fn a_file_that_is_not_a_kernel_is_refused_by_name() {
+    let Some(g) = guest_ready("a_file_that_is_not_a_kernel_is_refused_by_name") else {
+        return;
+    };
+    // The initramfs is a real file but neither an ELF vmlinux nor a bzImage.
+    let out = boot(&g.initrd, &g.initrd, &[]);
+    assert!(out.finished(), "{}", out.describe());
+    assert!(
+        !out.success(),
+        "a non-kernel must not boot\n{}",
+        out.describe()
+    );
+    let name = g.initrd.to_str().expect("UTF-8 path");
+    assert!(
+        out.stderr.contains(name),
+        "the error must name the file\n{}",
+        out.describe()
+    );
+}
