@@ -103,7 +103,11 @@ pub fn check_against(
     if res.block_io().is_some() {
         need("linux.resources.blockIO", "io")?;
     }
-    if res.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+    if res
+        .hugepage_limits()
+        .as_ref()
+        .is_some_and(|h| !h.is_empty())
+    {
         need("linux.resources.hugepageLimits", "hugetlb")?;
     }
     if res.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
@@ -121,8 +125,7 @@ pub fn check_against(
             need(&format!("linux.resources.unified.{key}"), controller)?;
         }
     }
-    if res.devices().as_ref().is_some_and(|d| !d.is_empty()) && !cfg!(feature = "devices-cgroup")
-    {
+    if res.devices().as_ref().is_some_and(|d| !d.is_empty()) && !cfg!(feature = "devices-cgroup") {
         warnings.push(Warning {
             field: "linux.resources.devices".into(),
             reason: "NOT ENFORCED: device rules need the eBPF device controller \
@@ -168,7 +171,10 @@ mod tests {
     fn cpuset_without_controller_names_the_field() {
         let r = res(serde_json::json!({"cpu": {"cpus": "0"}}));
         let err = check_against(&r, &set(&["cpu", "memory", "pids"]), false).unwrap_err();
-        assert!(err.to_string().contains("linux.resources.cpu.cpus/mems"), "{err}");
+        assert!(
+            err.to_string().contains("linux.resources.cpu.cpus/mems"),
+            "{err}"
+        );
         assert!(err.to_string().contains("cpuset"), "{err}");
     }
 

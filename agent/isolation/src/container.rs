@@ -182,7 +182,10 @@ fn write_bundle(bundle_dir: &Path, spec: &Spec) -> Result<(), IsolationError> {
     if bundle_dir.exists() {
         return Err(IsolationError::invalid(
             "id",
-            format!("a container bundle already exists at {}", bundle_dir.display()),
+            format!(
+                "a container bundle already exists at {}",
+                bundle_dir.display()
+            ),
         ));
     }
     std::fs::create_dir_all(bundle_dir)
@@ -207,7 +210,7 @@ fn create_and_start(
     let runtime_err = |action, source| IsolationError::Runtime {
         action,
         id: opts.id.clone(),
-        source,
+        source: Box::new(source),
     };
     let terminal = spec
         .process()
@@ -216,7 +219,11 @@ fn create_and_start(
         .unwrap_or(false);
     let console = if terminal {
         Some(ConsoleSocket::bind(
-            &opts.state_dir.join("bundles").join(&opts.id).join("console.sock"),
+            &opts
+                .state_dir
+                .join("bundles")
+                .join(&opts.id)
+                .join("console.sock"),
         )?)
     } else {
         None
@@ -260,7 +267,10 @@ fn create_and_start(
     }
     let Some(pid) = container.pid() else {
         let _ = container.delete(true);
-        return Err(IsolationError::invalid("id", "container started without a pid"));
+        return Err(IsolationError::invalid(
+            "id",
+            "container started without a pid",
+        ));
     };
     Ok((container, pid, pty_master))
 }

@@ -56,7 +56,7 @@ pub enum IsolationError {
         id: String,
         /// libcontainer's error.
         #[source]
-        source: libcontainer::error::LibcontainerError,
+        source: Box<libcontainer::error::LibcontainerError>,
     },
     /// A system call on the container process failed (wait, kill, ...).
     #[error("{what} for container pid {pid}")]

@@ -76,7 +76,10 @@ fn check_no_symlink(rootfs: &Path, rel: &Path) -> Result<(), IsolationError> {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => {
-                return Err(IsolationError::io(format!("checking {}", here.display()), e))
+                return Err(IsolationError::io(
+                    format!("checking {}", here.display()),
+                    e,
+                ))
             }
         }
     }
@@ -89,8 +92,10 @@ mod tests {
     use crate::spec::parse_spec;
 
     fn spec() -> Spec {
-        parse_spec(br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
-            "mounts":[{"destination":"/run/mq","type":"mqueue","source":"mqueue"}]}"#)
+        parse_spec(
+            br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+            "mounts":[{"destination":"/run/mq","type":"mqueue","source":"mqueue"}]}"#,
+        )
         .unwrap()
     }
 

@@ -225,7 +225,10 @@ fn check_linux(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Result<(), Isol
         }
         for (i, m) in maps.iter().enumerate() {
             if m.size() == 0 {
-                return Err(IsolationError::invalid(format!("{field}[{i}].size"), "is 0"));
+                return Err(IsolationError::invalid(
+                    format!("{field}[{i}].size"),
+                    "is 0",
+                ));
             }
         }
     }
@@ -253,7 +256,13 @@ fn check_linux(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Result<(), Isol
     }
     if let Some(prop) = linux.rootfs_propagation() {
         const KNOWN: [&str; 8] = [
-            "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable",
+            "private",
+            "rprivate",
+            "shared",
+            "rshared",
+            "slave",
+            "rslave",
+            "unbindable",
             "runbindable",
         ];
         if !KNOWN.contains(&prop.as_str()) {
@@ -307,7 +316,10 @@ fn check_seccomp(spec: &Spec) -> Result<(), IsolationError> {
         return Ok(());
     };
     let errno_ok = |a: LinuxSeccompAction| {
-        matches!(a, LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace)
+        matches!(
+            a,
+            LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace
+        )
     };
     if seccomp.default_errno_ret().is_some() && !errno_ok(seccomp.default_action()) {
         return Err(IsolationError::invalid(

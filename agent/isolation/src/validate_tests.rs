@@ -205,7 +205,11 @@ fn lsm_fields_become_warnings_and_are_stripped() {
     let fields: Vec<_> = warnings.iter().map(|w| w.field.as_str()).collect();
     assert_eq!(
         fields,
-        ["process.apparmorProfile", "process.selinuxLabel", "linux.mountLabel"]
+        [
+            "process.apparmorProfile",
+            "process.selinuxLabel",
+            "linux.mountLabel"
+        ]
     );
     let process = spec.process().as_ref().unwrap();
     assert!(process.apparmor_profile().is_none());

@@ -40,7 +40,11 @@ fn mountinfo() -> Vec<MountInfo> {
 pub fn check(spec: &Value, r: &mut Report) {
     let root_ro = spec["root"]["readonly"].as_bool().unwrap_or(false);
     r.eq("root.readonly", is_readonly("/"), Some(root_ro));
-    for p in spec["linux"]["readonlyPaths"].as_array().into_iter().flatten() {
+    for p in spec["linux"]["readonlyPaths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let p = p.as_str().unwrap_or_default();
         let name = format!("readonlyPaths {p}");
         match std::fs::symlink_metadata(p) {
@@ -48,7 +52,11 @@ pub fn check(spec: &Value, r: &mut Report) {
             Ok(_) => r.eq(&name, is_readonly(p), Some(true)),
         }
     }
-    for p in spec["linux"]["maskedPaths"].as_array().into_iter().flatten() {
+    for p in spec["linux"]["maskedPaths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         check_masked(p.as_str().unwrap_or_default(), r);
     }
     check_mounts(spec, r);
@@ -92,7 +100,10 @@ fn check_mounts(spec: &Value, r: &mut Report) {
         if typ.starts_with("cgroup") && found.fstype != "cgroup2" {
             r.skip(
                 &name,
-                format!("SKIPPED: cgroup v1 layout ({}), options not compared", found.fstype),
+                format!(
+                    "SKIPPED: cgroup v1 layout ({}), options not compared",
+                    found.fstype
+                ),
             );
             continue;
         }
@@ -109,7 +120,10 @@ fn check_mounts(spec: &Value, r: &mut Report) {
             problems.push("ro instead of rw".into());
         }
         if problems.is_empty() {
-            r.pass(&name, format!("{} {}", found.fstype, found.options.join(",")));
+            r.pass(
+                &name,
+                format!("{} {}", found.fstype, found.options.join(",")),
+            );
         } else {
             r.fail(&name, problems.join("; "));
         }

@@ -15,10 +15,18 @@ fn uts() -> nix::sys::utsname::UtsName {
 pub fn check(spec: &Value, preserved_fds: u32, r: &mut Report) {
     let u = uts();
     if let Some(h) = spec["hostname"].as_str() {
-        r.eq("hostname", u.nodename().to_string_lossy().into_owned(), h.to_owned());
+        r.eq(
+            "hostname",
+            u.nodename().to_string_lossy().into_owned(),
+            h.to_owned(),
+        );
     }
     if let Some(d) = spec["domainname"].as_str() {
-        r.eq("domainname", u.domainname().to_string_lossy().into_owned(), d.to_owned());
+        r.eq(
+            "domainname",
+            u.domainname().to_string_lossy().into_owned(),
+            d.to_owned(),
+        );
     }
     let user = &spec["process"]["user"];
     let uid = user["uid"].as_u64().unwrap_or(0) as u32;
@@ -50,7 +58,11 @@ pub fn check(spec: &Value, preserved_fds: u32, r: &mut Report) {
         let Some((k, v)) = var.as_str().and_then(|s| s.split_once('=')) else {
             continue;
         };
-        r.eq(&format!("env.{k}"), std::env::var(k).ok(), Some(v.to_owned()));
+        r.eq(
+            &format!("env.{k}"),
+            std::env::var(k).ok(),
+            Some(v.to_owned()),
+        );
     }
     check_fds(preserved_fds, r);
     if let Some(adj) = spec["process"]["oomScoreAdj"].as_i64() {
@@ -76,7 +88,11 @@ pub fn check(spec: &Value, preserved_fds: u32, r: &mut Report) {
                 .filter_map(|l| l.split(':').next().map(|n| n.trim().to_owned()))
                 .collect::<Vec<_>>()
         });
-        r.eq("namespace.network (only lo)", ifaces.ok(), Some(vec!["lo".to_owned()]));
+        r.eq(
+            "namespace.network (only lo)",
+            ifaces.ok(),
+            Some(vec!["lo".to_owned()]),
+        );
     }
     for (key, file) in [("uidMappings", "uid_map"), ("gidMappings", "gid_map")] {
         let Some(maps) = spec["linux"][key].as_array() else {
@@ -97,8 +113,10 @@ pub fn check(spec: &Value, preserved_fds: u32, r: &mut Report) {
             .map(|s| {
                 s.lines()
                     .filter_map(|l| {
-                        let v: Vec<u64> =
-                            l.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+                        let v: Vec<u64> = l
+                            .split_whitespace()
+                            .filter_map(|x| x.parse().ok())
+                            .collect();
                         (v.len() == 3).then(|| [v[0], v[1], v[2]])
                     })
                     .collect()

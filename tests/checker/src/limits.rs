@@ -52,7 +52,11 @@ pub fn check(spec: &Value, r: &mut Report) {
             let path = format!("/proc/sys/{}", key.replace('.', "/"));
             let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
             let got = std::fs::read_to_string(&path).ok().map(|s| norm(&s));
-            r.eq(&format!("sysctl {key}"), got, Some(norm(want.as_str().unwrap_or_default())));
+            r.eq(
+                &format!("sysctl {key}"),
+                got,
+                Some(norm(want.as_str().unwrap_or_default())),
+            );
         }
     }
     check_cgroup(spec, r);
@@ -108,20 +112,44 @@ fn check_cgroup(spec: &Value, r: &mut Report) {
         Some(n) => n.to_string(),
     };
     if !mem["limit"].is_null() {
-        r.eq("cgroup memory.max", read(&dir, "memory.max"), Some(max_or(&mem["limit"])));
+        r.eq(
+            "cgroup memory.max",
+            read(&dir, "memory.max"),
+            Some(max_or(&mem["limit"])),
+        );
     }
     if let Some(v) = mem["reservation"].as_i64() {
-        r.eq("cgroup memory.low", read(&dir, "memory.low"), Some(v.to_string()));
+        r.eq(
+            "cgroup memory.low",
+            read(&dir, "memory.low"),
+            Some(v.to_string()),
+        );
     }
     if let (Some(swap), Some(limit)) = (mem["swap"].as_i64(), mem["limit"].as_i64()) {
-        let want = if swap == -1 { "max".to_owned() } else { (swap - limit).to_string() };
-        r.eq("cgroup memory.swap.max", read(&dir, "memory.swap.max"), Some(want));
+        let want = if swap == -1 {
+            "max".to_owned()
+        } else {
+            (swap - limit).to_string()
+        };
+        r.eq(
+            "cgroup memory.swap.max",
+            read(&dir, "memory.swap.max"),
+            Some(want),
+        );
     }
     let cpu = &res["cpu"];
     if let Some(quota) = cpu["quota"].as_i64() {
         let period = cpu["period"].as_u64().unwrap_or(100_000);
-        let q = if quota < 0 { "max".to_owned() } else { quota.to_string() };
-        r.eq("cgroup cpu.max", read(&dir, "cpu.max"), Some(format!("{q} {period}")));
+        let q = if quota < 0 {
+            "max".to_owned()
+        } else {
+            quota.to_string()
+        };
+        r.eq(
+            "cgroup cpu.max",
+            read(&dir, "cpu.max"),
+            Some(format!("{q} {period}")),
+        );
     }
     if let Some(shares) = cpu["shares"].as_u64() {
         r.eq(
@@ -131,7 +159,11 @@ fn check_cgroup(spec: &Value, r: &mut Report) {
         );
     }
     if let Some(cpus) = cpu["cpus"].as_str() {
-        r.eq("cgroup cpuset.cpus", read(&dir, "cpuset.cpus"), Some(cpus.to_owned()));
+        r.eq(
+            "cgroup cpuset.cpus",
+            read(&dir, "cpuset.cpus"),
+            Some(cpus.to_owned()),
+        );
     }
     if !res["pids"]["limit"].is_null() {
         let want = match res["pids"]["limit"].as_i64() {

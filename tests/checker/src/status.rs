@@ -87,10 +87,20 @@ pub fn check(spec: &Value, r: &mut Report) {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40);
     let set_mask = |set: &str| {
-        let names = process["capabilities"][set].as_array().cloned().unwrap_or_default();
+        let names = process["capabilities"][set]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         mask_of(&names, last_cap)
     };
-    let masks = ["bounding", "effective", "inheritable", "permitted", "ambient"].map(set_mask);
+    let masks = [
+        "bounding",
+        "effective",
+        "inheritable",
+        "permitted",
+        "ambient",
+    ]
+    .map(set_mask);
     if let Some(Err(e)) = masks.iter().find(|m| m.is_err()) {
         return r.fail("capabilities", e);
     }
@@ -111,7 +121,11 @@ pub fn check(spec: &Value, r: &mut Report) {
     ] {
         let name = format!("capabilities.{set}");
         let got = status_field(&status, key).and_then(|v| u64::from_str_radix(&v, 16).ok());
-        r.eq(&name, got.map(|g| format!("{g:016x}")), Some(format!("{want:016x}")));
+        r.eq(
+            &name,
+            got.map(|g| format!("{g:016x}")),
+            Some(format!("{want:016x}")),
+        );
     }
     let nnp = process["noNewPrivileges"].as_bool().unwrap_or(false);
     r.eq(
@@ -126,7 +140,11 @@ pub fn check(spec: &Value, r: &mut Report) {
         Some(if has_seccomp { "2" } else { "0" }.to_owned()),
     );
     if let Some(umask) = process["user"]["umask"].as_u64() {
-        r.eq("umask", status_field(&status, "Umask"), Some(format!("{umask:04o}")));
+        r.eq(
+            "umask",
+            status_field(&status, "Umask"),
+            Some(format!("{umask:04o}")),
+        );
     } else {
         r.skip("umask", "process.user.umask not set in the spec");
     }

@@ -64,8 +64,14 @@ fn cwd_symlink_to_leaked_host_fd_is_confined() {
     }
     let out = cmd.output().unwrap();
     println!("{}\n{}", stdout(&out), stderr(&out));
-    assert!(!stdout(&out).contains("HOST-SECRET"), "container read the host dir");
-    assert!(!host_dir.path().join("pwned").exists(), "container wrote the host dir");
+    assert!(
+        !stdout(&out).contains("HOST-SECRET"),
+        "container read the host dir"
+    );
+    assert!(
+        !host_dir.path().join("pwned").exists(),
+        "container wrote the host dir"
+    );
     assert_ne!(out.status.code(), Some(0), "container must not start there");
 }
 
@@ -96,16 +102,25 @@ fn mount_destination_symlink_lands_inside_root() {
     // Absolute and ../-relative symlinks both aimed at the host directory.
     std::os::unix::fs::symlink(&out_abs, bundle.rootfs().join("evil-abs")).unwrap();
     let ups = "../".repeat(20);
-    let rel_target = format!("{ups}{}", out_rel.display().to_string().trim_start_matches('/'));
+    let rel_target = format!(
+        "{ups}{}",
+        out_rel.display().to_string().trim_start_matches('/')
+    );
     std::os::unix::fs::symlink(&rel_target, bundle.rootfs().join("evil-rel")).unwrap();
     let out = run_ours(&bundle, "mntlink", &[]);
     let text = stdout(&out);
     // Either refused, or the mounts landed inside the root: the container
     // sees MARKER at the symlink targets *inside* its root, and the
     // runtime created those targets under rootfs/, not on the host.
-    assert!(!out_abs.exists() && !out_rel.exists(), "runtime created dirs outside the root");
+    assert!(
+        !out_abs.exists() && !out_rel.exists(),
+        "runtime created dirs outside the root"
+    );
     if out.status.success() {
-        assert!(text.contains(&format!("{}/MARKER", out_abs.display())), "{text}");
+        assert!(
+            text.contains(&format!("{}/MARKER", out_abs.display())),
+            "{text}"
+        );
         let inside = bundle.rootfs().join(out_abs.strip_prefix("/").unwrap());
         assert!(inside.is_dir(), "mount target not created inside the root");
     }
@@ -122,7 +137,11 @@ fn rootfs_with_proc_symlink_is_refused() {
     std::os::unix::fs::symlink("/tmp", bundle.rootfs().join("proc")).unwrap();
     let out = run_ours(&bundle, "procsym", &[]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("unsafe rootfs: /proc"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unsafe rootfs: /proc"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// A rootfs whose /dev/null is a symlink is refused.
@@ -135,7 +154,11 @@ fn rootfs_with_dev_null_symlink_is_refused() {
     std::os::unix::fs::symlink("/etc/passwd", bundle.rootfs().join("dev/null")).unwrap();
     let out = run_ours(&bundle, "nullsym", &[]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("unsafe rootfs: /dev/null"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unsafe rootfs: /dev/null"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn sha(path: &std::path::Path) -> Vec<u8> {
@@ -166,7 +189,10 @@ fn runtime_binary_cannot_be_overwritten_via_proc_self_exe() {
     let bundle = Bundle::new("exe", &c);
     bundle.add_script("evil", "#!/proc/self/exe\n");
     // The runner binary is dynamic in debug builds: give it its libraries.
-    let ldd = std::process::Command::new("ldd").arg(&agent).output().unwrap();
+    let ldd = std::process::Command::new("ldd")
+        .arg(&agent)
+        .output()
+        .unwrap();
     for lib in String::from_utf8_lossy(&ldd.stdout)
         .split_whitespace()
         .filter(|w| w.starts_with('/'))
@@ -195,8 +221,14 @@ fn runtime_binary_cannot_be_overwritten_via_proc_self_exe() {
             .unwrap();
         let text = stdout(&out);
         println!("sealed={sealed}\n{text}\n{}", stderr(&out));
-        assert!(text.contains("ATTACK exe="), "the payload did not run: {text}");
-        assert!(!text.contains("SUCCEEDED"), "the container wrote the runtime binary");
+        assert!(
+            text.contains("ATTACK exe="),
+            "the payload did not run: {text}"
+        );
+        assert!(
+            !text.contains("SUCCEEDED"),
+            "the container wrote the runtime binary"
+        );
         if sealed {
             assert!(text.contains("ATTACK exe=/memfd:vmrun-agent"), "{text}");
             assert!(text.contains("ATTACK exe write-sealed=true"), "{text}");

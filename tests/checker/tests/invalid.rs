@@ -14,10 +14,20 @@ fn refused(name: &str, config: Value, field: &str) {
     let out = run_ours(&bundle, name, &[]);
     assert_eq!(out.status.code(), Some(125), "{name} should be refused");
     let err = stderr(&out);
-    assert!(err.contains(field), "{name}: error does not name {field}: {err}");
+    assert!(
+        err.contains(field),
+        "{name}: error does not name {field}: {err}"
+    );
     let state = bundle.path().join("state");
-    for leftover in [state.join("bundles").join(name), state.join("state").join(name)] {
-        assert!(!leftover.exists(), "{name}: left {} behind", leftover.display());
+    for leftover in [
+        state.join("bundles").join(name),
+        state.join("state").join(name),
+    ] {
+        assert!(
+            !leftover.exists(),
+            "{name}: left {} behind",
+            leftover.display()
+        );
     }
     assert!(
         !std::path::Path::new(&format!("/sys/fs/cgroup/vmrun/{name}")).exists(),

@@ -46,7 +46,8 @@ fn writable_root_and_no_nnp() {
 #[test]
 fn non_root_user_with_groups_umask_and_cwd() {
     let mut c = base_config();
-    c["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 100], "umask": 23});
+    c["process"]["user"] =
+        json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 100], "umask": 23});
     c["process"]["cwd"] = "/tmp".into();
     c["process"]["env"] = json!(["PATH=/bin", "HOME=/tmp", "GREETING=hello world"]);
     both("user", c, 35);
@@ -114,18 +115,30 @@ fn extra_mounts_devices_masked_and_readonly_paths() {
     let mut c = base_config();
     c["root"]["readonly"] = false.into();
     let mounts = c["mounts"].as_array_mut().unwrap();
-    mounts.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
-                       "options": ["nosuid", "nodev", "noexec", "size=1m"]}));
-    mounts.push(json!({"destination": "/ro-tmpfs", "type": "tmpfs", "source": "tmpfs",
-                       "options": ["ro", "size=1m"]}));
-    mounts.push(json!({"destination": "/hostbin", "type": "bind", "source": "/bin",
-                       "options": ["rbind", "ro", "nosuid"]}));
+    mounts.push(
+        json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "nodev", "noexec", "size=1m"]}),
+    );
+    mounts.push(
+        json!({"destination": "/ro-tmpfs", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["ro", "size=1m"]}),
+    );
+    mounts.push(
+        json!({"destination": "/hostbin", "type": "bind", "source": "/bin",
+                       "options": ["rbind", "ro", "nosuid"]}),
+    );
     c["linux"]["devices"] = json!([
         {"path": "/dev/kmsg-copy", "type": "c", "major": 1, "minor": 11,
          "fileMode": 416, "uid": 0, "gid": 0}
     ]);
-    c["linux"]["maskedPaths"].as_array_mut().unwrap().push("/etc".into());
-    c["linux"]["readonlyPaths"].as_array_mut().unwrap().push("/tmp".into());
+    c["linux"]["maskedPaths"]
+        .as_array_mut()
+        .unwrap()
+        .push("/etc".into());
+    c["linux"]["readonlyPaths"]
+        .as_array_mut()
+        .unwrap()
+        .push("/tmp".into());
     both("mounts", c, 40);
 }
 
@@ -234,7 +247,13 @@ fn cgroup_v2_resources() {
     let bundle = Bundle::new("cgroup2", &c);
     let out = run_ours(&bundle, "cgroup2", &[]);
     assert_all_pass("vmrun-isolation cgroup2", &out, 40);
-    for check in ["memory.max", "memory.low", "cpu.max", "cpu.weight", "pids.max"] {
+    for check in [
+        "memory.max",
+        "memory.low",
+        "cpu.max",
+        "cpu.weight",
+        "pids.max",
+    ] {
         assert!(
             stdout(&out).contains(&format!("PASS cgroup {check}")),
             "{check} not checked"

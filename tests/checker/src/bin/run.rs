@@ -80,7 +80,8 @@ fn real_main() -> Result<i32, String> {
     let root = spec.root().as_ref().ok_or("invalid spec: root: missing")?;
     let rootfs = bundle.join(root.path());
     let dup = |fd: std::os::fd::BorrowedFd<'_>| -> Result<OwnedFd, String> {
-        fd.try_clone_to_owned().map_err(|e| format!("dup stdio: {e}"))
+        fd.try_clone_to_owned()
+            .map_err(|e| format!("dup stdio: {e}"))
     };
     let stdio = Stdio {
         stdin: dup(std::io::stdin().as_fd())?,
@@ -106,7 +107,10 @@ fn attack() -> ! {
         vmrun_isolation::self_exe::running_from_sealed_memfd()
     );
     let mut wrote = false;
-    match std::fs::OpenOptions::new().write(true).open("/proc/self/exe") {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/exe")
+    {
         Ok(mut f) => match f.write_all(b"PWNED") {
             Ok(()) => {
                 println!("ATTACK write via /proc/self/exe SUCCEEDED");

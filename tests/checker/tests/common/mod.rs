@@ -36,12 +36,11 @@ pub fn have_runc() -> bool {
         .unwrap_or(false)
 }
 
-/// A fresh scratch dir under /tmp (not a tmpfs requirement, just outside
-/// the work tree).
+/// A fresh scratch dir under `$TMPDIR` (default /tmp), outside the work tree.
 pub fn scratch(name: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix(&format!("vmrun-iso-{name}-"))
-        .tempdir_in("/tmp")
+        .tempdir_in(std::env::temp_dir())
         .expect("tempdir")
 }
 
@@ -70,7 +69,9 @@ pub fn make_rootfs(rootfs: &Path) {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "cat", "ls", "echo", "touch", "mkdir", "id", "sleep", "grep", "test"] {
+    for applet in [
+        "sh", "cat", "ls", "echo", "touch", "mkdir", "id", "sleep", "grep", "test",
+    ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
     install_binary(Path::new(CHECKER), rootfs, "/bin/vmrun-checker");
@@ -197,7 +198,10 @@ pub fn run_runc(bundle: &Bundle, id: &str) -> Output {
 fn print_output(who: &str, out: &Output) {
     println!("--- {who}: {}", out.status);
     println!("{}", String::from_utf8_lossy(&out.stdout));
-    println!("--- {who} stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    println!(
+        "--- {who} stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// stdout as a string.
@@ -217,7 +221,12 @@ pub fn assert_all_pass(who: &str, out: &Output, min: usize) {
     assert!(fails.is_empty(), "{who}: failing checks: {fails:#?}");
     let passes = text.lines().filter(|l| l.starts_with("PASS")).count();
     assert!(passes >= min, "{who}: only {passes} checks passed:\n{text}");
-    assert_eq!(out.status.code(), Some(0), "{who}: exit status {}", out.status);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{who}: exit status {}",
+        out.status
+    );
 }
 
 /// Is /sys/fs/cgroup the unified cgroup2 hierarchy on this host?

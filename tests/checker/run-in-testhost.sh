@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs the isolation tests (vmrun-isolation unit tests + vmrun-checker's
+# matrix/escape/invalid tests) inside the test host: Debian's generic kernel
+# booted by virtme-ng under QEMU TCG (see shared/TESTHOST.md). Unlike this
+# machine (cgroup v1 hybrid) it has the unified cgroup2 hierarchy, so the
+# cgroup v2 tests run there instead of being skipped. No nested VM needed.
+#
+# Usage: tests/checker/run-in-testhost.sh [RESULTS_DIR]
+# Output: RESULTS_DIR/<test-binary>.log and RESULTS_DIR/summary; exit 0 only
+# if every test binary passed (a missing summary = failure).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
+export LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu
+results="${1:-$(mktemp -d /tmp/vmrun-isolation-testhost.XXXXXX)}"
+mkdir -p "$results"
+results="$(cd "$results" && pwd)"
+rm -f "$results/summary" "$results"/*.log
+
+kernel="${VMRUN_TESTHOST_KERNEL:-$(ls /boot/vmlinuz-*-amd64 2>/dev/null | grep -v cloud | sort -V | tail -1)}"
+[ -r "$kernel" ] || { echo "no /boot/vmlinuz-*-amd64 (apt-get install linux-image-amd64)" >&2; exit 1; }
+command -v vng >/dev/null || { echo "vng not found (pip install virtme-ng)" >&2; exit 1; }
+
+# Build the test binaries here (the work tree is read-only in the test host).
+mapfile -t bins < <(cargo test -p vmrun-isolation -p vmrun-checker --no-run \
+    --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["executable"])
+')
+[ "${#bins[@]}" -gt 0 ] || { echo "no test binaries built" >&2; exit 1; }
+
+inner="$results/inner.sh"
+{
+    echo '#!/bin/bash'
+    printf 'RES=%q\n' "$results"
+    cat <<'INNER'
+{
+  echo "kernel: $(uname -r)"
+  echo "/sys/fs/cgroup: $(stat -f -c %T /sys/fs/cgroup)"
+  if [ "$(stat -f -c %T /sys/fs/cgroup)" != cgroup2fs ]; then
+      mount -t cgroup2 none /sys/fs/cgroup && echo "mounted cgroup2"
+  fi
+  echo "controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+} >"$RES/env.log" 2>&1
+# Bundles on a tmpfs, as a real host's local disk would be (not the overlay).
+mkdir -p /run/isotmp && mount -t tmpfs -o size=1g tmpfs /run/isotmp
+export TMPDIR=/run/isotmp
+fail=0
+INNER
+    for b in "${bins[@]}"; do
+        name="$(basename "$b")"
+        printf 'timeout 600 %q --test-threads 1 --nocapture >"$RES/%s.log" 2>&1; rc=$?\n' "$b" "$name"
+        printf 'echo "%s rc=$rc" >>"$RES/summary.tmp"; [ $rc = 0 ] || fail=1\n' "$name"
+    done
+    echo 'echo "overall=$fail" >>"$RES/summary.tmp"; mv "$RES/summary.tmp" "$RES/summary"; sync'
+} >"$inner"
+chmod +x "$inner"
+
+echo "booting the test host ($kernel); results in $results" >&2
+timeout --kill-after=30 1800 vng -r "$kernel" --disable-kvm --force-9p --disable-microvm \
+    --cpus 2 --memory 2G --rwdir "$results" -- "$inner" </dev/null >"$results/vng.log" 2>&1 || true
+
+cat "$results/env.log" 2>/dev/null || true
+if [ ! -f "$results/summary" ]; then
+    echo "FAILED: no summary from the test host (see $results/vng.log)" >&2
+    exit 1
+fi
+cat "$results/summary"
+grep -h -E "^test result|SKIPPED|^test .*FAILED" "$results"/*.log || true
+grep -q '^overall=0$' "$results/summary"
