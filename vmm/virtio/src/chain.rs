@@ -238,6 +238,34 @@ pub fn pieces(buffers: &[Buffer], range: Range<u64>) -> Vec<(GuestAddress, usize
     out
 }
 
+/// The guest memory pieces of bytes `offset..offset + len` of the
+/// concatenated `buffers`, each paired with its position in that range;
+/// an error if the buffers are shorter.
+fn span(
+    buffers: &[Buffer],
+    offset: u64,
+    len: usize,
+) -> Result<Vec<(GuestAddress, Range<usize>)>, ChainError> {
+    let want = len as u64;
+    let have: u64 = buffers.iter().map(|b| u64::from(b.len)).sum();
+    let end = offset
+        .checked_add(want)
+        .filter(|end| *end <= have)
+        .ok_or(ChainError::TooShort {
+            need: offset.saturating_add(want),
+            have,
+        })?;
+    let mut done = 0usize;
+    Ok(pieces(buffers, offset..end)
+        .into_iter()
+        .map(|(addr, n)| {
+            let range = done..done + n;
+            done += n;
+            (addr, range)
+        })
+        .collect())
+}
+
 /// Reads `buf.len()` bytes at byte offset `offset` of the concatenated `buffers`.
 pub fn read_from(
     mem: &GuestMemoryMmap,
@@ -245,22 +273,10 @@ pub fn read_from(
     offset: u64,
     buf: &mut [u8],
 ) -> Result<(), ChainError> {
-    let want = buf.len() as u64;
-    let have: u64 = buffers.iter().map(|b| u64::from(b.len)).sum();
-    if offset.checked_add(want).is_none_or(|end| end > have) {
-        return Err(ChainError::TooShort {
-            need: offset.saturating_add(want),
-            have,
-        });
-    }
-    let mut done = 0usize;
-    for (addr, len) in pieces(buffers, offset..offset + want) {
-        let dst = buf
-            .get_mut(done..done + len)
-            .ok_or(ChainError::Memory(addr.0))?;
+    for (addr, range) in span(buffers, offset, buf.len())? {
+        let dst = buf.get_mut(range).ok_or(ChainError::Memory(addr.0))?;
         mem.read_slice(dst, addr)
             .map_err(|_| ChainError::Memory(addr.0))?;
-        done += len;
     }
     Ok(())
 }
@@ -272,22 +288,10 @@ pub fn write_to(
     offset: u64,
     data: &[u8],
 ) -> Result<(), ChainError> {
-    let want = data.len() as u64;
-    let have: u64 = buffers.iter().map(|b| u64::from(b.len)).sum();
-    if offset.checked_add(want).is_none_or(|end| end > have) {
-        return Err(ChainError::TooShort {
-            need: offset.saturating_add(want),
-            have,
-        });
-    }
-    let mut done = 0usize;
-    for (addr, len) in pieces(buffers, offset..offset + want) {
-        let src = data
-            .get(done..done + len)
-            .ok_or(ChainError::Memory(addr.0))?;
+    for (addr, range) in span(buffers, offset, data.len())? {
+        let src = data.get(range).ok_or(ChainError::Memory(addr.0))?;
         mem.write_slice(src, addr)
             .map_err(|_| ChainError::Memory(addr.0))?;
-        done += len;
     }
     Ok(())
 }

@@ -45,12 +45,26 @@ pub trait VirtioDevice: Send {
     fn queue_max_sizes(&self) -> &[u16];
     /// Features the device offers.
     fn avail_features(&self) -> u64;
-    /// Records the features the driver accepted (always a subset of `avail_features`).
-    fn ack_features(&mut self, features: u64);
+    /// Records the features the driver accepted (always a subset of
+    /// `avail_features`). Default: nothing to record.
+    fn ack_features(&mut self, _features: u64) {}
+    /// The device configuration space, for the default `read_config`.
+    fn config_space(&self) -> &[u8] {
+        &[]
+    }
     /// Reads the device configuration space at `offset`; bytes past its end read as 0.
-    fn read_config(&self, offset: u64, data: &mut [u8]);
-    /// Writes the device configuration space; writes to read-only fields are ignored.
-    fn write_config(&mut self, offset: u64, data: &[u8]);
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(self.config_space(), offset, data);
+    }
+    /// Writes the device configuration space. Default: read-only, ignored.
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        tracing::warn!(
+            device_type = self.device_type(),
+            offset,
+            len = data.len(),
+            "virtio: write to a read-only config space ignored"
+        );
+    }
     /// Starts the device with the driver's queues.
     fn activate(
         &mut self,
@@ -60,6 +74,16 @@ pub trait VirtioDevice: Send {
     ) -> Result<(), ActivateError>;
     /// Stops the device (worker stopped, queues dropped) so it can be activated again.
     fn reset(&mut self);
+}
+
+/// Turns the queues handed to `activate` into exactly `N` queues.
+pub fn expect_queues<const N: usize>(
+    queues: Vec<ActiveQueue>,
+) -> Result<[ActiveQueue; N], ActivateError> {
+    let got = queues.len();
+    queues
+        .try_into()
+        .map_err(|_| ActivateError::QueueCount { expected: N, got })
 }
 
 /// Copies `config[offset..]` into `data`, zero-filling whatever lies outside

@@ -10,6 +10,9 @@ use tracing::warn;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::device::ActivateError;
+use crate::interrupt::Interrupt;
+
 /// Token reserved for the stop `EventFd`.
 const STOP_TOKEN: u64 = u64::MAX;
 
@@ -34,6 +37,52 @@ pub fn watch(epoll: &Epoll, fd: RawFd, token: u64) -> io::Result<()> {
 /// Removes `fd` from `epoll`.
 pub fn unwatch(epoll: &Epoll, fd: RawFd) -> io::Result<()> {
     epoll.ctl(ControlOperation::Delete, fd, EpollEvent::default())
+}
+
+/// The worker of a device, if it is active: started at activation,
+/// stopped on reset or drop.
+#[derive(Debug, Default)]
+pub struct WorkerSlot(Option<Worker>);
+
+impl WorkerSlot {
+    /// Starts `handler` on a thread named `name`, unless one already runs.
+    pub fn start<H: EventHandler>(&mut self, name: &str, handler: H) -> Result<(), ActivateError> {
+        if self.0.is_some() {
+            return Err(ActivateError::AlreadyActive);
+        }
+        self.0 = Some(Worker::spawn(name, handler).map_err(ActivateError::Worker)?);
+        Ok(())
+    }
+
+    /// Whether a worker runs.
+    pub fn is_running(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Stops the worker, if any, and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut worker) = self.0.take() {
+            worker.stop();
+        }
+    }
+}
+
+/// Raises the used-ring interrupt after a queue pass that returned chains;
+/// logs a broken queue (the device then waits for the driver's reset).
+pub fn signal_used(
+    interrupt: &Interrupt,
+    device: &str,
+    result: Result<usize, crate::chain::ChainError>,
+) {
+    match result {
+        Ok(0) => {}
+        Ok(_) => {
+            if let Err(e) = interrupt.signal_used_queue() {
+                warn!(error = %e, "{device}: cannot raise interrupt");
+            }
+        }
+        Err(e) => warn!(error = %e, "{device}: queue broken; waiting for a reset"),
+    }
 }
 
 /// A running device worker thread.

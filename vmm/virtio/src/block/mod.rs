@@ -7,15 +7,14 @@ use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tracing::warn;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{Epoll, EventSet};
 
 use crate::chain::process_queue;
 use crate::defs::{feature, TYPE_BLOCK, VIRTIO_RING_F_INDIRECT_DESC};
-use crate::device::{read_config_bytes, ActivateError, ActiveQueue, VirtioDevice};
+use crate::device::{expect_queues, ActivateError, ActiveQueue, VirtioDevice};
 use crate::interrupt::Interrupt;
-use crate::worker::{EventHandler, Worker};
+use crate::worker::{signal_used, EventHandler, WorkerSlot};
 use request::{Disk, ID_BYTES, SECTOR_SIZE};
 
 /// Feature bit: `seg_max` in the config space is valid.
@@ -50,10 +49,9 @@ pub enum BlockError {
 /// A virtio-blk device.
 #[derive(Debug)]
 pub struct Block {
-    disk: Option<Arc<Disk>>,
+    disk: Arc<Disk>,
     config: [u8; 16],
-    features: u64,
-    worker: Option<Worker>,
+    worker: WorkerSlot,
     queue_sizes: [u16; 1],
 }
 
@@ -105,20 +103,19 @@ impl Block {
         }
         Self {
             config,
-            disk: Some(Arc::new(disk)),
-            features: 0,
-            worker: None,
+            disk: Arc::new(disk),
+            worker: WorkerSlot::default(),
             queue_sizes: [QUEUE_SIZE],
         }
     }
 
     /// Capacity in 512-byte sectors.
     pub fn sectors(&self) -> u64 {
-        self.disk.as_ref().map_or(0, |d| d.sectors)
+        self.disk.sectors
     }
 
     fn read_only(&self) -> bool {
-        self.disk.as_ref().is_some_and(|d| d.read_only)
+        self.disk.read_only
     }
 }
 
@@ -141,20 +138,8 @@ impl VirtioDevice for Block {
         f
     }
 
-    fn ack_features(&mut self, features: u64) {
-        self.features = features;
-    }
-
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
-    }
-
-    fn write_config(&mut self, offset: u64, data: &[u8]) {
-        warn!(
-            offset,
-            len = data.len(),
-            "virtio-blk: config space is read-only"
-        );
+    fn config_space(&self) -> &[u8] {
+        &self.config
     }
 
     fn activate(
@@ -163,30 +148,18 @@ impl VirtioDevice for Block {
         interrupt: Arc<Interrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError> {
-        if self.worker.is_some() {
-            return Err(ActivateError::AlreadyActive);
-        }
-        let got = queues.len();
-        let Some(queue) = queues.into_iter().next().filter(|_| got == 1) else {
-            return Err(ActivateError::QueueCount { expected: 1, got });
-        };
-        let Some(disk) = self.disk.clone() else {
-            return Err(ActivateError::AlreadyActive);
-        };
+        let [queue] = expect_queues(queues)?;
         let handler = BlockWorker {
             mem,
             interrupt,
             queue,
-            disk,
+            disk: self.disk.clone(),
         };
-        self.worker = Some(Worker::spawn("virtio-blk", handler).map_err(ActivateError::Worker)?);
-        Ok(())
+        self.worker.start("virtio-blk", handler)
     }
 
     fn reset(&mut self) {
-        if let Some(mut worker) = self.worker.take() {
-            worker.stop();
-        }
+        self.worker.stop();
     }
 }
 
@@ -205,15 +178,7 @@ impl BlockWorker {
         let result = process_queue(&self.mem, &mut self.queue.queue, |mem, chain| {
             request::execute(mem, disk, chain)
         });
-        match result {
-            Ok(0) => {}
-            Ok(_) => {
-                if let Err(e) = self.interrupt.signal_used_queue() {
-                    warn!(error = %e, "virtio-blk: cannot raise interrupt");
-                }
-            }
-            Err(e) => warn!(error = %e, "virtio-blk: queue broken; waiting for a reset"),
-        }
+        signal_used(&self.interrupt, "virtio-blk", result);
     }
 }
 

@@ -18,9 +18,9 @@ use vmm_sys_util::epoll::{Epoll, EventSet};
 
 use crate::chain::{complete, pop_raw_chain};
 use crate::defs::{feature, TYPE_FS, VIRTIO_RING_F_INDIRECT_DESC};
-use crate::device::{read_config_bytes, ActivateError, ActiveQueue, VirtioDevice};
+use crate::device::{expect_queues, ActivateError, ActiveQueue, VirtioDevice};
 use crate::interrupt::Interrupt;
-use crate::worker::{EventHandler, Worker};
+use crate::worker::{signal_used, EventHandler, WorkerSlot};
 
 /// Size of the hiprio and request queues.
 pub const QUEUE_SIZE: u16 = 256;
@@ -51,7 +51,7 @@ pub struct Fs {
     config: Vec<u8>,
     server: Arc<FsServer>,
     read_only: bool,
-    worker: Option<Worker>,
+    worker: WorkerSlot,
     queue_sizes: [u16; 2],
 }
 
@@ -110,7 +110,7 @@ impl Fs {
             config,
             server: Arc::new(Server::new(Arc::new(fs))),
             read_only,
-            worker: None,
+            worker: WorkerSlot::default(),
             queue_sizes: [QUEUE_SIZE; 2],
         })
     }
@@ -137,18 +137,8 @@ impl VirtioDevice for Fs {
         feature(VIRTIO_RING_F_INDIRECT_DESC)
     }
 
-    fn ack_features(&mut self, _features: u64) {}
-
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
-    }
-
-    fn write_config(&mut self, offset: u64, data: &[u8]) {
-        warn!(
-            offset,
-            len = data.len(),
-            "virtio-fs: config space is read-only"
-        );
+    fn config_space(&self) -> &[u8] {
+        &self.config
     }
 
     fn activate(
@@ -157,30 +147,19 @@ impl VirtioDevice for Fs {
         interrupt: Arc<Interrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError> {
-        if self.worker.is_some() {
-            return Err(ActivateError::AlreadyActive);
-        }
-        if queues.len() != 2 {
-            return Err(ActivateError::QueueCount {
-                expected: 2,
-                got: queues.len(),
-            });
-        }
+        let queues: [ActiveQueue; 2] = expect_queues(queues)?;
         let handler = FsWorker {
             mem,
             interrupt,
-            queues,
+            queues: queues.into(),
             server: self.server.clone(),
             read_only: self.read_only,
         };
-        self.worker = Some(Worker::spawn("virtio-fs", handler).map_err(ActivateError::Worker)?);
-        Ok(())
+        self.worker.start("virtio-fs", handler)
     }
 
     fn reset(&mut self) {
-        if let Some(mut worker) = self.worker.take() {
-            worker.stop();
-        }
+        self.worker.stop();
     }
 }
 
@@ -210,15 +189,8 @@ impl EventHandler for FsWorker {
             return;
         };
         let _ = q.notify.read();
-        match process_fs_queue(&self.mem, &mut q.queue, &self.server, self.read_only) {
-            Ok(0) => {}
-            Ok(_) => {
-                if let Err(e) = self.interrupt.signal_used_queue() {
-                    warn!(error = %e, "virtio-fs: cannot raise interrupt");
-                }
-            }
-            Err(e) => warn!(error = %e, "virtio-fs: queue broken; waiting for a reset"),
-        }
+        let result = process_fs_queue(&self.mem, &mut q.queue, &self.server, self.read_only);
+        signal_used(&self.interrupt, "virtio-fs", result);
     }
 }
 

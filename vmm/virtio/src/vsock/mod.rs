@@ -28,9 +28,9 @@ use vmm_sys_util::epoll::{Epoll, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::defs::TYPE_VSOCK;
-use crate::device::{read_config_bytes, ActivateError, ActiveQueue, VirtioDevice};
+use crate::device::{expect_queues, ActivateError, ActiveQueue, VirtioDevice};
 use crate::interrupt::Interrupt;
-use crate::worker::{EventHandler, Worker};
+use crate::worker::{EventHandler, WorkerSlot};
 use muxer::{Command, ListenerSink, Muxer, Shared, FIRST_CONN_TOKEN};
 
 /// Size of each of the three queues.
@@ -45,8 +45,10 @@ const WAKE_TOKEN: u64 = 3;
 #[derive(Debug)]
 pub struct Vsock {
     guest_cid: u64,
+    /// Config space: the guest CID, little endian.
+    config: [u8; 8],
     shared: Arc<Shared>,
-    worker: Option<Worker>,
+    worker: WorkerSlot,
     queue_sizes: [u16; 3],
 }
 
@@ -61,8 +63,9 @@ impl Vsock {
         }
         Ok(Self {
             guest_cid,
+            config: guest_cid.to_le_bytes(),
             shared: Arc::new(Shared::new()?),
-            worker: None,
+            worker: WorkerSlot::default(),
             queue_sizes: [QUEUE_SIZE; 3],
         })
     }
@@ -195,18 +198,8 @@ impl VirtioDevice for Vsock {
         0
     }
 
-    fn ack_features(&mut self, _features: u64) {}
-
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.guest_cid.to_le_bytes(), offset, data);
-    }
-
-    fn write_config(&mut self, offset: u64, data: &[u8]) {
-        warn!(
-            offset,
-            len = data.len(),
-            "virtio-vsock: config space is read-only"
-        );
+    fn config_space(&self) -> &[u8] {
+        &self.config
     }
 
     fn activate(
@@ -215,15 +208,7 @@ impl VirtioDevice for Vsock {
         interrupt: Arc<Interrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError> {
-        if self.worker.is_some() {
-            return Err(ActivateError::AlreadyActive);
-        }
-        let got = queues.len();
-        let mut it = queues.into_iter();
-        let (Some(rx), Some(tx), Some(event), None) = (it.next(), it.next(), it.next(), it.next())
-        else {
-            return Err(ActivateError::QueueCount { expected: 3, got });
-        };
+        let [rx, tx, event] = expect_queues(queues)?;
         let handler = VsockWorker {
             mem,
             interrupt,
@@ -237,15 +222,12 @@ impl VirtioDevice for Vsock {
                 .map_err(ActivateError::Worker)?,
             muxer: Muxer::new(self.guest_cid, self.shared.clone()),
         };
-        self.worker = Some(Worker::spawn("virtio-vsock", handler).map_err(ActivateError::Worker)?);
-        Ok(())
+        self.worker.start("virtio-vsock", handler)
     }
 
     fn reset(&mut self) {
         // Dropping the worker drops every connection: host ends read EOF.
-        if let Some(mut worker) = self.worker.take() {
-            worker.stop();
-        }
+        self.worker.stop();
     }
 }
 
