@@ -37,7 +37,11 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_unknown() {
-        for m in [Marker::InitReached, Marker::AgentReady, Marker::ContainerStarted] {
+        for m in [
+            Marker::InitReached,
+            Marker::AgentReady,
+            Marker::ContainerStarted,
+        ] {
             assert_eq!(Marker::from_byte(m as u8), Some(m));
         }
         assert_eq!(Marker::from_byte(0), None);
