@@ -33,7 +33,34 @@ pub fn validate(spec: &Spec) -> Result<(Spec, Vec<Warning>), IsolationError> {
     let namespaces = check_namespaces(spec)?;
     check_linux(spec, &namespaces)?;
     check_seccomp(spec)?;
-    Ok(strip_lsm_fields(spec))
+    let (spec, mut warnings) = strip_lsm_fields(spec);
+    warnings.extend(joined_uts_warnings(&spec));
+    Ok((spec, warnings))
+}
+
+/// libcontainer sets hostname/domainname only in a *new* uts namespace.
+fn joined_uts_warnings(spec: &Spec) -> Vec<Warning> {
+    let joins_uts = spec.linux().as_ref().is_some_and(|l| {
+        l.namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::Uts && n.path().is_some())
+    });
+    let mut warnings = Vec::new();
+    if joins_uts {
+        for (field, set) in [
+            ("hostname", spec.hostname().is_some()),
+            ("domainname", spec.domainname().is_some()),
+        ] {
+            if set {
+                warnings.push(warn(
+                    field,
+                    "ignored: the uts namespace is joined by path, its name is left as it is",
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 fn check_version(spec: &Spec) -> Result<(), IsolationError> {

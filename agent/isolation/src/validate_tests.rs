@@ -216,3 +216,12 @@ fn lsm_fields_become_warnings_and_are_stripped() {
     assert!(process.selinux_label().is_none());
     assert!(spec.linux().as_ref().unwrap().mount_label().is_none());
 }
+
+#[test]
+fn hostname_in_joined_uts_namespace_warns() {
+    let mut v = base();
+    v["linux"]["namespaces"] = serde_json::json!([{"type": "uts", "path": "/proc/1/ns/uts"}]);
+    let (_, warnings) = check(v).unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].field, "hostname");
+}

@@ -94,6 +94,21 @@ pub fn check(spec: &Value, preserved_fds: u32, r: &mut Report) {
             Some(vec!["lo".to_owned()]),
         );
     }
+    // Joined namespaces: annotation vmrun.checker/ns-<type> = expected inode.
+    if let Some(ann) = spec["annotations"].as_object() {
+        for (k, v) in ann {
+            let Some(ns) = k.strip_prefix("vmrun.checker/ns-") else {
+                continue;
+            };
+            use std::os::unix::fs::MetadataExt;
+            let got = std::fs::metadata(format!("/proc/self/ns/{ns}")).map(|m| m.ino());
+            r.eq(
+                &format!("namespace.{ns} joined by path"),
+                got.ok().map(|i| i.to_string()),
+                v.as_str().map(str::to_owned),
+            );
+        }
+    }
     for (key, file) in [("uidMappings", "uid_map"), ("gidMappings", "gid_map")] {
         let Some(maps) = spec["linux"][key].as_array() else {
             continue;

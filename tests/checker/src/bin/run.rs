@@ -2,7 +2,7 @@
 //! vmrun-isolation with this process's stdio and exits with the
 //! container's status (128+N when killed by signal N), like `runc run`.
 //!
-//! `vmrun-checker-run [--sealed] [--no-pivot] [--preserve-fds N]
+//! `vmrun-checker-run [--sealed] [--no-pivot] [--preserve-fds N] [--signal-after-start N]
 //!   [--state-dir DIR] --bundle DIR ID`
 //!
 //! `--sealed` first re-executes from a sealed memfd, as the agent does.
@@ -52,12 +52,23 @@ fn real_main() -> Result<i32, String> {
     let mut bundle = None;
     let mut id = None;
     let mut sealed = false;
+    let mut signal_after_start = None;
     let mut opts = RunOptions::new("");
     opts.state_dir = PathBuf::from("/run/vmrun-checker");
     while let Some(a) = args.next() {
         match a.as_str() {
             "--sealed" => sealed = true,
             "--no-pivot" => opts.no_pivot = true,
+            "--signal-after-start" => {
+                let n: i32 = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or("--signal-after-start needs a signal number")?;
+                signal_after_start = Some(
+                    nix::sys::signal::Signal::try_from(n)
+                        .map_err(|e| format!("signal {n}: {e}"))?,
+                );
+            }
             "--bundle" => bundle = args.next().map(PathBuf::from),
             "--state-dir" => opts.state_dir = args.next().map(PathBuf::from).unwrap_or_default(),
             "--preserve-fds" => {
@@ -92,7 +103,21 @@ fn real_main() -> Result<i32, String> {
     for w in container.warnings() {
         eprintln!("vmrun-checker-run: warning: {w}");
     }
+    if let Some(sig) = signal_after_start {
+        container.signal(sig).map_err(|e| error_chain(&e))?;
+    }
+    // With process.terminal the container talks to a pty: copy its output
+    // to our stdout (EIO once the last slave fd is closed).
+    let relay = container.take_pty_master().map(|master| {
+        std::thread::spawn(move || {
+            let mut master = std::fs::File::from(master);
+            let _ = std::io::copy(&mut master, &mut std::io::stdout());
+        })
+    });
     let status = container.wait().map_err(|e| error_chain(&e))?;
+    if let Some(relay) = relay {
+        let _ = relay.join();
+    }
     Ok(status.code())
 }
 
