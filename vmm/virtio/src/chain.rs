@@ -205,7 +205,7 @@ where
         let len = match chain {
             Ok(chain) => handle(mem, &chain),
             Err(e) => {
-                tracing::warn!(error = %e, "virtio: malformed descriptor chain");
+                tracing::debug!(error = %e, "virtio: malformed descriptor chain");
                 0
             }
         };

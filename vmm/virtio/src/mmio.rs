@@ -192,7 +192,7 @@ impl MmioTransport {
     fn selected_queue_for_setup(&mut self) -> Option<(&mut Queue, &mut QueueRegs)> {
         let setup = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK;
         if self.status != setup {
-            warn!(
+            debug!(
                 status = self.status,
                 "virtio-mmio: queue write outside queue setup ignored"
             );
@@ -278,7 +278,7 @@ impl MmioTransport {
 
     fn write_config(&mut self, offset: u64, data: &[u8]) {
         if self.status & STATUS_DRIVER == 0 || self.status & STATUS_DEVICE_NEEDS_RESET != 0 {
-            warn!(
+            debug!(
                 status = self.status,
                 "virtio-mmio: config write without a driver ignored"
             );
@@ -303,7 +303,7 @@ impl MmioTransport {
                     let refused = size.is_none_or(|size| q.try_set_size(size).is_err());
                     regs.size_bad = refused;
                     if refused {
-                        warn!(value, "virtio-mmio: invalid queue size");
+                        debug!(value, "virtio-mmio: invalid queue size");
                     }
                 }
             }
@@ -330,7 +330,7 @@ impl MmioTransport {
             return;
         };
         if q.ready() {
-            warn!("virtio-mmio: ring address write on a ready queue ignored");
+            debug!("virtio-mmio: ring address write on a ready queue ignored");
             return;
         }
         // Raw register value; alignment and range are checked at QueueReady.
@@ -345,7 +345,7 @@ impl MmioTransport {
 
     fn write_driver_features(&mut self, value: u32) {
         if self.status != STATUS_ACKNOWLEDGE | STATUS_DRIVER {
-            warn!(
+            debug!(
                 status = self.status,
                 "virtio-mmio: driver features written outside negotiation"
             );
@@ -378,7 +378,7 @@ impl MmioTransport {
                     && q.try_set_used_ring_address(used).is_ok();
                 q.set_ready(true);
                 if regs.size_bad || !aligned || !queue_is_sound(q, &mem) {
-                    warn!("virtio-mmio: queue configuration rejected (size or rings)");
+                    debug!("virtio-mmio: queue configuration rejected (size or rings)");
                     q.set_ready(false);
                 }
             }
@@ -439,14 +439,14 @@ impl MmioTransport {
         let offered = self.offered_features();
         let unknown = self.driver_features & !offered;
         if unknown != 0 {
-            warn!(
+            debug!(
                 unknown,
                 "virtio-mmio: driver accepted features never offered; FEATURES_OK refused"
             );
             return;
         }
         if self.driver_features & feature(VIRTIO_F_VERSION_1) == 0 {
-            warn!("virtio-mmio: legacy driver (no VIRTIO_F_VERSION_1); FEATURES_OK refused");
+            debug!("virtio-mmio: legacy driver (no VIRTIO_F_VERSION_1); FEATURES_OK refused");
             return;
         }
         self.device.ack_features(self.driver_features);

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use tracing::warn;
+use tracing::{debug, warn};
 use vm_memory::{Address, Bytes, GuestMemoryMmap};
 
 use crate::chain::{pieces, read_from, write_to, Chain};
@@ -50,7 +50,7 @@ pub fn execute(mem: &GuestMemoryMmap, disk: &Disk, chain: &Chain) -> u32 {
     // The status byte is the last writable byte of the chain.
     let writable = chain.writable_len();
     let Some(status_offset) = writable.checked_sub(1) else {
-        warn!(
+        debug!(
             head = chain.head,
             "virtio-blk: request without a status byte"
         );
@@ -60,7 +60,7 @@ pub fn execute(mem: &GuestMemoryMmap, disk: &Disk, chain: &Chain) -> u32 {
     let (status, data_written) = match read_from(mem, &chain.readable, 0, &mut header) {
         Ok(()) => run(mem, disk, chain, &header, status_offset),
         Err(e) => {
-            warn!(error = %e, "virtio-blk: bad request header");
+            debug!(error = %e, "virtio-blk: bad request header");
             (VIRTIO_BLK_S_IOERR, 0)
         }
     };
@@ -157,12 +157,12 @@ fn run(
 /// `len` is a whole number of sectors.
 fn checked_range(disk: &Disk, sector: u64, len: u64) -> Option<u64> {
     if !len.is_multiple_of(SECTOR_SIZE) {
-        warn!(len, "virtio-blk: request length is not a multiple of 512");
+        debug!(len, "virtio-blk: request length is not a multiple of 512");
         return None;
     }
     let end_sector = sector.checked_add(len / SECTOR_SIZE)?;
     if end_sector > disk.sectors {
-        warn!(
+        debug!(
             sector,
             len,
             capacity = disk.sectors,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use fuse_backend_rs::api::server::Server;
 use fuse_backend_rs::passthrough::{Config, PassthroughFs};
 use fuse_backend_rs::transport::{Reader, VirtioFsWriter};
-use tracing::warn;
+use tracing::debug;
 use virtio_queue::QueueT;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{Epoll, EventSet};
@@ -210,7 +210,7 @@ pub fn process_fs_queue(
         let head = raw.head_index();
         let len = match chain {
             Err(e) => {
-                warn!(error = %e, "virtio-fs: malformed descriptor chain");
+                debug!(error = %e, "virtio-fs: malformed descriptor chain");
                 0
             }
             Ok(chain) => match readonly::in_header(mem, &chain) {
@@ -235,21 +235,21 @@ fn serve(
     let reader = match Reader::from_descriptor_chain(mem, raw.clone()) {
         Ok(r) => r,
         Err(e) => {
-            warn!(error = %e, "virtio-fs: bad request buffers");
+            debug!(error = %e, "virtio-fs: bad request buffers");
             return 0;
         }
     };
     let writer = match VirtioFsWriter::new(mem, raw) {
         Ok(w) => w,
         Err(e) => {
-            warn!(error = %e, "virtio-fs: bad reply buffers");
+            debug!(error = %e, "virtio-fs: bad reply buffers");
             return 0;
         }
     };
     match server.handle_message(reader, writer.into(), None, None) {
         Ok(n) => n.min(u32::MAX as usize) as u32,
         Err(e) => {
-            warn!(error = %e, "virtio-fs: request failed");
+            debug!(error = %e, "virtio-fs: request failed");
             0
         }
     }

@@ -136,7 +136,7 @@ impl Muxer {
     fn queue_control(&mut self, key: Key, op: u16, flags: u32) {
         if self.control.len() >= MAX_PENDING_CONTROL {
             // A guest sending packets without ever posting RX buffers.
-            warn!(op, "vsock: control packet backlog full; packet dropped");
+            debug!(op, "vsock: control packet backlog full; packet dropped");
             return;
         }
         let h = self.header(key, op, flags);
@@ -259,7 +259,7 @@ impl Muxer {
             };
             match chain.and_then(|c| parse_tx(mem, &c)) {
                 Ok((hdr, payload)) => self.handle_packet(hdr, &payload, epoll),
-                Err(e) => warn!(error = %e, "vsock: malformed TX packet dropped"),
+                Err(e) => debug!(error = %e, "vsock: malformed TX packet dropped"),
             }
             complete(mem, queue, head, 0)?;
             done += 1;
@@ -310,7 +310,7 @@ impl Muxer {
             }
             (State::Established, OP_RW) => {
                 if conn.guest_shut_send || !conn.push_guest_data(payload) {
-                    warn!(?key, "vsock: guest sent past its credit or after shutdown");
+                    debug!(?key, "vsock: guest sent past its credit or after shutdown");
                     self.reset(key, epoll);
                     return;
                 }
@@ -329,7 +329,7 @@ impl Muxer {
                 }
             }
             _ => {
-                warn!(?key, op = hdr.op, "vsock: unexpected packet; resetting");
+                debug!(?key, op = hdr.op, "vsock: unexpected packet; resetting");
                 self.reset(key, epoll);
                 return;
             }
@@ -459,12 +459,12 @@ impl Muxer {
                     Ok(c) => match write_to(mem, &c.writable, 0, &hdr.to_bytes()) {
                         Ok(()) => PKT_HEADER_SIZE as u32,
                         Err(e) => {
-                            warn!(error = %e, "vsock: RX buffer too small; packet lost");
+                            debug!(error = %e, "vsock: RX buffer too small; packet lost");
                             0
                         }
                     },
                     Err(e) => {
-                        warn!(error = %e, "vsock: malformed RX chain");
+                        debug!(error = %e, "vsock: malformed RX chain");
                         0
                     }
                 };
@@ -532,7 +532,7 @@ impl Muxer {
         let chain = match chain {
             Ok(c) => c,
             Err(e) => {
-                warn!(error = %e, "vsock: malformed RX chain");
+                debug!(error = %e, "vsock: malformed RX chain");
                 complete(mem, queue, head, 0)?;
                 return Ok(Some(1));
             }
@@ -545,7 +545,7 @@ impl Muxer {
         };
         let max = (capacity.min(MAX_RX_PAYLOAD as u64) as usize).min(conn.peer_credit() as usize);
         if max == 0 {
-            warn!("vsock: RX buffer has no room for data");
+            debug!("vsock: RX buffer has no room for data");
             complete(mem, queue, head, 0)?;
             return Ok(Some(1));
         }
@@ -579,7 +579,7 @@ impl Muxer {
         let len = match written {
             Ok(()) => PKT_HEADER_SIZE as u32 + hdr.len,
             Err(e) => {
-                warn!(error = %e, "vsock: cannot write RX packet; resetting");
+                debug!(error = %e, "vsock: cannot write RX packet; resetting");
                 self.reset(key, epoll);
                 0
             }
