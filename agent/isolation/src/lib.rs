@@ -18,6 +18,39 @@
 //!   so the container can never write to the agent's binary;
 //! - [`run`]: start the container with our own stdio fds and return a
 //!   [`ContainerProcess`] to wait on and signal.
+//!
+//! # How the agent uses it
+//!
+//! ```no_run
+//! use std::os::fd::OwnedFd;
+//! use vmrun_isolation::{run, spec, RunOptions, Stdio};
+//!
+//! # fn fds() -> (OwnedFd, OwnedFd, OwnedFd) { unimplemented!() }
+//! # fn main() -> Result<(), vmrun_isolation::IsolationError> {
+//! // First thing in main(), before any thread: run from a sealed copy.
+//! vmrun_isolation::self_exe::ensure_sealed_self_exe()?;
+//! // ... mount /proc, /sys, /dev, cgroup2 on /sys/fs/cgroup, a tmpfs on /run ...
+//! let config_json: Vec<u8> = Vec::new(); // from the host
+//! let spec = spec::parse_spec(&config_json)?; // errors name the field
+//! let (stdin, stdout, stderr) = fds(); // e.g. vsock streams
+//! let mut opts = RunOptions::new("my-container");
+//! opts.state_dir = "/run/vmrun".into();
+//! let mut container = run(&spec, "/run/vmrun/rootfs/my-container".as_ref(),
+//!                         Stdio { stdin, stdout, stderr }, &opts)?;
+//! let _pty = container.take_pty_master(); // Some(..) when process.terminal
+//! // container.signal(nix::sys::signal::Signal::SIGTERM)?;
+//! let status = container.wait()?; // reaps, deletes cgroup + state
+//! std::process::exit(status.code()); // 128+N when killed by signal N
+//! # }
+//! ```
+//!
+//! `run` forks (clone3) from the calling thread; the container's init
+//! becomes a child of the calling process, so the agent (PID 1) must not
+//! reap it with a blanket `waitpid(-1)` before [`ContainerProcess::wait`]
+//! does (reap other children by pid, or call `try_wait` from the reaper).
+//! libcontainer briefly changes the process cwd while connecting the
+//! console socket (terminal containers): don't rely on relative paths in
+//! other threads around `run`.
 
 pub mod cgroups;
 mod console;

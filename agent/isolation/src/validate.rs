@@ -33,8 +33,14 @@ pub fn validate(spec: &Spec) -> Result<(Spec, Vec<Warning>), IsolationError> {
     let namespaces = check_namespaces(spec)?;
     check_linux(spec, &namespaces)?;
     check_seccomp(spec)?;
-    let (spec, mut warnings) = strip_lsm_fields(spec);
+    let (mut spec, mut warnings) = strip_lsm_fields(spec);
     warnings.extend(joined_uts_warnings(&spec));
+    if let Some(linux) = spec.linux_mut() {
+        if let Some(prop) = linux.rootfs_propagation().clone() {
+            let flag = rootfs_propagation_flag(&prop)?;
+            linux.set_rootfs_propagation(Some(flag.to_owned()));
+        }
+    }
     Ok((spec, warnings))
 }
 
@@ -282,27 +288,30 @@ fn check_linux(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Result<(), Isol
         }
     }
     if let Some(prop) = linux.rootfs_propagation() {
-        const KNOWN: [&str; 8] = [
-            "private",
-            "rprivate",
-            "shared",
-            "rshared",
-            "slave",
-            "rslave",
-            "unbindable",
-            "runbindable",
-        ];
-        if !KNOWN.contains(&prop.as_str()) {
-            return Err(IsolationError::invalid(
-                "linux.rootfsPropagation",
-                format!("{prop:?} is not one of {KNOWN:?}"),
-            ));
-        }
+        rootfs_propagation_flag(prop)?;
     }
     for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
         check_sysctl(key, ns)?;
     }
     Ok(())
+}
+
+/// Maps `linux.rootfsPropagation` to the word libcontainer understands
+/// (it applies every mode recursively, so `rprivate` = `private`).
+fn rootfs_propagation_flag(prop: &str) -> Result<&'static str, IsolationError> {
+    match prop {
+        "private" | "rprivate" => Ok("private"),
+        "slave" | "rslave" => Ok("slave"),
+        "shared" | "rshared" => Ok("shared"),
+        "unbindable" | "runbindable" => Err(IsolationError::invalid(
+            "linux.rootfsPropagation",
+            format!("{prop:?} is not supported (libcontainer would silently use slave)"),
+        )),
+        _ => Err(IsolationError::invalid(
+            "linux.rootfsPropagation",
+            format!("{prop:?} is not one of private, slave, shared (optionally r-prefixed)"),
+        )),
+    }
 }
 
 /// Only namespaced sysctls may be set, and only with their namespace (runc's rule).

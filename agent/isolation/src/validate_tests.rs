@@ -225,3 +225,16 @@ fn hostname_in_joined_uts_namespace_warns() {
     assert_eq!(warnings.len(), 1);
     assert_eq!(warnings[0].field, "hostname");
 }
+
+#[test]
+fn rootfs_propagation_is_normalised_or_refused() {
+    let mut v = base();
+    v["linux"]["rootfsPropagation"] = "rslave".into();
+    let (spec, _) = check(v.clone()).unwrap();
+    let prop = spec.linux().as_ref().unwrap().rootfs_propagation().clone();
+    assert_eq!(prop.as_deref(), Some("slave"));
+    v["linux"]["rootfsPropagation"] = "runbindable".into();
+    refused(v.clone(), "linux.rootfsPropagation");
+    v["linux"]["rootfsPropagation"] = "sideways".into();
+    refused(v, "linux.rootfsPropagation");
+}

@@ -18,6 +18,8 @@ struct MountInfo {
     mount_point: String,
     options: Vec<String>,
     fstype: String,
+    /// Optional fields: `shared:N`, `master:N`, ...
+    tags: Vec<String>,
 }
 
 fn mountinfo() -> Vec<MountInfo> {
@@ -31,6 +33,7 @@ fn mountinfo() -> Vec<MountInfo> {
                 mount_point: f.get(4)?.replace("\\040", " "),
                 options: f.get(5)?.split(',').map(str::to_owned).collect(),
                 fstype,
+                tags: f.iter().skip(6).map(|t| t.to_string()).collect(),
             })
         })
         .collect()
@@ -61,6 +64,55 @@ pub fn check(spec: &Value, r: &mut Report) {
     }
     check_mounts(spec, r);
     check_devices(spec, r);
+    check_dev_symlinks(r);
+    check_root_propagation(spec, r);
+}
+
+/// The standard /dev symlinks runtimes create.
+fn check_dev_symlinks(r: &mut Report) {
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        let got = std::fs::read_link(link).map(|t| t.display().to_string());
+        r.eq(
+            &format!("symlink {link}"),
+            got.ok(),
+            Some(target.to_owned()),
+        );
+    }
+}
+
+/// `linux.rootfsPropagation` shows as the optional fields of `/`.
+fn check_root_propagation(spec: &Value, r: &mut Report) {
+    let Some(prop) = spec["linux"]["rootfsPropagation"].as_str() else {
+        return;
+    };
+    let table = mountinfo();
+    let Some(root) = table.iter().rev().find(|e| e.mount_point == "/") else {
+        return r.fail("rootfsPropagation", "no / in mountinfo");
+    };
+    let has = |p: &str| root.tags.iter().any(|t| t.starts_with(p));
+    let got = if has("shared:") {
+        "shared"
+    } else if has("master:") {
+        "slave"
+    } else if has("unbindable") {
+        "unbindable"
+    } else {
+        "private"
+    };
+    let want = prop.trim_start_matches('r');
+    // A slave of a private mount has no master: it looks private.
+    if want == "slave" && got == "private" {
+        return r.pass(
+            "rootfsPropagation",
+            "slave (of a private parent: shows as private)",
+        );
+    }
+    r.eq("rootfsPropagation", got, want);
 }
 
 fn check_masked(p: &str, r: &mut Report) {

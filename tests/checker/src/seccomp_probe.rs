@@ -30,11 +30,20 @@ fn probe(name: &str) -> Option<Result<i64, i32>> {
     })
 }
 
+/// The argument filter matching the `personality(0xffffffff)` probe.
+fn personality_query_args() -> Value {
+    serde_json::json!([{"index": 0, "value": 0xffff_ffffu64, "op": "SCMP_CMP_EQ"}])
+}
+
 /// Runs the seccomp probes.
 pub fn check(spec: &Value, r: &mut Report) {
     let seccomp = &spec["linux"]["seccomp"];
     for rule in seccomp["syscalls"].as_array().into_iter().flatten() {
-        if rule["action"].as_str() != Some("SCMP_ACT_ERRNO") || !rule["args"].is_null() {
+        if rule["action"].as_str() != Some("SCMP_ACT_ERRNO") {
+            continue;
+        }
+        // Rules with arguments: only the one our personality probe matches.
+        if !rule["args"].is_null() && rule["args"] != personality_query_args() {
             continue;
         }
         let errno = rule["errnoRet"].as_i64().unwrap_or(libc::EPERM as i64) as i32;

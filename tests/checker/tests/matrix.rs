@@ -94,6 +94,19 @@ fn seccomp_errno_rules() {
 }
 
 #[test]
+fn seccomp_argument_filter_and_errno_default() {
+    let mut c = base_config();
+    c["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22,
+             "args": [{"index": 0, "value": 0xffff_ffffu64, "op": "SCMP_CMP_EQ"}]}
+        ]
+    });
+    both("seccomp-args", c, 37);
+}
+
+#[test]
 fn hostname_domainname_sysctl_oom() {
     let mut c = base_config();
     c["hostname"] = "box-1".into();
@@ -140,6 +153,15 @@ fn extra_mounts_devices_masked_and_readonly_paths() {
         .unwrap()
         .push("/tmp".into());
     both("mounts", c, 40);
+}
+
+#[test]
+fn rootfs_propagation() {
+    for (i, prop) in ["rprivate", "rslave", "private"].iter().enumerate() {
+        let mut c = base_config();
+        c["linux"]["rootfsPropagation"] = (*prop).into();
+        both(&format!("prop{i}"), c, 36);
+    }
 }
 
 #[test]
@@ -238,8 +260,8 @@ fn cgroup_v2_resources() {
     let mut c = base_config();
     c["linux"]["resources"] = json!({
         "devices": [{"allow": false, "access": "rwm"}],
-        "memory": {"limit": 67108864, "reservation": 33554432},
-        "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+        "memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"},
         "pids": {"limit": 64}
     });
     c["mounts"][6] = json!({"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup",

@@ -143,3 +143,20 @@ fn user_namespace_with_mappings() {
         assert_all_pass("runc userns", &theirs, 30);
     }
 }
+
+#[test]
+fn seccomp_kill_action_kills_with_sigsys() {
+    if !can_run("seccomp_kill_action_kills_with_sigsys") {
+        return;
+    }
+    let mut c = shell("exec mkdir /tmp/forbidden");
+    c["root"]["readonly"] = false.into();
+    c["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL_PROCESS"}]
+    });
+    let bundle = Bundle::new("sckill", &c);
+    let out = run_ours(&bundle, "sckill", &[]);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGSYS));
+    assert!(!bundle.rootfs().join("tmp/forbidden").exists());
+}
