@@ -616,3 +616,42 @@ fn guest_close_delivers_unread_data_before_reset() {
 fn guest_reset_after_close_still_delivers_unread_data() {
     close_with_unread_data(true);
 }
+
+#[test]
+fn connect_timeout_reports_accept_refuse_and_silence() {
+    use std::time::Duration;
+    let mut g = Guest::new();
+    // Refused: the guest answers RST.
+    let host = g.host.clone();
+    let refused = std::thread::spawn(move || host.connect_timeout(1024, Duration::from_secs(60)));
+    let request = loop {
+        g.muxer.process_commands(&g.epoll);
+        if let Some(p) = g.pump().into_iter().find(|p| p.0.op == OP_REQUEST) {
+            break p.0;
+        }
+        std::thread::yield_now();
+    };
+    g.send(g.hdr(1024, request.src_port, OP_RST), &[]);
+    let err = refused.join().unwrap().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    // Accepted: the guest answers RESPONSE.
+    let host = g.host.clone();
+    let accepted = std::thread::spawn(move || host.connect_timeout(1024, Duration::from_secs(60)));
+    let request = loop {
+        g.muxer.process_commands(&g.epoll);
+        if let Some(p) = g.pump().into_iter().find(|p| p.0.op == OP_REQUEST) {
+            break p.0;
+        }
+        std::thread::yield_now();
+    };
+    g.send(g.hdr(1024, request.src_port, OP_RESPONSE), &[]);
+    let mut s = accepted.join().unwrap().unwrap();
+    s.write_all(b"up").unwrap();
+    assert_eq!(g.pump()[0].1, b"up");
+    // Silence: nobody processes the request.
+    let err = g
+        .host
+        .connect_timeout(1024, Duration::from_millis(1))
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+}

@@ -55,6 +55,8 @@ pub struct Connection {
     /// The guest reset the connection after closing it; only pending data
     /// remains to be delivered to the host end.
     pub guest_gone: bool,
+    /// For a host-initiated connection: whom to tell whether the guest accepted.
+    pub outcome: Option<std::sync::mpsc::Sender<bool>>,
 }
 
 impl Connection {
@@ -78,6 +80,7 @@ impl Connection {
             guest_shut_rcv: false,
             credit_requested: false,
             guest_gone: false,
+            outcome: None,
         })
     }
 

@@ -21,6 +21,7 @@ use std::io;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use tracing::warn;
 use vm_memory::GuestMemoryMmap;
@@ -95,6 +96,34 @@ impl VsockHost {
     /// blocking; data written before the guest accepts is delivered once it
     /// does. A refused connection reads EOF.
     pub fn connect(&self, guest_port: u32) -> io::Result<UnixStream> {
+        self.queue_connect(guest_port, None)
+    }
+
+    /// Connects to `guest_port` and waits up to `timeout` for the guest to
+    /// accept. Errors: `ConnectionRefused` when nothing listens there (yet:
+    /// callers waiting for a guest service retry), `TimedOut` when the
+    /// guest did not answer (e.g. its vsock driver is not up yet).
+    pub fn connect_timeout(&self, guest_port: u32, timeout: Duration) -> io::Result<UnixStream> {
+        let (tx, rx) = mpsc::channel();
+        let stream = self.queue_connect(guest_port, Some(tx))?;
+        match rx.recv_timeout(timeout) {
+            Ok(true) => Ok(stream),
+            Ok(false) | Err(mpsc::RecvTimeoutError::Disconnected) => Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("guest refused vsock connection to port {guest_port}"),
+            )),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("guest did not answer a vsock connection to port {guest_port}"),
+            )),
+        }
+    }
+
+    fn queue_connect(
+        &self,
+        guest_port: u32,
+        outcome: Option<mpsc::Sender<bool>>,
+    ) -> io::Result<UnixStream> {
         let (ours, theirs) = UnixStream::pair()?;
         self.shared
             .commands
@@ -103,6 +132,7 @@ impl VsockHost {
             .push_back(Command::Connect {
                 guest_port,
                 stream: ours,
+                outcome,
             });
         self.shared.wake.write(1)?;
         Ok(theirs)

@@ -46,6 +46,8 @@ pub enum Command {
         guest_port: u32,
         /// The muxer's end of the socket pair.
         stream: UnixStream,
+        /// Told `true` when the guest accepts, `false` when it refuses.
+        outcome: Option<mpsc::Sender<bool>>,
     },
 }
 
@@ -150,7 +152,10 @@ impl Muxer {
     }
 
     fn remove(&mut self, key: Key, epoll: &Epoll) {
-        if let Some(conn) = self.conns.remove(&key) {
+        if let Some(mut conn) = self.conns.remove(&key) {
+            if let Some(outcome) = conn.outcome.take() {
+                let _ = outcome.send(false);
+            }
             self.by_token.remove(&conn.token);
             let _ = epoll.ctl(
                 ControlOperation::Delete,
@@ -228,7 +233,11 @@ impl Muxer {
             Err(_) => return,
         };
         for cmd in commands {
-            let Command::Connect { guest_port, stream } = cmd;
+            let Command::Connect {
+                guest_port,
+                stream,
+                outcome,
+            } = cmd;
             if self.conns.len() >= MAX_CONNECTIONS {
                 warn!("vsock: too many connections; host connect dropped");
                 continue;
@@ -238,7 +247,12 @@ impl Muxer {
             };
             let key = (host_port, guest_port);
             match self.add(key, stream, State::Connecting, epoll) {
-                Ok(()) => self.queue_control(key, OP_REQUEST, 0),
+                Ok(()) => {
+                    if let Some(conn) = self.conns.get_mut(&key) {
+                        conn.outcome = outcome;
+                    }
+                    self.queue_control(key, OP_REQUEST, 0)
+                }
                 Err(e) => warn!(error = %e, "vsock: cannot register host connection"),
             }
         }
@@ -307,6 +321,9 @@ impl Muxer {
             (State::Connecting, OP_RESPONSE) => {
                 conn.state = State::Established;
                 conn.readable = true;
+                if let Some(outcome) = conn.outcome.take() {
+                    let _ = outcome.send(true);
+                }
             }
             (State::Established, OP_RW) => {
                 if conn.guest_shut_send || !conn.push_guest_data(payload) {
