@@ -118,7 +118,16 @@ impl Worker {
                         if ev.data() == STOP_TOKEN {
                             return;
                         }
-                        handler.handle_event(ev.data(), ev.event_set(), &epoll);
+                        // A bug reachable by guest input must cost this
+                        // device, not the VMM: stop the worker, keep the VM.
+                        let handled =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                handler.handle_event(ev.data(), ev.event_set(), &epoll)
+                            }));
+                        if handled.is_err() {
+                            tracing::error!("virtio worker panicked; device stopped");
+                            return;
+                        }
                     }
                 }
             })?;

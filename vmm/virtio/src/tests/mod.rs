@@ -6,3 +6,4 @@ mod fs_tests;
 mod fuzz_tests;
 mod mmio_tests;
 mod vsock_tests;
+mod worker_tests;
