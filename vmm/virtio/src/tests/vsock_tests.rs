@@ -655,3 +655,45 @@ fn connect_timeout_reports_accept_refuse_and_silence() {
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
 }
+
+#[test]
+fn connection_floods_are_bounded() {
+    use crate::vsock::muxer::{MAX_CONNECTIONS, MAX_PENDING_ACCEPTS};
+    let mut g = Guest::new();
+    let listener = g.host.listen(1024).unwrap();
+    let mut accepted = 0;
+    let mut refused = 0;
+    for port in 0..(MAX_PENDING_ACCEPTS as u32 + 10) {
+        g.send(g.hdr(10_000 + port, 1024, OP_REQUEST), &[]);
+        for (h, _) in g.pump() {
+            match h.op {
+                OP_RESPONSE => accepted += 1,
+                OP_RST => refused += 1,
+                op => panic!("op {op}"),
+            }
+        }
+    }
+    assert_eq!(
+        accepted, MAX_PENDING_ACCEPTS,
+        "unaccepted connections not capped"
+    );
+    assert_eq!(refused, 10);
+    // Accepting frees room in the queue.
+    let _s = listener.try_accept().unwrap();
+    g.send(g.hdr(20_000, 1024, OP_REQUEST), &[]);
+    assert_eq!(ops(&g.pump()), vec![OP_RESPONSE]);
+    // And the total number of connections is capped too (host ends are
+    // dropped at once to keep this test's fd use low; the guest side of
+    // each connection stays open, so it still counts).
+    let mut port = 30_000;
+    while g.muxer.connection_count() < MAX_CONNECTIONS {
+        while listener.try_accept().is_some() {}
+        g.send(g.hdr(port, 1024, OP_REQUEST), &[]);
+        port += 1;
+        g.pump();
+    }
+    while listener.try_accept().is_some() {}
+    g.send(g.hdr(port, 1024, OP_REQUEST), &[]);
+    assert!(ops(&g.pump()).contains(&OP_RST));
+    assert_eq!(g.muxer.connection_count(), MAX_CONNECTIONS);
+}

@@ -20,6 +20,7 @@ pub mod packet;
 use std::io;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -142,8 +143,10 @@ impl VsockHost {
     pub fn listen(&self, port: u32) -> io::Result<VsockListener> {
         let (tx, rx) = mpsc::channel();
         let evt = EventFd::new(EFD_NONBLOCK)?;
+        let pending = Arc::new(AtomicUsize::new(0));
         let sink = ListenerSink {
             tx,
+            pending: pending.clone(),
             evt: evt.try_clone()?,
         };
         let mut listeners = self
@@ -158,7 +161,12 @@ impl VsockHost {
             ));
         }
         listeners.insert(port, sink);
-        Ok(VsockListener { port, rx, evt })
+        Ok(VsockListener {
+            port,
+            rx,
+            pending,
+            evt,
+        })
     }
 
     /// Stops listening on `port` (connections already accepted stay open).
@@ -174,6 +182,7 @@ impl VsockHost {
 pub struct VsockListener {
     port: u32,
     rx: mpsc::Receiver<UnixStream>,
+    pending: Arc<AtomicUsize>,
     evt: EventFd,
 }
 
@@ -183,27 +192,34 @@ impl VsockListener {
         self.port
     }
 
+    fn took_one(&self) {
+        let _ = self.evt.read();
+        let _ = self
+            .pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
     /// Blocks until the guest connects; returns the (blocking) stream.
     pub fn accept(&self) -> io::Result<UnixStream> {
         let stream = self
             .rx
             .recv()
             .map_err(|_| io::Error::other("vsock device gone"))?;
-        let _ = self.evt.read();
+        self.took_one();
         Ok(stream)
     }
 
     /// Returns a connection if one is waiting.
     pub fn try_accept(&self) -> Option<UnixStream> {
         let stream = self.rx.try_recv().ok()?;
-        let _ = self.evt.read();
+        self.took_one();
         Some(stream)
     }
 
     /// Waits up to `timeout` for a connection.
     pub fn accept_timeout(&self, timeout: std::time::Duration) -> Option<UnixStream> {
         let stream = self.rx.recv_timeout(timeout).ok()?;
-        let _ = self.evt.read();
+        self.took_one();
         Some(stream)
     }
 }

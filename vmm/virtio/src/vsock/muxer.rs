@@ -26,7 +26,10 @@ pub const HOST_CID: u64 = 2;
 /// Largest payload put into one RX packet.
 pub const MAX_RX_PAYLOAD: usize = 64 * 1024;
 /// Most connections open at once (guards against request floods).
-pub const MAX_CONNECTIONS: usize = 1024;
+/// (Each holds two fds in the VMM process.)
+pub const MAX_CONNECTIONS: usize = 256;
+/// Most guest connections waiting in one listener's accept queue.
+pub const MAX_PENDING_ACCEPTS: usize = 32;
 /// Most header-only packets waiting for RX buffers.
 pub const MAX_PENDING_CONTROL: usize = 4096;
 /// First epoll token used for connection sockets.
@@ -56,6 +59,8 @@ pub enum Command {
 pub struct ListenerSink {
     /// Accepted streams.
     pub tx: mpsc::Sender<UnixStream>,
+    /// Streams sent but not accepted yet.
+    pub pending: Arc<std::sync::atomic::AtomicUsize>,
     /// Signalled once per accepted stream (lets the VMM poll).
     pub evt: EventFd,
 }
@@ -370,8 +375,17 @@ impl Muxer {
         let (ours, theirs) = pair;
         let delivered = match self.shared.listeners.lock() {
             Ok(mut listeners) => match listeners.get(&key.0) {
+                Some(sink)
+                    if sink.pending.load(std::sync::atomic::Ordering::SeqCst)
+                        >= MAX_PENDING_ACCEPTS =>
+                {
+                    debug!(port = key.0, "vsock: accept queue full; connection refused");
+                    false
+                }
                 Some(sink) => {
                     if sink.tx.send(theirs).is_ok() {
+                        sink.pending
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let _ = sink.evt.write(1);
                         true
                     } else {
