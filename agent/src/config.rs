@@ -22,6 +22,9 @@ pub enum Action {
     /// Same as [`Action::Ready`]: without ACPI the only clean way out of the
     /// VM is the reset line, which the VMM treats as a clean exit.
     Poweroff,
+    /// Serve the host's control connection on vsock (run containers),
+    /// then end the VM.
+    Serve,
     /// Panic deliberately after the ready line, to exercise the path that
     /// turns an agent panic into the end of the VM (tests use it).
     Panic,
@@ -29,13 +32,14 @@ pub enum Action {
 
 impl Action {
     /// Every accepted `vmrun_action` value, for error messages.
-    pub const NAMES: &'static [&'static str] = &["ready", "poweroff", "panic"];
+    pub const NAMES: &'static [&'static str] = &["ready", "poweroff", "serve", "panic"];
 
     /// The `vmrun_action` value that selects this action.
     pub fn name(self) -> &'static str {
         match self {
             Self::Ready => "ready",
             Self::Poweroff => "poweroff",
+            Self::Serve => "serve",
             Self::Panic => "panic",
         }
     }
@@ -45,6 +49,7 @@ impl Action {
         Ok(match value {
             None | Some("ready") => Self::Ready,
             Some("poweroff") => Self::Poweroff,
+            Some("serve") => Self::Serve,
             Some("panic") => Self::Panic,
             Some(other) => bail!(
                 "unknown {ACTION_VAR}={other:?} (expected one of: {})",
@@ -118,6 +123,7 @@ mod tests {
     fn parses_every_known_action() {
         assert_eq!(Action::parse(Some("ready")).unwrap(), Action::Ready);
         assert_eq!(Action::parse(Some("poweroff")).unwrap(), Action::Poweroff);
+        assert_eq!(Action::parse(Some("serve")).unwrap(), Action::Serve);
         assert_eq!(Action::parse(Some("panic")).unwrap(), Action::Panic);
         for name in Action::NAMES {
             let action = Action::parse(Some(name)).unwrap();
@@ -130,7 +136,7 @@ mod tests {
         let err = AgentConfig::from_env(vars(&[("vmrun_action", "dance")])).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("vmrun_action=\"dance\""), "{msg}");
-        assert!(msg.contains("ready, poweroff, panic"), "{msg}");
+        assert!(msg.contains("ready, poweroff, serve, panic"), "{msg}");
         // Case matters: the kernel passes the word through unchanged.
         assert!(Action::parse(Some("Ready")).is_err());
         assert!(Action::parse(Some("")).is_err());

@@ -11,6 +11,7 @@
 //! - [`init`]: PID-1 set-up: mounts, `/dev` links, cgroup controllers, the
 //!   child reaper.
 //! - [`sysinfo`]: what the ready line reports.
+//! - [`serve`]: `vmrun_action=serve`, the host's control connection.
 //! - [`shutdown`] and [`panic`]: every way out ends the VM.
 
 pub mod config;
@@ -18,5 +19,6 @@ pub mod console;
 pub mod init;
 pub mod marker;
 pub mod panic;
+pub mod serve;
 pub mod shutdown;
 pub mod sysinfo;

@@ -44,7 +44,7 @@ fn run() -> anyhow::Result<Infallible> {
     }));
 
     // Before any other thread: blocks SIGCHLD for the whole process.
-    let _reaper = Reaper::start().context("starting the child reaper")?;
+    let reaper = Reaper::start().context("starting the child reaper")?;
 
     mounts::mount_all(mounts::BASE_MOUNTS)?;
     console::attach_stdio().context("attaching stdio to /dev/console")?;
@@ -61,6 +61,7 @@ fn run() -> anyhow::Result<Infallible> {
 
     match config.action {
         Action::Ready | Action::Poweroff => shutdown::end_vm(config.action),
+        Action::Serve => vmrun_agent::serve::run_in_guest(reaper),
         Action::Panic => panic!("deliberate panic requested with vmrun_action=panic"),
     }
 }

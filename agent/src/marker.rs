@@ -37,6 +37,16 @@ pub fn write(marker: Marker) {
     }
 }
 
+/// Gives up this thread's access to [`PORT`] (and stops it from asking
+/// again), so processes cloned from this thread cannot write markers.
+pub fn drop_port_access() {
+    PORT_ACCESS.with(|cell| cell.set(Some(false)));
+    // SAFETY: ioperm only changes this thread's I/O permission bitmap; the
+    // arguments are plain integers. Turning access off needs no privilege
+    // and cannot fail in a way that matters (no access is the goal).
+    let _ = unsafe { libc::ioperm(libc::c_ulong::from(PORT), 1, 0) };
+}
+
 /// Asks once per thread for access to [`PORT`].
 fn port_access() -> bool {
     PORT_ACCESS.with(|cell| {

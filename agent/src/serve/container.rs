@@ -1,0 +1,319 @@
+//! One container's life inside the agent: created (rootfs and stdio ready),
+//! running, exited; and how its process is started and its exit observed.
+//!
+//! PID 1's reaper reaps every child, so the exit status comes from
+//! [`crate::init::reaper::Reaper::watch`], never from `waitpid` on the container's pid.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::unistd::getpid;
+use vmrun_isolation::oci_spec::runtime::Spec;
+use vmrun_isolation::{ContainerProcess, RunOptions, Stdio};
+use vmrun_protocol::ExitStatus;
+
+use crate::init::reaper::ChildExit;
+
+/// Longest accepted container id (it becomes a path component).
+pub const MAX_ID_LEN: usize = 128;
+
+/// Checks that `id` is `[A-Za-z0-9_.-]{1,128}` and not `.`/`..`, so it is
+/// safe as a path component.
+pub fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !ok {
+        bail!("id: {id:?} must be 1 to {MAX_ID_LEN} characters of [A-Za-z0-9_.-] (not . or ..)");
+    }
+    Ok(())
+}
+
+/// How a container ended, or why it never ran; set once.
+#[derive(Debug, Default)]
+pub struct ExitCell {
+    outcome: Mutex<Option<Result<ExitStatus, String>>>,
+    changed: Condvar,
+}
+
+impl ExitCell {
+    fn lock(&self) -> MutexGuard<'_, Option<Result<ExitStatus, String>>> {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records the outcome; later calls are ignored (the first one wins).
+    pub fn set(&self, outcome: Result<ExitStatus, String>) {
+        let mut slot = self.lock();
+        if slot.is_none() {
+            *slot = Some(outcome);
+            self.changed.notify_all();
+        }
+    }
+
+    /// The outcome, if there is one yet.
+    pub fn get(&self) -> Option<Result<ExitStatus, String>> {
+        self.lock().clone()
+    }
+
+    /// Blocks until there is an outcome.
+    pub fn wait(&self) -> Result<ExitStatus, String> {
+        let mut slot = self.lock();
+        loop {
+            if let Some(outcome) = slot.as_ref() {
+                return outcome.clone();
+            }
+            slot = self
+                .changed
+                .wait(slot)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// Blocks up to `timeout`; `false` if there is still no outcome.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let slot = self.lock();
+        let (slot, _) = self
+            .changed
+            .wait_timeout_while(slot, timeout, |s| s.is_none())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.is_some()
+    }
+}
+
+/// What `Create` prepared for `Start`.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The parsed and validated spec.
+    pub spec: Spec,
+    /// The container's stdio (vsock connections or /dev/null).
+    pub stdio: Stdio,
+}
+
+/// Where a container is in its life.
+#[derive(Debug)]
+pub enum State {
+    /// Created: waiting for `Start`.
+    Created(Box<Prepared>),
+    /// `Start` is in progress.
+    Starting,
+    /// The process runs (or ended and the watcher has not noticed yet).
+    Running(Box<ContainerProcess>),
+    /// The process ended, or starting it failed ([`Container::exit`] says).
+    Done,
+}
+
+/// A container known to the agent.
+#[derive(Debug)]
+pub struct Container {
+    /// Where its rootfs is (mounted by the rootfs provider).
+    pub rootfs: PathBuf,
+    /// Its state.
+    pub state: State,
+    /// Its outcome, shared with `Wait`ers.
+    pub exit: Arc<ExitCell>,
+}
+
+impl Container {
+    /// A freshly created container.
+    pub fn created(rootfs: PathBuf, prepared: Prepared) -> Self {
+        Self {
+            rootfs,
+            state: State::Created(Box::new(prepared)),
+            exit: Arc::default(),
+        }
+    }
+}
+
+/// Opens `/dev/null` (close-on-exec) for a stream the host did not connect.
+pub fn dev_null() -> Result<OwnedFd> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context("opening /dev/null")?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Starts the container's process through `vmrun-isolation`.
+///
+/// The work happens on a short-lived thread that first drops the boot-timer
+/// port permission and unblocks SIGCHLD, because the container's processes
+/// are cloned from the calling thread and inherit both (the agent blocks
+/// SIGCHLD for its reaper; a container must not start with it blocked).
+/// Afterwards the reaper is poked with a SIGCHLD, in case that thread
+/// swallowed the real one while it had the signal unblocked.
+pub fn launch(prepared: Prepared, rootfs: PathBuf, opts: RunOptions) -> Result<ContainerProcess> {
+    let launcher = std::thread::Builder::new()
+        .name("launch".into())
+        .spawn(move || {
+            crate::marker::drop_port_access();
+            let mut chld = SigSet::empty();
+            chld.add(Signal::SIGCHLD);
+            chld.thread_unblock()
+                .context("unblocking SIGCHLD for the container")?;
+            let started = vmrun_isolation::run(&prepared.spec, &rootfs, prepared.stdio, &opts)
+                .map_err(anyhow::Error::from);
+            let _ = chld.thread_block();
+            started
+        })
+        .context("spawning the container launcher thread")?;
+    let result = launcher
+        .join()
+        .map_err(|_| anyhow!("the container launcher thread panicked"))
+        .and_then(|started| started);
+    // Every thread blocks SIGCHLD again: a synthetic one makes the reaper
+    // look for exits it may have missed.
+    let _ = kill(getpid(), Signal::SIGCHLD);
+    result
+}
+
+/// Converts the reaper's view of an exit into the protocol's.
+pub fn exit_status(exit: ChildExit) -> ExitStatus {
+    match exit {
+        ChildExit::Exited(code) => ExitStatus::Code(code),
+        ChildExit::Signaled(signal) => ExitStatus::Signal(signal),
+    }
+}
+
+/// Shared table of containers.
+pub type Containers = Arc<Mutex<std::collections::HashMap<String, Container>>>;
+
+/// Locks the table (a panicked holder ends PID 1 anyway; tests go on).
+pub fn lock(
+    containers: &Containers,
+) -> MutexGuard<'_, std::collections::HashMap<String, Container>> {
+    containers
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts a thread that waits for container `id`'s exit (from the reaper),
+/// cleans up after it and publishes the status in its [`ExitCell`].
+pub fn spawn_exit_watcher(
+    containers: Containers,
+    id: String,
+    exited: Receiver<ChildExit>,
+    opts: RunOptions,
+    cell: Arc<ExitCell>,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name(format!("wait-{id}"))
+        .spawn(move || {
+            let outcome = exited
+                .recv()
+                .map(exit_status)
+                .map_err(|_| "the agent's child reaper stopped".to_owned());
+            let process = {
+                let mut table = lock(&containers);
+                table.get_mut(&id).and_then(|c| {
+                    match std::mem::replace(&mut c.state, State::Done) {
+                        State::Running(process) => Some(process),
+                        other => {
+                            c.state = other;
+                            None
+                        }
+                    }
+                })
+            };
+            if let Some(process) = process {
+                forget_reaped(*process, &id, &opts);
+            }
+            if let Ok(status) = &outcome {
+                tracing::info!("container {id} exited: {status:?}");
+            }
+            cell.set(outcome);
+        })
+        .context("spawning the exit watcher thread")?;
+    Ok(())
+}
+
+/// Cleans up after a container whose process the reaper already reaped.
+///
+/// `ContainerProcess` only knows how to clean up after its own `waitpid`,
+/// which the reaper makes impossible (it would get ECHILD), and its `Drop`
+/// would SIGKILL the pid, which may by now belong to someone else. So the
+/// state it leaves (libcontainer state, bundle, cgroup) is removed here and
+/// the handle is forgotten.
+fn forget_reaped(process: ContainerProcess, id: &str, opts: &RunOptions) {
+    remove_tree(&opts.state_dir.join("state").join(id));
+    remove_tree(&opts.state_dir.join("bundles").join(id));
+    remove_cgroups(&opts.cgroup_root, id);
+    std::mem::forget(process);
+}
+
+fn remove_tree(path: &Path) {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => tracing::warn!("removing {}: {err}", path.display()),
+    }
+}
+
+/// Removes the default cgroup `vmrun/<id>` (cgroup v2), and on a v1 host
+/// the same path under every controller hierarchy; best effort.
+fn remove_cgroups(root: &Path, id: &str) {
+    let rel = Path::new("vmrun").join(id);
+    let _ = std::fs::remove_dir(root.join(&rel));
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_dir(entry.path().join(&rel));
+        }
+    }
+}
+
+/// Sends `signal` to a running container's process.
+pub fn signal(container: &Container, id: &str, signal: Signal) -> Result<()> {
+    match &container.state {
+        State::Running(process) if container.exit.get().is_none() => process
+            .signal(signal)
+            .with_context(|| format!("sending {signal} to container {id}")),
+        State::Created(_) | State::Starting => bail!("container {id:?} is not started"),
+        State::Running(_) | State::Done => bail!("container {id:?} is not running"),
+    }
+}
+
+/// Kills every container's process, waits (up to `timeout` each) for the
+/// exits, and fails the outcome of containers that never ran.
+pub fn stop_all(containers: &Containers, timeout: Duration) {
+    let cells: Vec<(String, Arc<ExitCell>)> = {
+        let mut table = lock(containers);
+        for (id, container) in table.iter_mut() {
+            match &container.state {
+                State::Running(process) => {
+                    if let Err(err) = process.signal(Signal::SIGKILL) {
+                        tracing::debug!("killing container {id}: {err}");
+                    }
+                }
+                State::Created(_) => {
+                    // Drops its stdio: the host sees EOF.
+                    container.state = State::Done;
+                    container
+                        .exit
+                        .set(Err(format!("container {id} was never started")));
+                }
+                State::Starting | State::Done => {}
+            }
+        }
+        table
+            .iter()
+            .map(|(id, c)| (id.clone(), Arc::clone(&c.exit)))
+            .collect()
+    };
+    for (id, cell) in cells {
+        if !cell.wait_timeout(timeout) {
+            tracing::warn!("container {id} did not exit within {timeout:?} of SIGKILL");
+            cell.set(Err(format!("container {id}: the agent is shutting down")));
+        }
+    }
+}

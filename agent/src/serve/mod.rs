@@ -1,0 +1,107 @@
+//! `vmrun_action=serve`: the agent serves the host over vsock.
+//!
+//! The host connects to [`CONTROL_PORT`]; after the version handshake it
+//! sends `Create` (spec, rootfs source, stdio ports), `Start`, `Signal`,
+//! `Wait` and finally `Shutdown` (see `vmrun_protocol::messages`). The
+//! container's stdio are vsock connections the agent opens to the host's
+//! ports, handed to the container process as its fds 0-2 (so EOF on the
+//! stdin connection is EOF on the process's stdin).
+//!
+//! - [`transport`]: the control socket and stdio connectors (vsock in the
+//!   guest, unix sockets in host tests);
+//! - [`rootfs`]: mounting the rootfs (virtio-fs or a block device);
+//! - [`container`]: one container's states, start and exit;
+//! - [`control`]: the request loop.
+//!
+//! The same [`control::serve`] runs in the guest and in host tests; only
+//! the [`ServeEnv`] differs.
+
+pub mod container;
+pub mod control;
+pub mod rootfs;
+pub mod transport;
+
+use std::convert::Infallible;
+
+use anyhow::{Context, Result};
+use vmrun_isolation::RunOptions;
+use vmrun_protocol::CONTROL_PORT;
+
+use crate::config::Action;
+use crate::init::reaper::Reaper;
+use crate::shutdown;
+use control::{serve, ServeEnd};
+use rootfs::{GuestRootfs, RootfsProvider, GUEST_ROOTFS_BASE};
+use transport::{accept_vsock, StdioConnector, VsockConnector};
+
+/// What the serve loop works with.
+pub struct ServeEnv {
+    /// Makes rootfs sources available as directories.
+    pub rootfs: Box<dyn RootfsProvider>,
+    /// Connects stdio ports.
+    pub stdio: Box<dyn StdioConnector>,
+    /// Reports container exits (PID 1 reaps every child).
+    pub reaper: Reaper,
+    /// Template for `vmrun_isolation::run` (the id is filled in per container).
+    pub run_options: RunOptions,
+}
+
+impl std::fmt::Debug for ServeEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeEnv")
+            .field("run_options", &self.run_options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Is `/` the initramfs (`rootfs`)? `pivot_root` cannot move it, so the
+/// container runtime must use `MS_MOVE` + `chroot` (runc's `--no-pivot`).
+pub fn root_is_initramfs(mountinfo: &str) -> bool {
+    mountinfo.lines().any(|line| {
+        let mut halves = line.splitn(2, " - ");
+        let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
+            return false;
+        };
+        left.split(' ').nth(4) == Some("/") && right.split(' ').next() == Some("rootfs")
+    })
+}
+
+/// The guest's serve: accept the host's control connection on vsock, serve
+/// it, then end the VM (also when the connection drops: no orphaned VMs).
+pub fn run_in_guest(reaper: Reaper) -> Result<Infallible> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mut run_options = RunOptions::new("");
+    run_options.no_pivot = root_is_initramfs(&mountinfo);
+    let env = ServeEnv {
+        rootfs: Box::new(GuestRootfs::new(GUEST_ROOTFS_BASE)),
+        stdio: Box::new(VsockConnector),
+        reaper,
+        run_options,
+    };
+    tracing::info!("serving: waiting for the host on vsock port {CONTROL_PORT}");
+    let stream = accept_vsock(CONTROL_PORT)?;
+    match serve(stream, &env)? {
+        ServeEnd::Shutdown => {}
+        ServeEnd::ConnectionLost => {
+            tracing::warn!("the control connection is gone: containers killed, ending the VM")
+        }
+    }
+    shutdown::end_vm(Action::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_an_initramfs_root() {
+        let initramfs = "1 1 0:2 / / rw - rootfs rootfs rw,size=1024k\n\
+                         14 1 0:13 / /proc rw,nosuid - proc proc rw\n";
+        assert!(root_is_initramfs(initramfs));
+        let disk = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                    23 22 0:5 / /dev rw - devtmpfs udev rw\n";
+        assert!(!root_is_initramfs(disk));
+        assert!(!root_is_initramfs("garbage\n\n - \n"));
+    }
+}

@@ -1,0 +1,649 @@
+//! Host tests of `vmrun_action=serve`: the real serve loop over a unix
+//! socketpair, containers run through vmrun-isolation from a busybox bundle
+//! (rootfs/build-busybox-bundle.sh), stdio over unix sockets standing in
+//! for the host's vsock ports.
+//!
+//! Own `main` (harness = false): the agent's SIGCHLD reaper must start
+//! before any other thread exists, exactly as in PID 1. Needs root and
+//! Debian's busybox-static; otherwise it says SKIPPED loudly.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use serde_json::{json, Value};
+use vmrun_agent::init::reaper::Reaper;
+use vmrun_agent::serve::control::{serve, ServeEnd};
+use vmrun_agent::serve::rootfs::HostDirRootfs;
+use vmrun_agent::serve::transport::{SocketStream, StdioConnector};
+use vmrun_agent::serve::ServeEnv;
+use vmrun_isolation::RunOptions;
+use vmrun_protocol::frame::encode;
+use vmrun_protocol::{
+    read_frame, write_frame, ControlClient, Envelope, ExitStatus, ProtocolError, Request, Response,
+    RootfsSource, StdioPorts, PROTOCOL_VERSION,
+};
+
+const TAG: &str = "busybox";
+
+/// Test fixture shared by every case.
+struct World {
+    reaper: Reaper,
+    scratch: tempfile::TempDir,
+    rootfs: PathBuf,
+    config: Value,
+}
+
+/// "Host ports": unix sockets named by port in the scratch dir.
+struct UnixConnector {
+    dir: PathBuf,
+}
+
+impl StdioConnector for UnixConnector {
+    fn connect(&self, port: u32) -> std::io::Result<OwnedFd> {
+        Ok(UnixStream::connect(self.dir.join(format!("port-{port}.sock")))?.into())
+    }
+}
+
+/// A running serve loop and the host's end of its control connection.
+struct Agent {
+    host: Option<UnixStream>,
+    serving: JoinHandle<anyhow::Result<ServeEnd>>,
+}
+
+impl Agent {
+    /// A handshaken client (takes the host end).
+    fn client(&mut self) -> ControlClient {
+        ControlClient::connect(self.host.take().expect("host end")).expect("handshake")
+    }
+
+    fn end(self) -> anyhow::Result<ServeEnd> {
+        self.serving.join().expect("serve thread panicked")
+    }
+}
+
+static NEXT_PORT: AtomicU32 = AtomicU32::new(5000);
+
+/// The host side of one container's stdio.
+struct HostStdio {
+    ports: StdioPorts,
+    stdin: Option<JoinHandle<()>>,
+    stdout: Option<UnixListener>,
+    stderr: JoinHandle<Vec<u8>>,
+}
+
+impl HostStdio {
+    /// Listens on three ports; `input` is written to stdin and then closed.
+    fn listen(world: &World, input: Option<Vec<u8>>) -> Self {
+        let bind = || {
+            let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+            let path = world.scratch.path().join(format!("port-{port}.sock"));
+            (port, UnixListener::bind(path).expect("bind stdio port"))
+        };
+        let (in_port, in_listener) = bind();
+        let (out_port, out_listener) = bind();
+        let (err_port, err_listener) = bind();
+        let stdin = input.map(|data| {
+            std::thread::spawn(move || {
+                let (mut conn, _) = in_listener.accept().expect("accept stdin");
+                conn.write_all(&data).expect("write stdin");
+                // Dropping the connection is the EOF the process must see.
+            })
+        });
+        let stderr = std::thread::spawn(move || read_all(&err_listener));
+        Self {
+            ports: StdioPorts {
+                stdin: stdin.as_ref().map(|_| in_port),
+                stdout: Some(out_port),
+                stderr: Some(err_port),
+            },
+            stdin,
+            stdout: Some(out_listener),
+            stderr,
+        }
+    }
+
+    /// Reads stdout and stderr to EOF.
+    fn collect(mut self) -> (String, String) {
+        let stdout = read_all(&self.stdout.take().expect("stdout listener"));
+        if let Some(stdin) = self.stdin {
+            stdin.join().expect("stdin thread");
+        }
+        let stderr = self.stderr.join().expect("stderr thread");
+        (
+            String::from_utf8_lossy(&stdout).into_owned(),
+            String::from_utf8_lossy(&stderr).into_owned(),
+        )
+    }
+}
+
+fn read_all(listener: &UnixListener) -> Vec<u8> {
+    let (mut conn, _) = listener.accept().expect("accept");
+    let mut data = Vec::new();
+    conn.read_to_end(&mut data).expect("read to EOF");
+    data
+}
+
+impl World {
+    fn agent(&self, name: &str) -> Agent {
+        let (host, guest) = UnixStream::pair().expect("socketpair");
+        let state_dir = self.scratch.path().join(format!("state-{name}"));
+        let mut run_options = RunOptions::new("");
+        run_options.state_dir = state_dir;
+        let env = ServeEnv {
+            rootfs: Box::new(HostDirRootfs::new([(TAG.to_owned(), self.rootfs.clone())])),
+            stdio: Box::new(UnixConnector {
+                dir: self.scratch.path().to_path_buf(),
+            }),
+            reaper: self.reaper.clone(),
+            run_options,
+        };
+        let serving = std::thread::spawn(move || serve(SocketStream::new(guest.into()), &env));
+        Agent {
+            host: Some(host),
+            serving,
+        }
+    }
+
+    fn spec(&self, args: &[&str]) -> Value {
+        let mut config = self.config.clone();
+        config["process"]["args"] = json!(args);
+        config
+    }
+}
+
+fn create(id: &str, spec: Value, stdio: &HostStdio) -> Request {
+    Request::Create {
+        id: id.into(),
+        spec,
+        rootfs: RootfsSource::VirtioFs { tag: TAG.into() },
+        stdio: stdio.ports.clone(),
+    }
+}
+
+fn start(id: &str) -> Request {
+    Request::Start { id: id.into() }
+}
+
+fn wait(id: &str) -> Request {
+    Request::Wait { id: id.into() }
+}
+
+/// Runs one container to completion on `client`.
+fn run(
+    world: &World,
+    client: &ControlClient,
+    id: &str,
+    args: &[&str],
+    input: Option<&[u8]>,
+) -> (ExitStatus, String, String) {
+    let stdio = HostStdio::listen(world, input.map(<[u8]>::to_vec));
+    assert_eq!(
+        client.call(create(id, world.spec(args), &stdio)).unwrap(),
+        Response::Ok
+    );
+    assert_eq!(client.call(start(id)).unwrap(), Response::Ok);
+    let (out, err) = stdio.collect();
+    let Response::Exited { status } = client.call(wait(id)).unwrap() else {
+        panic!("wait did not answer Exited");
+    };
+    println!("  {id}: {status:?} stdout={out:?} stderr={err:?}");
+    (status, out, err)
+}
+
+fn agent_error(result: Result<Response, ProtocolError>) -> String {
+    match result {
+        Err(ProtocolError::Agent(message)) => message,
+        other => panic!("expected an agent error, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------- cases
+
+fn echo_reaches_stdout_and_stderr_stays_separate(world: &World) {
+    let mut agent = world.agent("echo");
+    let client = agent.client();
+    let (status, out, err) = run(
+        world,
+        &client,
+        "echo",
+        &["sh", "-c", "echo hello from the container; echo oops >&2"],
+        None,
+    );
+    assert_eq!(status, ExitStatus::Code(0));
+    assert_eq!(out, "hello from the container\n");
+    assert_eq!(err, "oops\n");
+    drop(client);
+    // No Shutdown: the dropped connection ends the serve loop.
+    assert_eq!(agent.end().unwrap(), ServeEnd::ConnectionLost);
+}
+
+fn exit_codes_come_back(world: &World) {
+    let mut agent = world.agent("codes");
+    let client = agent.client();
+    for code in [0, 1, 42] {
+        let id = format!("exit-{code}");
+        let script = format!("exit {code}");
+        let (status, _, _) = run(world, &client, &id, &["sh", "-c", &script], None);
+        assert_eq!(status, ExitStatus::Code(code));
+        // Asking again gives the same answer.
+        assert_eq!(
+            client.call(wait(&id)).unwrap(),
+            Response::Exited {
+                status: ExitStatus::Code(code)
+            }
+        );
+    }
+    drop(client);
+    expect_connection_lost(agent);
+}
+
+fn expect_connection_lost(agent: Agent) {
+    assert_eq!(agent.end().unwrap(), ServeEnd::ConnectionLost);
+}
+
+fn killed_by_a_signal(world: &World) {
+    let mut agent = world.agent("killed");
+    let client = agent.client();
+    // The init of a pid namespace cannot SIGKILL itself: leave it out, so
+    // the process really dies of its own signal.
+    let mut spec = world.spec(&["sh", "-c", "kill -9 $$"]);
+    if let Some(namespaces) = spec["linux"]["namespaces"].as_array_mut() {
+        namespaces.retain(|ns| ns["type"] != "pid");
+    }
+    let stdio = HostStdio::listen(world, None);
+    assert_eq!(
+        client.call(create("killed", spec, &stdio)).unwrap(),
+        Response::Ok
+    );
+    assert_eq!(client.call(start("killed")).unwrap(), Response::Ok);
+    assert_eq!(stdio.collect(), (String::new(), String::new()));
+    let Response::Exited { status } = client.call(wait("killed")).unwrap() else {
+        panic!("wait did not answer Exited");
+    };
+    assert_eq!(status, ExitStatus::Signal(9));
+    assert_eq!(status.as_shell_status(), 137);
+    drop(client);
+    expect_connection_lost(agent);
+}
+
+fn stdin_bytes_and_eof_reach_the_process(world: &World) {
+    let mut agent = world.agent("cat");
+    let client = agent.client();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let stdio = HostStdio::listen(world, Some(data.clone()));
+    let spec = world.spec(&["cat"]);
+    assert_eq!(
+        client.call(create("cat", spec, &stdio)).unwrap(),
+        Response::Ok
+    );
+    assert_eq!(client.call(start("cat")).unwrap(), Response::Ok);
+    let mut stdout = stdio.stdout.as_ref().expect("listener").accept().unwrap().0;
+    let mut echoed = Vec::new();
+    stdout.read_to_end(&mut echoed).unwrap();
+    assert_eq!(echoed.len(), data.len());
+    assert!(echoed == data, "cat returned different bytes");
+    // cat only exits (0) after EOF on its stdin.
+    assert_eq!(
+        client.call(wait("cat")).unwrap(),
+        Response::Exited {
+            status: ExitStatus::Code(0)
+        }
+    );
+    drop(client);
+    expect_connection_lost(agent);
+}
+
+fn signal_requests_reach_the_process_while_wait_is_pending(world: &World) {
+    let mut agent = world.agent("signal");
+    let client = Arc::new(agent.client());
+    let stdio = HostStdio::listen(world, None);
+    let script = "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 1; done";
+    let spec = world.spec(&["sh", "-c", script]);
+    assert_eq!(
+        client.call(create("trap", spec, &stdio)).unwrap(),
+        Response::Ok
+    );
+    assert_eq!(client.call(start("trap")).unwrap(), Response::Ok);
+    let waiter = {
+        let client = Arc::clone(&client);
+        std::thread::spawn(move || client.call(wait("trap")))
+    };
+    let mut stdout = stdio.stdout.as_ref().expect("listener").accept().unwrap().0;
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"ready\n") {
+        assert_eq!(stdout.read(&mut byte).unwrap(), 1, "stdout ended early");
+        seen.push(byte[0]);
+    }
+    let sigterm = Request::Signal {
+        id: "trap".into(),
+        signal: 15,
+    };
+    assert_eq!(client.call(sigterm).unwrap(), Response::Ok);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "got TERM\n");
+    assert_eq!(
+        waiter.join().unwrap().unwrap(),
+        Response::Exited {
+            status: ExitStatus::Code(7)
+        }
+    );
+
+    // SIGKILL through a Signal request: killed by signal 9.
+    let stdio = HostStdio::listen(world, None);
+    let spec = world.spec(&["sleep", "1000"]);
+    assert_eq!(
+        client.call(create("sleeper", spec, &stdio)).unwrap(),
+        Response::Ok
+    );
+    assert_eq!(client.call(start("sleeper")).unwrap(), Response::Ok);
+    let kill = Request::Signal {
+        id: "sleeper".into(),
+        signal: 9,
+    };
+    assert_eq!(client.call(kill).unwrap(), Response::Ok);
+    assert_eq!(
+        client.call(wait("sleeper")).unwrap(),
+        Response::Exited {
+            status: ExitStatus::Signal(9)
+        }
+    );
+    let _ = stdio.collect();
+    drop(client);
+    expect_connection_lost(agent);
+}
+
+fn bad_requests_get_errors_naming_the_field(world: &World) {
+    let mut agent = world.agent("errors");
+    let client = agent.client();
+    let stdio = HostStdio::listen(world, None);
+
+    let message = agent_error(client.call(create("empty", world.spec(&[]), &stdio)));
+    assert!(message.contains("process.args"), "{message}");
+
+    let mut missing_rootfs = create("norootfs", world.spec(&["true"]), &stdio);
+    if let Request::Create { rootfs, .. } = &mut missing_rootfs {
+        *rootfs = RootfsSource::VirtioFs {
+            tag: "no-such-share".into(),
+        };
+    }
+    let message = agent_error(client.call(missing_rootfs));
+    assert!(
+        message.contains("rootfs") && message.contains("no-such-share"),
+        "{message}"
+    );
+
+    let message = agent_error(client.call(create("../escape", world.spec(&["true"]), &stdio)));
+    assert!(message.starts_with("id:"), "{message}");
+
+    let mut bad_spec = world.spec(&["true"]);
+    bad_spec["linux"]["namespaces"] = json!([{"type": "time-travel"}]);
+    let message = agent_error(client.call(create("badspec", bad_spec, &stdio)));
+    assert!(message.contains("linux.namespaces[0].type"), "{message}");
+
+    // A stdio port nobody listens on.
+    let mut no_listener = create("nolistener", world.spec(&["true"]), &stdio);
+    if let Request::Create { stdio, .. } = &mut no_listener {
+        stdio.stdout = Some(1);
+    }
+    let message = agent_error(client.call(no_listener));
+    assert!(message.contains("stdio.stdout"), "{message}");
+
+    for request in [start("nobody"), wait("nobody")] {
+        let message = agent_error(client.call(request));
+        assert!(message.contains("no container \"nobody\""), "{message}");
+    }
+
+    // Signals: invalid number; container not started yet; started twice.
+    assert_eq!(
+        client
+            .call(create("later", world.spec(&["true"]), &stdio))
+            .unwrap(),
+        Response::Ok
+    );
+    let bad_signal = Request::Signal {
+        id: "later".into(),
+        signal: 999,
+    };
+    assert!(agent_error(client.call(bad_signal)).contains("signal: 999"));
+    let early = Request::Signal {
+        id: "later".into(),
+        signal: 15,
+    };
+    assert!(agent_error(client.call(early)).contains("not started"));
+    let dup = agent_error(client.call(create("later", world.spec(&["true"]), &stdio)));
+    assert!(dup.contains("already exists"), "{dup}");
+    assert_eq!(client.call(start("later")).unwrap(), Response::Ok);
+    assert!(agent_error(client.call(start("later"))).contains("already started"));
+    assert_eq!(
+        client.call(wait("later")).unwrap(),
+        Response::Exited {
+            status: ExitStatus::Code(0)
+        }
+    );
+    let hello_again = Request::Hello {
+        version: PROTOCOL_VERSION,
+    };
+    assert!(agent_error(client.call(hello_again)).contains("handshake"));
+    let _ = stdio.collect();
+    drop(client);
+    expect_connection_lost(agent);
+}
+
+/// Raw frames on the control socket, below `ControlClient`.
+fn malformed_frames_get_errors_or_close_the_connection(world: &World) {
+    let mut agent = world.agent("malformed");
+    let mut host = agent.host.take().unwrap();
+    vmrun_protocol::client_handshake(&mut host).unwrap();
+
+    let garbage = b"{ this is not json";
+    let mut frame = (garbage.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(garbage);
+    host.write_all(&frame).unwrap();
+    let answer: Envelope<Response> = read_frame(&mut host).unwrap();
+    assert_eq!(answer.id, 0);
+    assert!(matches!(&answer.body, Response::Error { message } if message.contains("malformed")));
+
+    let unknown = encode(&json!({"id": 7, "body": {"type": "format_disk"}})).unwrap();
+    host.write_all(&unknown).unwrap();
+    let answer: Envelope<Response> = read_frame(&mut host).unwrap();
+    assert_eq!(answer.id, 7);
+    assert!(matches!(answer.body, Response::Error { .. }), "{answer:?}");
+
+    // A request still works after the garbage.
+    write_frame(
+        &mut host,
+        &Envelope {
+            id: 8,
+            body: wait("nobody"),
+        },
+    )
+    .unwrap();
+    let answer: Envelope<Response> = read_frame(&mut host).unwrap();
+    assert_eq!(answer.id, 8);
+
+    // A length over the limit cannot be resynchronised: the agent closes.
+    host.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    let mut rest = Vec::new();
+    host.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "unexpected bytes after a bad length");
+    assert_eq!(agent.end().unwrap(), ServeEnd::ConnectionLost);
+}
+
+fn version_mismatch_is_refused(world: &World) {
+    let mut agent = world.agent("version");
+    let mut host = agent.host.take().unwrap();
+    let hello = Envelope {
+        id: 0,
+        body: Request::Hello {
+            version: PROTOCOL_VERSION + 1,
+        },
+    };
+    write_frame(&mut host, &hello).unwrap();
+    let answer: Envelope<Response> = read_frame(&mut host).unwrap();
+    assert!(
+        matches!(&answer.body, Response::Error { message } if message.contains("version mismatch")),
+        "{answer:?}"
+    );
+    let err = agent.end().unwrap_err();
+    assert!(format!("{err:#}").contains("version mismatch"), "{err:#}");
+}
+
+fn lost_connection_kills_the_container(world: &World) {
+    let mut agent = world.agent("lost");
+    let client = agent.client();
+    let stdio = HostStdio::listen(world, None);
+    let spec = world.spec(&["sleep", "1000"]);
+    assert_eq!(
+        client.call(create("orphan", spec, &stdio)).unwrap(),
+        Response::Ok
+    );
+    assert_eq!(client.call(start("orphan")).unwrap(), Response::Ok);
+    drop(client);
+    assert_eq!(agent.end().unwrap(), ServeEnd::ConnectionLost);
+    // The process is gone: its stdio connections are closed.
+    let (out, err) = stdio.collect();
+    assert_eq!((out.as_str(), err.as_str()), ("", ""));
+}
+
+fn shutdown_kills_and_answers(world: &World) {
+    let mut agent = world.agent("shutdown");
+    let client = agent.client();
+    let stdio = HostStdio::listen(world, None);
+    let spec = world.spec(&["sleep", "1000"]);
+    assert_eq!(
+        client.call(create("doomed", spec, &stdio)).unwrap(),
+        Response::Ok
+    );
+    assert_eq!(client.call(start("doomed")).unwrap(), Response::Ok);
+    let never_started = HostStdio::listen(world, None);
+    let spec = world.spec(&["true"]);
+    assert_eq!(
+        client
+            .call(create("unstarted", spec, &never_started))
+            .unwrap(),
+        Response::Ok
+    );
+    assert_eq!(client.call(Request::Shutdown).unwrap(), Response::Ok);
+    assert_eq!(agent.end().unwrap(), ServeEnd::Shutdown);
+    // Both containers' stdio connections are closed: killed / never run.
+    assert_eq!(stdio.collect(), (String::new(), String::new()));
+    assert_eq!(never_started.collect(), (String::new(), String::new()));
+    drop(client);
+}
+
+// ---------------------------------------------------------------- runner
+
+type Case = (&'static str, fn(&World));
+
+const CASES: &[Case] = &[
+    (
+        "echo_reaches_stdout_and_stderr_stays_separate",
+        echo_reaches_stdout_and_stderr_stays_separate,
+    ),
+    ("exit_codes_come_back", exit_codes_come_back),
+    ("killed_by_a_signal", killed_by_a_signal),
+    (
+        "stdin_bytes_and_eof_reach_the_process",
+        stdin_bytes_and_eof_reach_the_process,
+    ),
+    (
+        "signal_requests_reach_the_process_while_wait_is_pending",
+        signal_requests_reach_the_process_while_wait_is_pending,
+    ),
+    (
+        "bad_requests_get_errors_naming_the_field",
+        bad_requests_get_errors_naming_the_field,
+    ),
+    (
+        "malformed_frames_get_errors_or_close_the_connection",
+        malformed_frames_get_errors_or_close_the_connection,
+    ),
+    ("version_mismatch_is_refused", version_mismatch_is_refused),
+    (
+        "lost_connection_kills_the_container",
+        lost_connection_kills_the_container,
+    ),
+    ("shutdown_kills_and_answers", shutdown_kills_and_answers),
+];
+
+fn skip_reason() -> Option<&'static str> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("containers need root");
+    }
+    if !Path::new("/bin/busybox").exists() {
+        return Some("/bin/busybox (Debian busybox-static) is missing");
+    }
+    None
+}
+
+fn build_bundle(scratch: &Path) -> (PathBuf, Value) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rootfs/build-busybox-bundle.sh");
+    let bundle = scratch.join("bundle");
+    let status = Command::new(script)
+        .arg("--no-install")
+        .arg(&bundle)
+        .arg("true")
+        .status()
+        .expect("running build-busybox-bundle.sh");
+    assert!(status.success(), "build-busybox-bundle.sh failed");
+    let config = std::fs::read(bundle.join("config.json")).expect("config.json");
+    (
+        bundle.join("rootfs"),
+        serde_json::from_slice(&config).expect("config.json is JSON"),
+    )
+}
+
+fn main() {
+    // Before any thread: blocks SIGCHLD process-wide, as PID 1 does.
+    let reaper = Reaper::start().expect("starting the reaper");
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if let Some(reason) = skip_reason() {
+        eprintln!("SKIPPED: every serve test because {reason}");
+        return;
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("vmrun-agent-serve-")
+        .tempdir()
+        .expect("scratch dir");
+    let (rootfs, config) = build_bundle(scratch.path());
+    let world = World {
+        reaper,
+        scratch,
+        rootfs,
+        config,
+    };
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for (name, case) in CASES {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        ran += 1;
+        println!("test {name} ...");
+        match catch_unwind(AssertUnwindSafe(|| case(&world))) {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed.push(*name);
+            }
+        }
+    }
+    println!(
+        "\nserve tests: {} passed, {} failed",
+        ran - failed.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        println!("failed: {}", failed.join(", "));
+        std::process::exit(1);
+    }
+}
