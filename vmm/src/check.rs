@@ -289,13 +289,17 @@ mod tests {
 
     #[test]
     fn this_host_is_reported_truthfully() {
-        // On these CI/dev machines /dev/kvm is PVM; on a real host it is usable.
+        // These CI/dev machines have PVM; a real host has vmx/svm.
         let status = check_kvm();
-        if Path::new("/sys/module/kvm_pvm").exists() && Path::new("/dev/kvm").exists() {
-            assert!(
-                matches!(status, KvmStatus::CannotRunStockGuests(_)),
-                "{status}"
-            );
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let expected_usable = Path::new("/dev/kvm").exists()
+            && !Path::new("/sys/module/kvm_pvm").exists()
+            && has_hw_virt_flag(&cpuinfo);
+        assert_eq!(status.is_usable(), expected_usable, "{status}");
+        if !Path::new("/dev/kvm").exists() {
+            assert_eq!(status, KvmStatus::Missing);
+        } else if Path::new("/sys/module/kvm_pvm").exists() {
+            assert!(matches!(status, KvmStatus::CannotRunStockGuests(_)), "{status}");
         }
     }
 }
