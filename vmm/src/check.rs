@@ -299,7 +299,10 @@ mod tests {
         if !Path::new("/dev/kvm").exists() {
             assert_eq!(status, KvmStatus::Missing);
         } else if Path::new("/sys/module/kvm_pvm").exists() {
-            assert!(matches!(status, KvmStatus::CannotRunStockGuests(_)), "{status}");
+            assert!(
+                matches!(status, KvmStatus::CannotRunStockGuests(_)),
+                "{status}"
+            );
         }
     }
 }
