@@ -32,18 +32,16 @@ pub fn host_can_run_guests() -> Result<(), String> {
             if out.success() {
                 return Ok(());
             }
+            // The first line is the KVM verdict (`kvm: <reason>`).
             let text = out.all_output();
-            let reason: Vec<&str> = text
+            let reason = text
                 .lines()
                 .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .take(4)
-                .collect();
-            let reason = if reason.is_empty() {
-                format!("`vmrun check` failed without a message ({:?})", out.status)
-            } else {
-                reason.join("; ")
-            };
+                .find(|l| !l.is_empty())
+                .map(|l| l.strip_prefix("kvm:").unwrap_or(l).trim().to_string())
+                .unwrap_or_else(|| {
+                    format!("`vmrun check` failed without a message ({:?})", out.status)
+                });
             Err(reason)
         })
         .clone()
@@ -58,11 +56,20 @@ fn not_ready(test: &str, need: &str, reason: &str) -> Option<GuestReadiness> {
     if guest_required() {
         panic!("{test} needs {need} and {REQUIRE_GUEST_ENV}=1 is set, but: {reason}");
     }
-    eprintln!();
-    eprintln!("********************************************************************************");
-    eprintln!("SKIPPED: {test} needs {need} ({reason}); run {RUNNER} to run it in the test host");
-    eprintln!("********************************************************************************");
+    loud(&format!(
+        "SKIPPED: {test} needs {need} ({reason}); run {RUNNER} to run it in the test host"
+    ));
     None
+}
+
+/// Prints `message` framed by stars straight to the process's stderr:
+/// `eprintln!` output of a passing test is captured by libtest and never
+/// shown, but a skip must be seen.
+pub fn loud(message: &str) {
+    use std::io::Write;
+    let stars = "*".repeat(80);
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "\n{stars}\n{message}\n{stars}");
 }
 
 /// For a guest test named `test`: the kernel and initramfs to boot if this

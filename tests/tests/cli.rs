@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use vmrun_tests::guest_env::loud;
 use vmrun_tests::{guest_initrd, guest_kernel, run_vmrun, RunOutput};
 
 /// Hang guard for commands that must not boot anything.
@@ -100,14 +101,14 @@ fn check_says_where_the_guest_artifacts_are() {
 fn boot_fails_fast_where_kvm_cannot_run_guests() {
     let facts = host_facts();
     if !facts.pvm {
-        eprintln!(
+        loud(&format!(
             "SKIPPED: boot_fails_fast_where_kvm_cannot_run_guests only applies on a PVM host \
              (this host: {facts:?})"
-        );
+        ));
         return;
     }
     if std::env::var_os("VMRUN_FORCE_KVM").is_some() {
-        eprintln!("SKIPPED: boot_fails_fast_where_kvm_cannot_run_guests: VMRUN_FORCE_KVM is set");
+        loud("SKIPPED: boot_fails_fast_where_kvm_cannot_run_guests: VMRUN_FORCE_KVM is set");
         return;
     }
     // Real artifacts when built (the refusal must not depend on them), else
