@@ -54,7 +54,7 @@ fail=0
 INNER
     for b in "${bins[@]}"; do
         name="$(basename "$b")"
-        printf 'timeout 600 %q --test-threads 1 --nocapture >"$RES/%s.log" 2>&1; rc=$?\n' "$b" "$name"
+        printf 'timeout 1500 %q --test-threads 1 --nocapture >"$RES/%s.log" 2>&1; rc=$?\n' "$b" "$name"
         printf 'echo "%s rc=$rc" >>"$RES/summary.tmp"; [ $rc = 0 ] || fail=1\n' "$name"
     done
     echo 'echo "overall=$fail" >>"$RES/summary.tmp"; mv "$RES/summary.tmp" "$RES/summary"; sync'
@@ -62,7 +62,7 @@ INNER
 chmod +x "$inner"
 
 echo "booting the test host ($kernel); results in $results" >&2
-timeout --kill-after=30 1800 vng -r "$kernel" --disable-kvm --force-9p --disable-microvm \
+timeout --kill-after=30 5400 vng -r "$kernel" --disable-kvm --force-9p --disable-microvm \
     --cpus 2 --memory 2G --rwdir "$results" -- "$inner" </dev/null >"$results/vng.log" 2>&1 || true
 
 cat "$results/env.log" 2>/dev/null || true

@@ -78,8 +78,10 @@ impl ExitStatus {
     }
 }
 
-/// A started container. Reap it with [`ContainerProcess::wait`]; dropping
-/// it unreaped kills the container (SIGKILL) and cleans up.
+/// A started container. Reap it with [`ContainerProcess::wait`] (or, when
+/// the caller's own reaper collected it, report that with
+/// [`ContainerProcess::exited`]); dropping it unreaped kills the container
+/// (SIGKILL) and cleans up.
 pub struct ContainerProcess {
     container: Container,
     pid: Pid,
@@ -335,7 +337,21 @@ impl ContainerProcess {
         Ok(Some(status))
     }
 
+    /// For a caller whose own reaper (PID 1's `waitpid(-1)` loop) collected
+    /// the init's exit: records `status` and removes the container's
+    /// cgroup and state, without ever signalling the (possibly reused) pid.
+    /// Later [`wait`](Self::wait) calls return `status`.
+    pub fn exited(&mut self, status: ExitStatus) {
+        if self.status.is_none() {
+            self.status = Some(status);
+            self.cleanup();
+        }
+    }
+
     fn cleanup(&mut self) {
+        // The init is reaped: forget its pid so libcontainer's delete sees
+        // a stopped container and never signals a recycled pid.
+        self.container.state.pid = None;
         if let Err(e) = self.container.delete(true) {
             tracing::warn!(container = %self.container.id(), "deleting container state: {e}");
         }
@@ -355,7 +371,10 @@ impl Drop for ContainerProcess {
     fn drop(&mut self) {
         if self.status.is_none() {
             let _ = kill(self.pid, Signal::SIGKILL);
-            let _ = self.wait();
+            if self.wait().is_err() {
+                // Someone else reaped it (ECHILD): clean up all the same.
+                self.cleanup();
+            }
         }
     }
 }

@@ -160,3 +160,43 @@ fn seccomp_kill_action_kills_with_sigsys() {
     assert_eq!(out.status.code(), Some(128 + libc::SIGSYS));
     assert!(!bundle.rootfs().join("tmp/forbidden").exists());
 }
+
+/// After the exit, libcontainer's state, our bundle copy and the cgroup are
+/// gone, whether we reaped the init (`wait`) or the caller did (`exited`).
+#[test]
+fn exit_cleans_up_state_and_cgroup() {
+    if !can_run("exit_cleans_up_state_and_cgroup") {
+        return;
+    }
+    for (id, flags) in [
+        ("clean-wait", &[][..]),
+        ("clean-ext", &["--external-reap"][..]),
+    ] {
+        let bundle = Bundle::new(id, &shell("exit 3"));
+        let out = run_ours(&bundle, id, flags);
+        assert_eq!(out.status.code(), Some(3), "{id}");
+        let state = bundle.path().join("state");
+        assert!(
+            !state.join("bundles").join(id).exists(),
+            "{id}: bundle copy left"
+        );
+        assert!(
+            !state.join("state").join(id).exists(),
+            "{id}: libcontainer state left"
+        );
+        let cgroup_dirs: Vec<_> = ["", "memory", "pids", "cpu"]
+            .iter()
+            .map(|c| {
+                std::path::Path::new("/sys/fs/cgroup")
+                    .join(c)
+                    .join("vmrun")
+                    .join(id)
+            })
+            .filter(|p| p.exists())
+            .collect();
+        assert!(
+            cgroup_dirs.is_empty(),
+            "{id}: cgroups left: {cgroup_dirs:?}"
+        );
+    }
+}

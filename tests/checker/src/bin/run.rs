@@ -2,7 +2,7 @@
 //! vmrun-isolation with this process's stdio and exits with the
 //! container's status (128+N when killed by signal N), like `runc run`.
 //!
-//! `vmrun-checker-run [--sealed] [--no-pivot] [--preserve-fds N] [--signal-after-start N]
+//! `vmrun-checker-run [--sealed] [--no-pivot] [--preserve-fds N] [--signal-after-start N] [--external-reap]
 //!   [--state-dir DIR] --bundle DIR ID`
 //!
 //! `--sealed` first re-executes from a sealed memfd, as the agent does.
@@ -53,12 +53,14 @@ fn real_main() -> Result<i32, String> {
     let mut id = None;
     let mut sealed = false;
     let mut signal_after_start = None;
+    let mut external_reap = false;
     let mut opts = RunOptions::new("");
     opts.state_dir = PathBuf::from("/run/vmrun-checker");
     while let Some(a) = args.next() {
         match a.as_str() {
             "--sealed" => sealed = true,
             "--no-pivot" => opts.no_pivot = true,
+            "--external-reap" => external_reap = true,
             "--signal-after-start" => {
                 let n: i32 = args
                     .next()
@@ -114,7 +116,21 @@ fn real_main() -> Result<i32, String> {
             let _ = std::io::copy(&mut master, &mut std::io::stdout());
         })
     });
-    let status = container.wait().map_err(|e| error_chain(&e))?;
+    let status = if external_reap {
+        // Like PID 1's reaper: collect the exit ourselves, then report it.
+        let pid = nix::unistd::Pid::from_raw(container.pid());
+        let status = match nix::sys::wait::waitpid(pid, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => vmrun_isolation::ExitStatus::Exited(c),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => {
+                vmrun_isolation::ExitStatus::Signaled(s as i32)
+            }
+            other => return Err(format!("waitpid: {other:?}")),
+        };
+        container.exited(status);
+        status
+    } else {
+        container.wait().map_err(|e| error_chain(&e))?
+    };
     if let Some(relay) = relay {
         let _ = relay.join();
     }
