@@ -224,6 +224,47 @@ fn echo_reaches_stdout_and_stderr_stays_separate(world: &World) {
     assert_eq!(agent.end().unwrap(), ServeEnd::ConnectionLost);
 }
 
+fn container_starts_with_default_signals_and_leaves_no_state(world: &World) {
+    let mut agent = world.agent("signals");
+    let client = agent.client();
+    let (status, out, _) = run(
+        world,
+        &client,
+        "sigmask",
+        &["sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/self/status"],
+        None,
+    );
+    assert_eq!(status, ExitStatus::Code(0));
+    // The agent blocks SIGCHLD (reaper) and Rust ignores SIGPIPE: neither
+    // may leak into the container.
+    let mask = |name: &str| -> u64 {
+        let line = out.lines().find(|l| l.starts_with(name)).expect(name);
+        let hex = line.rsplit('\t').next().unwrap_or_default();
+        u64::from_str_radix(hex, 16).expect("hex mask")
+    };
+    assert_eq!(mask("SigBlk:"), 0, "blocked signals leaked: {out}");
+    let bit = |signal: i32| 1u64 << (signal - 1);
+    assert_eq!(
+        mask("SigIgn:") & bit(libc::SIGPIPE),
+        0,
+        "SIGPIPE ignored: {out}"
+    );
+    assert_eq!(
+        mask("SigIgn:") & bit(libc::SIGCHLD),
+        0,
+        "SIGCHLD ignored: {out}"
+    );
+    let own = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let own: Vec<&str> = own.lines().filter(|l| l.starts_with("Sig")).collect();
+    println!("  (this test process: {own:?})");
+    let state = world.scratch.path().join("state-signals");
+    for leftover in ["state/sigmask", "bundles/sigmask"] {
+        assert!(!state.join(leftover).exists(), "{leftover} left behind");
+    }
+    drop(client);
+    expect_connection_lost(agent);
+}
+
 fn exit_codes_come_back(world: &World) {
     let mut agent = world.agent("codes");
     let client = agent.client();
@@ -549,6 +590,10 @@ const CASES: &[Case] = &[
         "echo_reaches_stdout_and_stderr_stays_separate",
         echo_reaches_stdout_and_stderr_stays_separate,
     ),
+    (
+        "container_starts_with_default_signals_and_leaves_no_state",
+        container_starts_with_default_signals_and_leaves_no_state,
+    ),
     ("exit_codes_come_back", exit_codes_come_back),
     ("killed_by_a_signal", killed_by_a_signal),
     (
@@ -603,8 +648,6 @@ fn build_bundle(scratch: &Path) -> (PathBuf, Value) {
 }
 
 fn main() {
-    // Before any thread: blocks SIGCHLD process-wide, as PID 1 does.
-    let reaper = Reaper::start().expect("starting the reaper");
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     if let Some(reason) = skip_reason() {
         eprintln!("SKIPPED: every serve test because {reason}");
@@ -614,7 +657,11 @@ fn main() {
         .prefix("vmrun-agent-serve-")
         .tempdir()
         .expect("scratch dir");
+    // Before the reaper, which would reap the script's process under
+    // Command's feet (PID 1 code uses Reaper::watch instead).
     let (rootfs, config) = build_bundle(scratch.path());
+    // Before any thread: blocks SIGCHLD process-wide, as PID 1 does.
+    let reaper = Reaper::start().expect("starting the reaper");
     let world = World {
         reaper,
         scratch,

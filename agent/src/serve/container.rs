@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::getpid;
 use vmrun_isolation::oci_spec::runtime::Spec;
 use vmrun_isolation::{ContainerProcess, RunOptions, Stdio};
@@ -154,6 +154,7 @@ pub fn dev_null() -> Result<OwnedFd> {
 /// Afterwards the reaper is poked with a SIGCHLD, in case that thread
 /// swallowed the real one while it had the signal unblocked.
 pub fn launch(prepared: Prepared, rootfs: PathBuf, opts: RunOptions) -> Result<ContainerProcess> {
+    catch_sigpipe().context("setting up SIGPIPE for the container")?;
     let launcher = std::thread::Builder::new()
         .name("launch".into())
         .spawn(move || {
@@ -176,6 +177,23 @@ pub fn launch(prepared: Prepared, rootfs: PathBuf, opts: RunOptions) -> Result<C
     // look for exits it may have missed.
     let _ = kill(getpid(), Signal::SIGCHLD);
     result
+}
+
+/// Replaces Rust's process-wide `SIG_IGN` for SIGPIPE with a handler that
+/// does nothing: the agent's writes still get `EPIPE` instead of dying, but
+/// an ignored signal would stay ignored across the container's `execve`,
+/// while a handled one is reset to the default there (so `yes | head` in a
+/// container ends with SIGPIPE, as under runc).
+fn catch_sigpipe() -> nix::Result<()> {
+    extern "C" fn ignore(_: libc::c_int) {}
+    let action = SigAction::new(
+        SigHandler::Handler(ignore),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler is async-signal-safe (it does nothing), and the
+    // previous disposition (SIG_IGN, set by the Rust runtime) is not needed.
+    unsafe { sigaction(Signal::SIGPIPE, &action) }.map(drop)
 }
 
 /// Converts the reaper's view of an exit into the protocol's.
