@@ -22,6 +22,12 @@ fn main() {
         std::process::exit(2);
     }
     panic::install_hook();
+    if serving() {
+        if let Err(err) = run_sealed() {
+            console::print_line(&format!("vmrun-agent: error: {err:#}"));
+            shutdown::fail()
+        }
+    }
     marker::write(Marker::InitReached);
 
     match run() {
@@ -31,6 +37,27 @@ fn main() {
             shutdown::fail()
         }
     }
+}
+
+/// Was the agent asked to run containers (`vmrun_action=serve`)?
+fn serving() -> bool {
+    std::env::var_os(vmrun_agent::config::ACTION_VAR).is_some_and(|value| value == "serve")
+}
+
+/// Before running containers, re-executes the agent from a sealed memfd
+/// copy of itself (vmrun-isolation's defence against a container writing
+/// the runtime binary through /proc/<pid>/exe). Needs /proc, which is
+/// mounted here already (the later mount finds it in place); the re-executed
+/// agent starts over from `main` and finds itself sealed.
+fn run_sealed() -> anyhow::Result<()> {
+    let proc_only: Vec<mounts::MountSpec> = mounts::BASE_MOUNTS
+        .iter()
+        .filter(|spec| spec.target == "/proc")
+        .copied()
+        .collect();
+    mounts::mount_all(&proc_only).context("mounting /proc early")?;
+    vmrun_isolation::self_exe::ensure_sealed_self_exe()
+        .context("re-executing the agent from a sealed copy")
 }
 
 fn run() -> anyhow::Result<Infallible> {

@@ -7,6 +7,32 @@
 //! ports, handed to the container process as its fds 0-2 (so EOF on the
 //! stdin connection is EOF on the process's stdin).
 //!
+//! Message flow (the host side's duties in brackets):
+//!
+//! 1. Boot with `vmrun_action=serve`; after the ready line the agent listens
+//!    on vsock port [`CONTROL_PORT`] (any CID). [The host connects to guest
+//!    CID 3 / port 1024, retrying while it gets resets: the agent only
+//!    listens once PID-1 set-up is done.]
+//! 2. `Hello{version}` → `Hello{version}`; on a mismatch the agent answers
+//!    `Error` and ends the VM.
+//! 3. [The host listens on its stdio ports (CID 2) first, then sends]
+//!    `Create{id, spec, rootfs, stdio}`: the agent validates the spec, mounts
+//!    the rootfs (read-only when `root.readonly`), connects to each stdio
+//!    port (`None` → /dev/null) → `Ok`, or `Error` naming the field.
+//! 4. `Start{id}` → the process runs (boot-timer marker 3) → `Ok`.
+//! 5. `Wait{id}` → answered with `Exited{status}` when the process ends
+//!    (any number of waits; later ones answer at once). `Signal{id, signal}`
+//!    → `Ok` at once. [stdin EOF: shut down the host's write side of the
+//!    stdin connection; stdout/stderr end with EOF when the process is gone.]
+//! 6. `Shutdown` → every container killed, rootfs unmounted → `Ok`; then the
+//!    agent syncs and reboots (the VMM sees the i8042 reset: exit 0). If the
+//!    control connection drops instead, the same happens without the `Ok`.
+//!
+//! A frame that is not valid JSON or not a valid request gets an `Error`
+//! (with the request's id when it could be read, else 0) and the loop goes
+//! on; a bad length or truncated frame closes the connection (which ends the
+//! VM as in 6).
+//!
 //! - [`transport`]: the control socket and stdio connectors (vsock in the
 //!   guest, unix sockets in host tests);
 //! - [`rootfs`]: mounting the rootfs (virtio-fs or a block device);
