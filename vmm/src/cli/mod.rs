@@ -3,6 +3,7 @@
 
 pub mod boot;
 pub mod check;
+pub mod image;
 pub mod logging;
 
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ pub enum CliError {
     /// A file given on the command line could not be written.
     #[error("cannot write {0}")]
     Write(PathBuf, #[source] std::io::Error),
+    /// An image verb failed.
+    #[error(transparent)]
+    Image(#[from] vmrun_image::ImageError),
     /// Logging could not be set up.
     #[error("cannot set up logging to {0}")]
     Log(PathBuf, #[source] std::io::Error),
@@ -66,6 +70,9 @@ pub struct GlobalOpts {
     /// Debug-level logging.
     #[arg(long, global = true)]
     pub debug: bool,
+    /// Where images are stored (`--image-store`).
+    #[command(flatten)]
+    pub image_store: vmrun_image::cli::StoreArgs,
 }
 
 /// `vmrun`: runs OCI containers in KVM microVMs, with runc's interface.
@@ -88,6 +95,15 @@ pub enum Command {
     /// Tell whether this host can run microVMs, and where the guest kernel
     /// and initramfs are.
     Check(check::CheckArgs),
+    /// Pull an image from a registry into the local store.
+    Pull(vmrun_image::cli::PullArgs),
+    /// List the images in the local store.
+    Images(vmrun_image::cli::ImagesArgs),
+    /// Remove images from the local store.
+    Rmi(vmrun_image::cli::RmiArgs),
+    /// Image operations.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -96,6 +112,10 @@ pub fn execute(cli: Cli) -> Result<i32, CliError> {
     match cli.command {
         Command::Boot(args) => boot::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
+        Command::Pull(a) => image::run(&cli.global.image_store, image::ImageVerb::Pull(a)),
+        Command::Images(a) => image::run(&cli.global.image_store, image::ImageVerb::Images(a)),
+        Command::Rmi(a) => image::run(&cli.global.image_store, image::ImageVerb::Rmi(a)),
+        Command::Image(c) => image::run(&cli.global.image_store, image::ImageVerb::Image(c)),
     }
 }
 
