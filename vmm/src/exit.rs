@@ -11,6 +11,8 @@ pub enum VmExit {
     Reset,
     /// Every vCPU executed `hlt` without an in-kernel LAPIC (tiny guests).
     AllVcpusHalted,
+    /// The host stopped the VM (e.g. vmrun gave up waiting for the agent).
+    Stopped,
     /// KVM_EXIT_SHUTDOWN: triple fault.
     TripleFault {
         /// The vCPU that faulted.

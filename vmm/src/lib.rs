@@ -12,6 +12,7 @@ pub mod cmdline;
 pub mod devices;
 pub mod exit;
 pub mod machine;
+pub mod runtime;
 pub mod timings;
 pub mod vstate;
 

@@ -5,7 +5,9 @@ pub mod boot;
 pub mod check;
 pub mod image;
 pub mod logging;
+pub mod run;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -37,6 +39,15 @@ pub enum CliError {
     /// An image verb failed.
     #[error(transparent)]
     Image(#[from] vmrun_image::ImageError),
+    /// The bundle cannot be run (checked before any VM starts).
+    #[error(transparent)]
+    Bundle(#[from] crate::runtime::BundleError),
+    /// Running the container failed.
+    #[error(transparent)]
+    Run(#[from] crate::runtime::ContainerRunError),
+    /// Bad command-line usage.
+    #[error("{0}")]
+    Usage(String),
     /// Logging could not be set up.
     #[error("cannot set up logging to {0}")]
     Log(PathBuf, #[source] std::io::Error),
@@ -95,6 +106,11 @@ pub enum Command {
     /// Tell whether this host can run microVMs, and where the guest kernel
     /// and initramfs are.
     Check(check::CheckArgs),
+    /// Run an OCI bundle's process in a fresh microVM (like `runc run`).
+    Run(run::RunArgs),
+    /// `vmrun DIR`: run the OCI bundle in DIR.
+    #[command(external_subcommand)]
+    External(Vec<OsString>),
     /// Pull an image from a registry into the local store.
     Pull(vmrun_image::cli::PullArgs),
     /// List the images in the local store.
@@ -112,6 +128,8 @@ pub fn execute(cli: Cli) -> Result<i32, CliError> {
     match cli.command {
         Command::Boot(args) => boot::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::External(words) => run::run_external(&cli.global, &words),
         Command::Pull(a) => image::run(&cli.global.image_store, image::ImageVerb::Pull(a)),
         Command::Images(a) => image::run(&cli.global.image_store, image::ImageVerb::Images(a)),
         Command::Rmi(a) => image::run(&cli.global.image_store, image::ImageVerb::Rmi(a)),

@@ -11,3 +11,4 @@ pub mod cmos;
 pub mod console;
 pub mod i8042;
 pub mod serial;
+pub mod virtio;

@@ -140,6 +140,8 @@ pub enum CleanExit {
     Reset,
     /// Every vCPU halted (only without an in-kernel irqchip).
     AllVcpusHalted,
+    /// The host stopped the VM ([`VmExit::Stopped`]).
+    Stopped,
 }
 
 /// A built microVM, ready to be loaded and run.
@@ -405,6 +407,7 @@ pub fn classify(exit: VmExit, panic_line: Option<String>) -> Result<CleanExit, R
         }
         (VmExit::Reset, None) => Ok(CleanExit::Reset),
         (VmExit::AllVcpusHalted, None) => Ok(CleanExit::AllVcpusHalted),
+        (VmExit::Stopped, _) => Ok(CleanExit::Stopped),
         (VmExit::TripleFault { cpu }, None) => Err(RunError::TripleFault { cpu }),
         (VmExit::InternalError { cpu, suberror }, _) => {
             Err(RunError::KvmInternalError { cpu, suberror })

@@ -1,0 +1,336 @@
+//! One container in one microVM: build the machine with vsock + rootfs
+//! devices, boot the agent with `vmrun_action=serve`, then
+//! handshake → Create → Start → Wait → Shutdown over the control connection
+//! while stdio and signals are relayed.
+
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vmrun_protocol::{
+    ControlClient, ExitStatus, ProtocolError, Request, Response, RootfsSource, StdioPorts,
+    CONTROL_PORT, GUEST_CID,
+};
+use vmrun_virtio::{VsockHost, VsockListener};
+
+use super::bundle::{Bundle, HostRootfs};
+use super::console_tail::ConsoleTail;
+use super::signals::SignalForwarder;
+use super::stdio::{relay_stdin, OutputRelay};
+use crate::devices::virtio::{add_block, add_fs, add_vsock, VirtioSetupError};
+use crate::exit::{ExitState, VmExit};
+use crate::machine::config::MachineConfig;
+use crate::machine::{CleanExit, Machine, MachineError, RunError};
+use crate::timings::Timings;
+
+/// The virtio-fs tag of the container's root filesystem.
+pub const ROOTFS_TAG: &str = "rootfs";
+/// The guest device of a virtio-blk rootfs (the only disk).
+pub const ROOTFS_BLOCK_DEVICE: &str = "/dev/vda";
+/// Host vsock ports the agent connects to for stdin, stdout, stderr.
+pub const STDIO_PORTS: [u32; 3] = [2000, 2001, 2002];
+/// The kernel command-line word that makes the agent serve the host.
+pub const SERVE_CMDLINE_WORD: &str = "vmrun_action=serve";
+/// How long to wait for the agent's stdio connections after `Create`.
+const STDIO_ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for stdout/stderr to end after the process exited.
+const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the guest gets to power off after `Shutdown`.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything needed to run one container.
+#[derive(Debug)]
+pub struct RunConfig {
+    /// Container id.
+    pub id: String,
+    /// The validated bundle.
+    pub bundle: Bundle,
+    /// The VM's shape.
+    pub machine: MachineConfig,
+    /// Guest kernel.
+    pub kernel: PathBuf,
+    /// Initramfs with the agent as /init.
+    pub initrd: PathBuf,
+    /// Base kernel command line (`vmrun_action=serve` is appended).
+    pub cmdline: String,
+    /// How long the agent may take to answer on its control port.
+    pub agent_timeout: Duration,
+    /// Where the guest console goes (kept in memory for error reports).
+    pub console: ConsoleTail,
+}
+
+/// Why a container could not be run to completion.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerRunError {
+    /// The VM could not be built or loaded.
+    #[error("cannot build the microVM")]
+    Machine(#[from] MachineError),
+    /// A virtio device could not be added.
+    #[error("cannot add the virtio devices")]
+    Devices(#[from] VirtioSetupError),
+    /// A thread or socket could not be set up.
+    #[error("cannot {0}")]
+    Io(&'static str, #[source] std::io::Error),
+    /// The VM ended before the agent answered.
+    #[error("the microVM exited before its agent answered ({0})")]
+    VmEndedEarly(String),
+    /// The agent never answered.
+    #[error("the agent did not answer on vsock port {CONTROL_PORT} within {0:?}")]
+    AgentTimeout(Duration),
+    /// The agent did not open a stdio connection.
+    #[error("the agent did not connect the container's {0} within {STDIO_ACCEPT_TIMEOUT:?}")]
+    StdioTimeout(&'static str),
+    /// A request failed (the agent's message says why).
+    #[error("{0} failed")]
+    Request(&'static str, #[source] ProtocolError),
+    /// The agent answered with something unexpected.
+    #[error("unexpected answer to {0}: {1:?}")]
+    Unexpected(&'static str, Response),
+    /// The VM failed while the container ran.
+    #[error("the microVM failed")]
+    Vm(#[source] RunError),
+}
+
+/// The running VM: its thread and exit state.
+struct VmHandle {
+    exit: Arc<ExitState>,
+    thread: Option<JoinHandle<Result<CleanExit, RunError>>>,
+}
+
+impl VmHandle {
+    fn ended(&self) -> bool {
+        self.exit.should_stop()
+    }
+
+    /// Waits for the VM thread; stops the VM first if asked to.
+    fn join(&mut self, stop: bool) -> Result<CleanExit, RunError> {
+        if stop {
+            self.exit.report(VmExit::Stopped);
+        }
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(RunError::ThreadPanicked(1)),
+            None => Ok(CleanExit::Stopped),
+        }
+    }
+
+    /// Waits up to `limit` for the guest to end by itself, then stops it.
+    fn join_within(&mut self, limit: Duration) -> Result<CleanExit, RunError> {
+        let deadline = Instant::now() + limit;
+        while !self.ended() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !self.ended() {
+            tracing::warn!("the guest did not power off within {limit:?}: stopping it");
+        }
+        self.join(true)
+    }
+}
+
+impl Drop for VmHandle {
+    fn drop(&mut self) {
+        // Error paths: never leave a VM running behind the caller.
+        if self.thread.is_some() {
+            let _ = self.join(true);
+        }
+    }
+}
+
+/// Builds and starts the VM: vsock (guest CID 3), the rootfs device, the
+/// kernel with `vmrun_action=serve`.
+fn start_vm(
+    config: &RunConfig,
+    timings: Arc<Timings>,
+) -> Result<(VmHandle, VsockHost, RootfsSource), ContainerRunError> {
+    let mut machine = Machine::new(&config.machine, Box::new(config.console.clone()), timings)?;
+    let host = add_vsock(&mut machine, GUEST_CID)?;
+    let readonly = config.bundle.readonly;
+    let rootfs = match &config.bundle.rootfs {
+        HostRootfs::Dir(dir) => {
+            add_fs(&mut machine, ROOTFS_TAG, dir, readonly)?;
+            RootfsSource::VirtioFs {
+                tag: ROOTFS_TAG.into(),
+            }
+        }
+        HostRootfs::Image { path, fstype } => {
+            add_block(&mut machine, path, readonly)?;
+            RootfsSource::Block {
+                device: ROOTFS_BLOCK_DEVICE.into(),
+                fstype: fstype.clone(),
+            }
+        }
+    };
+    let cmdline = format!("{} {SERVE_CMDLINE_WORD}", config.cmdline);
+    machine.load_linux(&config.kernel, Some(&config.initrd), &cmdline)?;
+    let exit = machine.exit_state().clone();
+    let thread = std::thread::Builder::new()
+        .name("vm".into())
+        .spawn(move || machine.run())
+        .map_err(|e| ContainerRunError::Io("start the VM thread", e))?;
+    Ok((
+        VmHandle {
+            exit,
+            thread: Some(thread),
+        },
+        host,
+        rootfs,
+    ))
+}
+
+/// Connects to the agent's control port, retrying while it is not up yet.
+fn connect_agent(
+    vm: &mut VmHandle,
+    host: &VsockHost,
+    timeout: Duration,
+) -> Result<ControlClient, ContainerRunError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if vm.ended() {
+            let why = match vm.join(false) {
+                Ok(exit) => format!("it powered off: {exit:?}"),
+                Err(e) => crate::error_chain(&e),
+            };
+            return Err(ContainerRunError::VmEndedEarly(why));
+        }
+        if Instant::now() >= deadline {
+            return Err(ContainerRunError::AgentTimeout(timeout));
+        }
+        match host.connect_timeout(CONTROL_PORT, Duration::from_secs(1)) {
+            Ok(stream) => {
+                return ControlClient::connect(stream)
+                    .map_err(|e| ContainerRunError::Request("the version handshake", e));
+            }
+            Err(e) => {
+                tracing::trace!("agent not answering yet: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn accept(listener: &VsockListener, name: &'static str) -> Result<UnixStream, ContainerRunError> {
+    listener
+        .accept_timeout(STDIO_ACCEPT_TIMEOUT)
+        .ok_or(ContainerRunError::StdioTimeout(name))
+}
+
+fn expect_ok(
+    client: &ControlClient,
+    what: &'static str,
+    request: Request,
+) -> Result<(), ContainerRunError> {
+    match client.call(request) {
+        Ok(Response::Ok) => Ok(()),
+        Ok(other) => Err(ContainerRunError::Unexpected(what, other)),
+        Err(e) => Err(ContainerRunError::Request(what, e)),
+    }
+}
+
+/// Runs the bundle's process in a fresh microVM with vmrun's stdio, and
+/// returns its exit status once the VM is gone. SIGINT/SIGTERM/SIGHUP must
+/// already be blocked ([`super::signals::block_forwarded`]); they are
+/// forwarded to the container once it exists (before that they end vmrun,
+/// and with it the VM, with status 128+N).
+pub fn run_container(
+    config: &RunConfig,
+    timings: Arc<Timings>,
+) -> Result<ExitStatus, ContainerRunError> {
+    let target: Arc<Mutex<Option<Arc<ControlClient>>>> = Arc::default();
+    let signal_target = target.clone();
+    let id = config.id.clone();
+    let _signals = SignalForwarder::start(move |signal| {
+        let client = signal_target
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match client {
+            Some(client) => {
+                tracing::debug!(signal, "forwarding to the container");
+                if let Err(e) = client.call(Request::Signal {
+                    id: id.clone(),
+                    signal,
+                }) {
+                    tracing::warn!("cannot forward signal {signal}: {e}");
+                }
+            }
+            None => {
+                eprintln!("vmrun: signal {signal} before the container started: stopping");
+                std::process::exit(128 + signal);
+            }
+        }
+    })
+    .map_err(|e| ContainerRunError::Io("start the signal thread", e))?;
+
+    let (mut vm, host, rootfs) = start_vm(config, timings)?;
+    let client = Arc::new(connect_agent(&mut vm, &host, config.agent_timeout)?);
+    let listen = |port| {
+        host.listen(port)
+            .map_err(|e| ContainerRunError::Io("listen on a vsock stdio port", e))
+    };
+    let [in_port, out_port, err_port] = STDIO_PORTS;
+    let (stdin_l, stdout_l, stderr_l) = (listen(in_port)?, listen(out_port)?, listen(err_port)?);
+    expect_ok(
+        &client,
+        "Create",
+        Request::Create {
+            id: config.id.clone(),
+            spec: config.bundle.spec.clone(),
+            rootfs,
+            stdio: StdioPorts {
+                stdin: Some(in_port),
+                stdout: Some(out_port),
+                stderr: Some(err_port),
+            },
+        },
+    )?;
+    let stdin = accept(&stdin_l, "stdin")?;
+    let stdout = accept(&stdout_l, "stdout")?;
+    let stderr = accept(&stderr_l, "stderr")?;
+    for port in STDIO_PORTS {
+        host.unlisten(port);
+    }
+    relay_stdin(stdin).map_err(|e| ContainerRunError::Io("start the stdin relay", e))?;
+    let out = OutputRelay::start("stdout", stdout, std::io::stdout())
+        .map_err(|e| ContainerRunError::Io("start the stdout relay", e))?;
+    let err = OutputRelay::start("stderr", stderr, std::io::stderr())
+        .map_err(|e| ContainerRunError::Io("start the stderr relay", e))?;
+
+    *target.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.clone());
+    expect_ok(
+        &client,
+        "Start",
+        Request::Start {
+            id: config.id.clone(),
+        },
+    )?;
+    let status = match client.call(Request::Wait {
+        id: config.id.clone(),
+    }) {
+        Ok(Response::Exited { status }) => status,
+        Ok(other) => return Err(ContainerRunError::Unexpected("Wait", other)),
+        Err(e) => return Err(ContainerRunError::Request("Wait", e)),
+    };
+    *target.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    tracing::debug!(?status, "container exited");
+    let drain_deadline = Instant::now() + OUTPUT_DRAIN_TIMEOUT;
+    out.finish(drain_deadline);
+    err.finish(drain_deadline);
+
+    if let Err(e) = client.call(Request::Shutdown) {
+        // The agent may power off before its answer gets out.
+        tracing::debug!("Shutdown: {e}");
+    }
+    drop(client);
+    match vm.join_within(SHUTDOWN_TIMEOUT) {
+        Ok(exit) => tracing::debug!(?exit, "VM ended"),
+        Err(e) => {
+            tracing::warn!(
+                "the microVM failed after the container exited: {}",
+                crate::error_chain(&e)
+            );
+        }
+    }
+    Ok(status)
+}
