@@ -335,3 +335,50 @@ pub fn stop_all(containers: &Containers, timeout: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_must_be_safe_path_components() {
+        for good in ["a", "demo-1", "x_y.z", &"a".repeat(MAX_ID_LEN)] {
+            assert!(check_id(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../x",
+            "a b",
+            "ä",
+            &"a".repeat(MAX_ID_LEN + 1),
+        ] {
+            let err = check_id(bad).unwrap_err().to_string();
+            assert!(err.starts_with("id:"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_first_outcome_wins_and_waiters_see_it() {
+        let cell = Arc::new(ExitCell::default());
+        assert!(cell.get().is_none());
+        assert!(!cell.wait_timeout(Duration::ZERO));
+        let waiter = {
+            let cell = Arc::clone(&cell);
+            std::thread::spawn(move || cell.wait())
+        };
+        cell.set(Ok(ExitStatus::Code(42)));
+        cell.set(Err("too late".into()));
+        assert_eq!(waiter.join().unwrap(), Ok(ExitStatus::Code(42)));
+        assert_eq!(cell.get(), Some(Ok(ExitStatus::Code(42))));
+        assert!(cell.wait_timeout(Duration::ZERO));
+    }
+
+    #[test]
+    fn reaper_exits_map_to_protocol_statuses() {
+        assert_eq!(exit_status(ChildExit::Exited(3)), ExitStatus::Code(3));
+        assert_eq!(exit_status(ChildExit::Signaled(9)), ExitStatus::Signal(9));
+    }
+}

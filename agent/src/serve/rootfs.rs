@@ -150,3 +150,49 @@ impl RootfsProvider for HostDirRootfs {
 
     fn release(&self, _id: &str, _path: &Path) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_dirs_are_found_by_tag_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let provider = HostDirRootfs::new([("root".to_owned(), dir.path().to_path_buf())]);
+        let tag = |tag: &str| RootfsSource::VirtioFs { tag: tag.into() };
+        assert_eq!(
+            provider.prepare("c", &tag("root"), false).unwrap(),
+            dir.path()
+        );
+        let err = provider.prepare("c", &tag("other"), false).unwrap_err();
+        assert!(err.to_string().contains("\"other\""), "{err}");
+        let block = RootfsSource::Block {
+            device: "/dev/vda".into(),
+            fstype: "ext4".into(),
+        };
+        assert!(provider.prepare("c", &block, false).is_err());
+    }
+
+    #[test]
+    fn guest_mount_errors_name_the_source() {
+        let base = tempfile::tempdir().unwrap();
+        let provider = GuestRootfs::new(base.path());
+        let bad_device = RootfsSource::Block {
+            device: "vda".into(),
+            fstype: "ext4".into(),
+        };
+        let err = provider.prepare("c", &bad_device, true).unwrap_err();
+        assert!(err.to_string().starts_with("rootfs.device"), "{err}");
+        let empty_tag = RootfsSource::VirtioFs { tag: String::new() };
+        let err = provider.prepare("c", &empty_tag, true).unwrap_err();
+        assert!(err.to_string().starts_with("rootfs.tag"), "{err}");
+        // A device that does not exist: the mount fails, nothing is left.
+        let missing = RootfsSource::Block {
+            device: "/dev/vmrun-no-such-disk".into(),
+            fstype: "ext4".into(),
+        };
+        let err = format!("{:#}", provider.prepare("c", &missing, true).unwrap_err());
+        assert!(err.contains("/dev/vmrun-no-such-disk"), "{err}");
+        assert!(!base.path().join("c").exists(), "mount point left behind");
+    }
+}
