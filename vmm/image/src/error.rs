@@ -121,15 +121,14 @@ pub enum ImageError {
         message: String,
     },
     /// The registry could not be reached or the transfer broke.
-    #[error("{reference}: request to {url} failed")]
+    #[error("{reference}: request to {url} failed: {cause}")]
     RegistryTransport {
         /// Image reference.
         reference: String,
         /// Request URL.
         url: String,
-        /// The cause.
-        #[source]
-        source: Box<ureq::Transport>,
+        /// What went wrong (kind and innermost message, without the URL).
+        cause: String,
     },
     /// Reading a registry response body failed.
     #[error("{reference}: reading response from {url}")]

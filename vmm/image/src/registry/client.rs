@@ -117,7 +117,7 @@ impl Client {
                     return Err(ImageError::RegistryTransport {
                         reference: self.name.clone(),
                         url: url.to_string(),
-                        source: Box::new(t),
+                        cause: transport_cause(&t),
                     })
                 }
             }
@@ -168,4 +168,22 @@ impl BlobSource for Client {
         let resp = self.get(&url, accept)?;
         Ok(Box::new(resp.into_reader()))
     }
+}
+
+/// A transport error's kind and innermost cause, without the URL that
+/// ureq's own `Display` repeats.
+fn transport_cause(t: &ureq::Transport) -> String {
+    let mut cause = t.kind().to_string();
+    let mut inner: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    let mut last = None;
+    while let Some(e) = inner {
+        last = Some(e.to_string());
+        inner = e.source();
+    }
+    match (last, t.message()) {
+        (Some(root), _) => cause = format!("{cause}: {root}"),
+        (None, Some(msg)) => cause = format!("{cause}: {msg}"),
+        (None, None) => {}
+    }
+    cause
 }
