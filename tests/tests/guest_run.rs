@@ -1,0 +1,482 @@
+//! `vmrun run` end to end: busybox bundles (rootfs/build-busybox-bundle.sh)
+//! run in microVMs with stdio, exit status, signals, virtio-fs and
+//! virtio-blk roots. Guest tests skip loudly (or fail under
+//! `VMRUN_REQUIRE_GUEST=1`) where guests cannot run; the CLI error tests
+//! run everywhere (input is checked before any VM exists).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use vmrun_tests::artifacts::repo_root;
+use vmrun_tests::guest_env::GuestReadiness;
+use vmrun_tests::{boot_timeout, guest_ready, vmrun_bin};
+
+/// A scratch directory for bundles. In the test host the work tree and
+/// /tmp are overlays (over 9p): bundles live on a tmpfs mounted here, as a
+/// real host's local disk would be.
+fn scratch() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("vmrun-guest-run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the scratch dir");
+        if std::env::var("VMRUN_IN_TESTHOST").is_ok_and(|v| v == "1") {
+            let status = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=512m", "tmpfs"])
+                .arg(&dir)
+                .status()
+                .expect("run mount");
+            assert!(status.success(), "mounting a tmpfs on {}", dir.display());
+        }
+        dir
+    })
+}
+
+/// Builds a busybox bundle running `args` in a fresh directory.
+fn bundle(name: &str, args: &[&str]) -> PathBuf {
+    let dir = scratch().join(name);
+    let script = repo_root().join("rootfs/build-busybox-bundle.sh");
+    let out = Command::new(&script)
+        .arg("--no-install")
+        .arg(&dir)
+        .args(args)
+        .output()
+        .expect("run build-busybox-bundle.sh");
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+/// Edits the bundle's config.json.
+fn edit_config(bundle: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read config.json"))
+            .expect("parse config.json");
+    edit(&mut spec);
+    std::fs::write(&path, serde_json::to_string_pretty(&spec).expect("json"))
+        .expect("write config.json");
+}
+
+/// What a `vmrun run` produced (stdout as bytes).
+struct Ran {
+    status: Option<ExitStatus>,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Ran {
+    fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "status: {:?}\n--- stdout ({} bytes, first 2000 shown) ---\n{}\n--- stderr ---\n{}",
+            self.status,
+            self.stdout.len(),
+            String::from_utf8_lossy(&self.stdout[..self.stdout.len().min(2000)]),
+            self.stderr
+        )
+    }
+
+    fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+fn spawn_vmrun(args: &[&str], stdin: bool) -> Child {
+    Command::new(vmrun_bin())
+        .args(args)
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vmrun")
+}
+
+fn collect(mut child: Child, limit: Duration) -> Ran {
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait().expect("wait for vmrun") {
+            Some(status) => break Some(status),
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    Ran {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+fn run_args<'a>(g: &'a GuestReadiness, bundle: &'a Path, id: &'a str) -> Vec<&'a str> {
+    vec![
+        "run",
+        "--kernel",
+        g.kernel.to_str().expect("UTF-8"),
+        "--initrd",
+        g.initrd.to_str().expect("UTF-8"),
+        "--bundle",
+        bundle.to_str().expect("UTF-8"),
+        id,
+    ]
+}
+
+/// Runs the bundle in a microVM with `stdin` (None: /dev/null).
+fn run(g: &GuestReadiness, bundle: &Path, id: &str, stdin: Option<&[u8]>) -> Ran {
+    run_with(g, bundle, id, &[], stdin)
+}
+
+fn run_with(
+    g: &GuestReadiness,
+    bundle: &Path,
+    id: &str,
+    extra: &[&str],
+    stdin: Option<&[u8]>,
+) -> Ran {
+    let mut args = run_args(g, bundle, id);
+    args.splice(1..1, extra.iter().copied());
+    let mut child = spawn_vmrun(&args, stdin.is_some());
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        let data = data.to_vec();
+        thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+    }
+    collect(child, boot_timeout())
+}
+
+#[test]
+fn echo_reaches_stdout_and_stderr_stays_separate() {
+    let Some(g) = guest_ready("echo_reaches_stdout_and_stderr_stays_separate") else {
+        return;
+    };
+    let b = bundle(
+        "echo",
+        &[
+            "sh",
+            "-c",
+            "echo hello from the microVM; echo to-stderr >&2",
+        ],
+    );
+    let ran = run(&g, &b, "echo", None);
+    assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+    assert_eq!(
+        ran.stdout_text(),
+        "hello from the microVM\n",
+        "{}",
+        ran.describe()
+    );
+    assert!(ran.stderr.contains("to-stderr"), "{}", ran.describe());
+    assert!(
+        !ran.stdout_text().contains("to-stderr"),
+        "{}",
+        ran.describe()
+    );
+}
+
+#[test]
+fn exit_codes_come_back() {
+    let Some(g) = guest_ready("exit_codes_come_back") else {
+        return;
+    };
+    for code in [0, 1, 42] {
+        let name = format!("exit{code}");
+        let b = bundle(&name, &["sh", "-c", &format!("exit {code}")]);
+        let ran = run(&g, &b, &name, None);
+        assert_eq!(ran.code(), Some(code), "{}", ran.describe());
+    }
+}
+
+#[test]
+fn killed_by_a_signal_is_128_plus_n() {
+    let Some(g) = guest_ready("killed_by_a_signal_is_128_plus_n") else {
+        return;
+    };
+    let b = bundle("killed", &["sh", "-c", "kill -KILL $$"]);
+    let ran = run(&g, &b, "killed", None);
+    assert_eq!(ran.code(), Some(128 + 9), "{}", ran.describe());
+}
+
+#[test]
+fn sigterm_to_vmrun_reaches_the_container() {
+    let Some(g) = guest_ready("sigterm_to_vmrun_reaches_the_container") else {
+        return;
+    };
+    let b = bundle(
+        "sigterm",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 1; done",
+        ],
+    );
+    let args = run_args(&g, &b, "sigterm");
+    let mut child = spawn_vmrun(&args, false);
+    let mut stdout = child.stdout.take().expect("stdout");
+    // Wait for "ready" (the container runs), then signal vmrun.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + boot_timeout();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("ready\n") && Instant::now() < deadline {
+        match stdout.read(&mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            _ => break,
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&seen).contains("ready\n"),
+        "container never said ready: {:?}",
+        String::from_utf8_lossy(&seen)
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    child.stdout = Some(stdout);
+    let ran = collect(child, boot_timeout());
+    let mut all = seen;
+    all.extend_from_slice(&ran.stdout);
+    assert_eq!(ran.code(), Some(7), "{}", ran.describe());
+    assert!(
+        String::from_utf8_lossy(&all).contains("got TERM"),
+        "{}",
+        ran.describe()
+    );
+}
+
+#[test]
+fn stdin_reaches_cat_and_comes_back() {
+    let Some(g) = guest_ready("stdin_reaches_cat_and_comes_back") else {
+        return;
+    };
+    let b = bundle("cat", &["cat"]);
+    let data = b"data\nwith\0binary \xff bytes\n";
+    let ran = run(&g, &b, "cat", Some(data));
+    assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+    assert_eq!(ran.stdout, data, "{}", ran.describe());
+}
+
+#[test]
+fn ten_megabytes_of_stdout_arrive_intact() {
+    let Some(g) = guest_ready("ten_megabytes_of_stdout_arrive_intact") else {
+        return;
+    };
+    let b = bundle("stream", &["seq", "1", "1500000"]);
+    let ran = run(&g, &b, "stream", None);
+    assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+    let expected: String = (1..=1_500_000).map(|n| format!("{n}\n")).collect();
+    assert!(expected.len() > 10_000_000);
+    assert_eq!(ran.stdout.len(), expected.len(), "{}", ran.describe());
+    assert!(ran.stdout == expected.as_bytes(), "stream differs");
+}
+
+#[test]
+fn a_file_written_in_the_container_appears_in_the_bundle() {
+    let Some(g) = guest_ready("a_file_written_in_the_container_appears_in_the_bundle") else {
+        return;
+    };
+    let b = bundle(
+        "write",
+        &["sh", "-c", "echo written inside > /tmp/from-guest.txt"],
+    );
+    let ran = run(&g, &b, "write", None);
+    assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+    let text = std::fs::read_to_string(b.join("rootfs/tmp/from-guest.txt"))
+        .unwrap_or_else(|e| panic!("the file is not in the bundle: {e}\n{}", ran.describe()));
+    assert_eq!(text, "written inside\n");
+}
+
+#[test]
+fn a_readonly_root_refuses_writes() {
+    let Some(g) = guest_ready("a_readonly_root_refuses_writes") else {
+        return;
+    };
+    let b = bundle(
+        "readonly",
+        &["sh", "-c", "echo x > /refused.txt && echo WROTE"],
+    );
+    edit_config(&b, |spec| spec["root"]["readonly"] = true.into());
+    let ran = run(&g, &b, "readonly", None);
+    assert_ne!(ran.code(), Some(0), "{}", ran.describe());
+    assert!(!ran.stdout_text().contains("WROTE"), "{}", ran.describe());
+    assert!(
+        ran.stderr.to_lowercase().contains("read-only"),
+        "{}",
+        ran.describe()
+    );
+    assert!(!b.join("rootfs/refused.txt").exists());
+}
+
+#[test]
+fn a_bundle_on_a_virtio_blk_ext4_image_runs() {
+    let Some(g) = guest_ready("a_bundle_on_a_virtio_blk_ext4_image_runs") else {
+        return;
+    };
+    let b = bundle(
+        "blk",
+        &[
+            "sh",
+            "-c",
+            "grep -w / /proc/mounts; echo on-disk > /disk-file; cat /disk-file",
+        ],
+    );
+    let image = scratch().join("blk.ext4");
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(b.join("rootfs"))
+        .arg(&image)
+        .arg("64M")
+        .output()
+        .expect("run mkfs.ext4");
+    assert!(
+        out.status.success(),
+        "mkfs.ext4: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image_arg = image.to_str().expect("UTF-8");
+    let ran = run_with(&g, &b, "blk", &["--rootfs-image", image_arg], None);
+    assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+    let stdout = ran.stdout_text();
+    assert!(stdout.contains("/dev/vda / ext4"), "{}", ran.describe());
+    assert!(stdout.ends_with("on-disk\n"), "{}", ran.describe());
+    // The write went to the image, not to the bundle's directory.
+    assert!(!b.join("rootfs/disk-file").exists());
+}
+
+#[test]
+fn two_containers_at_once_do_not_see_each_other() {
+    let Some(g) = guest_ready("two_containers_at_once_do_not_see_each_other") else {
+        return;
+    };
+    let script = |me: &str| format!("touch /marker-{me}; sleep 2; ls /; ps; true");
+    let a = bundle("two-a", &["sh", "-c", &script("a")]);
+    let b = bundle("two-b", &["sh", "-c", &script("b")]);
+    let child_a = spawn_vmrun(&run_args(&g, &a, "two-a"), false);
+    let child_b = spawn_vmrun(&run_args(&g, &b, "two-b"), false);
+    let ran_b = thread::spawn(move || collect(child_b, boot_timeout()));
+    let ran_a = collect(child_a, boot_timeout());
+    let ran_b = ran_b.join().expect("join");
+    for (me, other, ran) in [("a", "b", &ran_a), ("b", "a", &ran_b)] {
+        assert_eq!(ran.code(), Some(0), "{me}: {}", ran.describe());
+        let out = ran.stdout_text();
+        assert!(
+            out.contains(&format!("marker-{me}")),
+            "{me}: {}",
+            ran.describe()
+        );
+        // Neither the other's file (ls) nor its process (ps shows the
+        // other's command line, which names its marker).
+        assert!(
+            !out.contains(&format!("marker-{other}")),
+            "{me}: {}",
+            ran.describe()
+        );
+    }
+}
+
+// --- CLI errors: checked before any VM, on any host ----------------------
+
+fn cli_error(args: &[&str]) -> (Option<i32>, String, PathBuf) {
+    let console = scratch().join(format!("console-{}.log", args.join("_").replace('/', "_")));
+    let mut full = vec!["run", "--console-log", console.to_str().expect("UTF-8")];
+    full.extend_from_slice(args);
+    let child = spawn_vmrun(&full, false);
+    let ran = collect(child, Duration::from_secs(60));
+    (ran.code(), ran.stderr, console)
+}
+
+fn assert_no_vm(console: &Path, stderr: &str) {
+    // The console log is created only when a VM is about to be built.
+    assert!(!console.exists(), "a VM was started: {stderr}");
+}
+
+#[test]
+fn cli_error_without_config_json() {
+    let dir = scratch().join("no-config");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let (code, stderr, console) = cli_error(&["--bundle", dir.to_str().expect("UTF-8"), "x"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("config.json does not exist"), "{stderr}");
+    assert_no_vm(&console, &stderr);
+}
+
+#[test]
+fn cli_error_missing_rootfs() {
+    let b = bundle("no-rootfs", &["true"]);
+    std::fs::rename(b.join("rootfs"), b.join("moved")).expect("rename");
+    let (code, stderr, console) = cli_error(&["--bundle", b.to_str().expect("UTF-8"), "x"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("root.path") && stderr.contains("rootfs"),
+        "{stderr}"
+    );
+    assert_no_vm(&console, &stderr);
+}
+
+#[test]
+fn cli_error_empty_args() {
+    let b = bundle("empty-args", &["true"]);
+    edit_config(&b, |spec| spec["process"]["args"] = serde_json::json!([]));
+    let (code, stderr, console) = cli_error(&["--bundle", b.to_str().expect("UTF-8"), "x"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("process.args is empty"), "{stderr}");
+    assert_no_vm(&console, &stderr);
+}
+
+#[test]
+fn cli_error_unreadable_image() {
+    let b = bundle("bad-image", &["true"]);
+    let image = b.join("missing.img");
+    let (code, stderr, console) = cli_error(&[
+        "--rootfs-image",
+        image.to_str().expect("UTF-8"),
+        "--bundle",
+        b.to_str().expect("UTF-8"),
+        "x",
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("missing.img"), "{stderr}");
+    assert_no_vm(&console, &stderr);
+}
+
+#[test]
+fn cli_one_step_form_rejects_a_dir_without_config() {
+    let dir = scratch().join("not-a-bundle");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let child = spawn_vmrun(&[dir.to_str().expect("UTF-8")], false);
+    let ran = collect(child, Duration::from_secs(60));
+    assert_eq!(ran.code(), Some(1), "{}", ran.describe());
+    assert!(
+        ran.stderr.contains("without a config.json"),
+        "{}",
+        ran.describe()
+    );
+}
