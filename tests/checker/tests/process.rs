@@ -200,3 +200,28 @@ fn exit_cleans_up_state_and_cgroup() {
         );
     }
 }
+
+/// AppArmor/SELinux fields are ignored with a warning (the guest kernel has
+/// neither LSM); the container still runs.
+#[test]
+fn lsm_fields_warn_and_run() {
+    if !can_run("lsm_fields_warn_and_run") {
+        return;
+    }
+    let mut c = shell("echo ran");
+    c["process"]["apparmorProfile"] = "docker-default".into();
+    c["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0".into();
+    let bundle = Bundle::new("lsm", &c);
+    let out = run_ours(&bundle, "lsm", &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "ran\n");
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: process.apparmorProfile: ignored"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: process.selinuxLabel: ignored"),
+        "{err}"
+    );
+}
