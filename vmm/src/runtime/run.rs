@@ -93,6 +93,18 @@ pub enum ContainerRunError {
     Vm(#[source] RunError),
 }
 
+/// Where a signal received by vmrun goes.
+#[derive(Clone, Default)]
+enum SignalTarget {
+    /// No container yet: the signal ends vmrun (and the VM with it).
+    #[default]
+    NotYet,
+    /// The container runs: forward with a `Signal` request.
+    Container(Arc<ControlClient>),
+    /// The container exited: nothing to signal.
+    Exited,
+}
+
 /// The running VM: its thread and exit state.
 struct VmHandle {
     exit: Arc<ExitState>,
@@ -237,16 +249,16 @@ pub fn run_container(
     config: &RunConfig,
     timings: Arc<Timings>,
 ) -> Result<ExitStatus, ContainerRunError> {
-    let target: Arc<Mutex<Option<Arc<ControlClient>>>> = Arc::default();
+    let target: Arc<Mutex<SignalTarget>> = Arc::default();
     let signal_target = target.clone();
     let id = config.id.clone();
     let _signals = SignalForwarder::start(move |signal| {
-        let client = signal_target
+        let state = signal_target
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        match client {
-            Some(client) => {
+        match state {
+            SignalTarget::Container(client) => {
                 tracing::debug!(signal, "forwarding to the container");
                 if let Err(e) = client.call(Request::Signal {
                     id: id.clone(),
@@ -255,9 +267,12 @@ pub fn run_container(
                     tracing::warn!("cannot forward signal {signal}: {e}");
                 }
             }
-            None => {
+            SignalTarget::NotYet => {
                 eprintln!("vmrun: signal {signal} before the container started: stopping");
                 std::process::exit(128 + signal);
+            }
+            SignalTarget::Exited => {
+                tracing::debug!(signal, "the container already exited: signal ignored");
             }
         }
     })
@@ -297,7 +312,7 @@ pub fn run_container(
     let err = OutputRelay::start("stderr", stderr, std::io::stderr())
         .map_err(|e| ContainerRunError::Io("start the stderr relay", e))?;
 
-    *target.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.clone());
+    *target.lock().unwrap_or_else(|p| p.into_inner()) = SignalTarget::Container(client.clone());
     expect_ok(
         &client,
         "Start",
@@ -312,7 +327,7 @@ pub fn run_container(
         Ok(other) => return Err(ContainerRunError::Unexpected("Wait", other)),
         Err(e) => return Err(ContainerRunError::Request("Wait", e)),
     };
-    *target.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    *target.lock().unwrap_or_else(|p| p.into_inner()) = SignalTarget::Exited;
     tracing::debug!(?status, "container exited");
     let drain_deadline = Instant::now() + OUTPUT_DRAIN_TIMEOUT;
     out.finish(drain_deadline);
