@@ -430,6 +430,11 @@ fn bad_requests_get_errors_naming_the_field(world: &World) {
     let message = agent_error(client.call(create("badspec", bad_spec, &stdio)));
     assert!(message.contains("linux.namespaces[0].type"), "{message}");
 
+    let mut terminal = world.spec(&["true"]);
+    terminal["process"]["terminal"] = json!(true);
+    let message = agent_error(client.call(create("tty", terminal, &stdio)));
+    assert!(message.contains("process.terminal"), "{message}");
+
     // A stdio port nobody listens on.
     let mut no_listener = create("nolistener", world.spec(&["true"]), &stdio);
     if let Request::Create { stdio, .. } = &mut no_listener {

@@ -196,6 +196,15 @@ impl Server<'_> {
         let spec_json = serde_json::to_vec(spec).context("spec: cannot re-encode")?;
         let spec = vmrun_isolation::spec::parse_spec(&spec_json).context("spec")?;
         vmrun_isolation::validate::validate(&spec).context("spec")?;
+        if spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false)
+        {
+            // The pty master would need its own pump to a stdio port.
+            bail!("spec: process.terminal: true is not supported by vmrun's agent yet");
+        }
         let readonly = spec
             .root()
             .as_ref()
