@@ -5,7 +5,7 @@
 //! [`crate::init::reaper::Reaper::watch`], never from `waitpid` on the container's pid.
 
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::getpid;
 use vmrun_isolation::oci_spec::runtime::Spec;
-use vmrun_isolation::{ContainerProcess, RunOptions, Stdio};
+use vmrun_isolation::{ContainerProcess, ExitStatus as IsolationExit, RunOptions, Stdio};
 use vmrun_protocol::ExitStatus;
 
 use crate::init::reaper::ChildExit;
@@ -222,16 +222,12 @@ pub fn spawn_exit_watcher(
     containers: Containers,
     id: String,
     exited: Receiver<ChildExit>,
-    opts: RunOptions,
     cell: Arc<ExitCell>,
 ) -> Result<()> {
     std::thread::Builder::new()
         .name(format!("wait-{id}"))
         .spawn(move || {
-            let outcome = exited
-                .recv()
-                .map(exit_status)
-                .map_err(|_| "the agent's child reaper stopped".to_owned());
+            let received = exited.recv();
             let process = {
                 let mut table = lock(&containers);
                 table.get_mut(&id).and_then(|c| {
@@ -244,9 +240,18 @@ pub fn spawn_exit_watcher(
                     }
                 })
             };
-            if let Some(process) = process {
-                forget_reaped(*process, &id, &opts);
+            if let (Some(mut process), Ok(exit)) = (process, received) {
+                // The reaper collected the exit: let the isolation layer
+                // record it and remove the container's state, bundle copy
+                // and cgroup without ever signalling the (reused) pid.
+                process.exited(match exit {
+                    ChildExit::Exited(code) => IsolationExit::Exited(code),
+                    ChildExit::Signaled(signal) => IsolationExit::Signaled(signal),
+                });
             }
+            let outcome = received
+                .map(exit_status)
+                .map_err(|_| "the agent's child reaper stopped".to_owned());
             if let Ok(status) = &outcome {
                 tracing::info!("container {id} exited: {status:?}");
             }
@@ -254,40 +259,6 @@ pub fn spawn_exit_watcher(
         })
         .context("spawning the exit watcher thread")?;
     Ok(())
-}
-
-/// Cleans up after a container whose process the reaper already reaped.
-///
-/// `ContainerProcess` only knows how to clean up after its own `waitpid`,
-/// which the reaper makes impossible (it would get ECHILD), and its `Drop`
-/// would SIGKILL the pid, which may by now belong to someone else. So the
-/// state it leaves (libcontainer state, bundle, cgroup) is removed here and
-/// the handle is forgotten.
-fn forget_reaped(process: ContainerProcess, id: &str, opts: &RunOptions) {
-    remove_tree(&opts.state_dir.join("state").join(id));
-    remove_tree(&opts.state_dir.join("bundles").join(id));
-    remove_cgroups(&opts.cgroup_root, id);
-    std::mem::forget(process);
-}
-
-fn remove_tree(path: &Path) {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => tracing::warn!("removing {}: {err}", path.display()),
-    }
-}
-
-/// Removes the default cgroup `vmrun/<id>` (cgroup v2), and on a v1 host
-/// the same path under every controller hierarchy; best effort.
-fn remove_cgroups(root: &Path, id: &str) {
-    let rel = Path::new("vmrun").join(id);
-    let _ = std::fs::remove_dir(root.join(&rel));
-    if let Ok(entries) = std::fs::read_dir(root) {
-        for entry in entries.flatten() {
-            let _ = std::fs::remove_dir(entry.path().join(&rel));
-        }
-    }
 }
 
 /// Sends `signal` to a running container's process.

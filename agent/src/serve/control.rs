@@ -277,13 +277,7 @@ impl Server<'_> {
             c.state = State::Running(Box::new(process));
         }
         marker::write(Marker::ContainerStarted);
-        container::spawn_exit_watcher(
-            Arc::clone(&self.containers),
-            id.to_owned(),
-            exited,
-            opts,
-            cell,
-        )
+        container::spawn_exit_watcher(Arc::clone(&self.containers), id.to_owned(), exited, cell)
     }
 
     fn signal(&self, id: &str, signal: i32) -> Result<()> {
