@@ -35,22 +35,47 @@ fn scratch() -> &'static Path {
     })
 }
 
-/// Builds a busybox bundle running `args` in a fresh directory.
+/// The busybox bundle, built once per test process: the build script
+/// starts a few processes per applet, which costs minutes under the test
+/// host's emulated CPU.
+fn base_bundle() -> &'static Path {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let dir = scratch().join("base");
+        let script = repo_root().join("rootfs/build-busybox-bundle.sh");
+        let out = Command::new(&script)
+            .arg("--no-install")
+            .arg(&dir)
+            .arg("true")
+            .output()
+            .expect("run build-busybox-bundle.sh");
+        assert!(
+            out.status.success(),
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+/// A fresh copy of the busybox bundle whose process runs `args`.
 fn bundle(name: &str, args: &[&str]) -> PathBuf {
     let dir = scratch().join(name);
-    let script = repo_root().join("rootfs/build-busybox-bundle.sh");
-    let out = Command::new(&script)
-        .arg("--no-install")
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(base_bundle())
         .arg(&dir)
-        .args(args)
         .output()
-        .expect("run build-busybox-bundle.sh");
+        .expect("run cp");
     assert!(
         out.status.success(),
-        "{} failed: {}",
-        script.display(),
+        "copying the bundle: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    edit_config(&dir, |spec| {
+        spec["process"]["args"] = serde_json::json!(args)
+    });
     dir
 }
 
