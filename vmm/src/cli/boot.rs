@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{CliError, GlobalOpts};
 use crate::check::{default_initrd, default_kernel, ensure_host_can_run_guests};
 use crate::cmdline::DEFAULT_CMDLINE;
-use crate::machine::builder::boot;
+use crate::machine::builder::{boot, BootError};
 use crate::machine::config::{BootConfig, MachineConfig, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS};
 use crate::timings::{Phase, Timings};
 
@@ -102,9 +102,11 @@ fn report_timings(args: &BootArgs, timings: &Timings) -> Result<(), CliError> {
 /// Runs `vmrun boot`.
 pub fn run(_global: &GlobalOpts, args: BootArgs) -> Result<i32, CliError> {
     let timings = Arc::new(Timings::default());
-    ensure_host_can_run_guests()?;
+    // Bad input is reported by name first, whatever host this is.
     let config = args.boot_config();
     check_defaults_built(&args, &config)?;
+    config.validate().map_err(BootError::from)?;
+    ensure_host_can_run_guests()?;
     let console: Box<dyn Write + Send> = match &args.serial_log {
         Some(path) => Box::new(File::create(path).map_err(|e| CliError::Write(path.clone(), e))?),
         None => Box::new(std::io::stdout()),
