@@ -43,6 +43,9 @@ log "1/6 apt packages"
 ensure_packages build-essential pkg-config git ca-certificates curl jq \
     flex bison bc libelf-dev libssl-dev xz-utils cpio gzip binutils \
     libseccomp-dev busybox-static linux-source-6.1 python3 python3-pip
+# Real peers the tests compare against or drive: runc (isolation checker),
+# umoci/skopeo/podman/docker-registry (images), e2fsprogs (virtio-blk rootfs).
+ensure_packages runc umoci skopeo podman docker-registry e2fsprogs
 
 # 2. Rust. Debian's rustc is too old (the workspace needs >= 1.80).
 log "2/6 Rust toolchain"
