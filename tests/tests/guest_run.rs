@@ -520,3 +520,74 @@ fn cli_one_step_form_rejects_a_dir_without_config() {
         ran.describe()
     );
 }
+
+/// An OCI image layout (made with umoci) holding the busybox rootfs, whose
+/// Cmd prints a line.
+fn busybox_image_layout() -> PathBuf {
+    let layout = scratch().join("image-layout");
+    let work = scratch().join("image-work");
+    let script = format!(
+        "set -e; umoci init --layout {l}; umoci new --image {l}:latest; \
+         umoci unpack --image {l}:latest {w} >/dev/null; cp -a {r}/. {w}/rootfs/; \
+         umoci repack --image {l}:latest {w}; \
+         umoci config --image {l}:latest --config.cmd sh --config.cmd -c \
+         --config.cmd 'echo from the image cmd'",
+        l = layout.display(),
+        w = work.display(),
+        r = base_bundle().join("rootfs").display(),
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("run umoci");
+    assert!(
+        out.status.success(),
+        "building the OCI layout with umoci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    layout
+}
+
+#[test]
+fn run_image_runs_the_image_cmd_and_args_replace_it() {
+    let Some(g) = guest_ready("run_image_runs_the_image_cmd_and_args_replace_it") else {
+        return;
+    };
+    let layout = busybox_image_layout();
+    let source = format!("oci:{}:latest", layout.display());
+    let root = scratch().join("image-state");
+    let store = scratch().join("image-store");
+    let common = [
+        "--root",
+        root.to_str().expect("UTF-8"),
+        "--image-store",
+        store.to_str().expect("UTF-8"),
+        "run",
+        "--kernel",
+        g.kernel.to_str().expect("UTF-8"),
+        "--initrd",
+        g.initrd.to_str().expect("UTF-8"),
+        "--image",
+        &source,
+    ];
+    let mut args = common.to_vec();
+    args.push("img1");
+    let ran = collect(spawn_vmrun(&args, false), boot_timeout());
+    assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+    assert_eq!(
+        ran.stdout_text(),
+        "from the image cmd\n",
+        "{}",
+        ran.describe()
+    );
+    assert!(
+        root.join("bundles/img1/config.json").is_file(),
+        "the image's bundle lives under --root"
+    );
+
+    let mut args = common.to_vec();
+    args.extend(["img2", "--", "sh", "-c", "echo replaced; exit 7"]);
+    let ran = collect(spawn_vmrun(&args, false), boot_timeout());
+    assert_eq!(ran.code(), Some(7), "{}", ran.describe());
+    assert_eq!(ran.stdout_text(), "replaced\n", "{}", ran.describe());
+}

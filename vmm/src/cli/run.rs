@@ -27,8 +27,21 @@ pub struct RunArgs {
     #[arg(value_name = "ID")]
     pub id: String,
     /// The bundle directory (holding config.json and the rootfs).
-    #[arg(short, long, default_value = ".", value_name = "DIR")]
+    #[arg(
+        short,
+        long,
+        default_value = ".",
+        value_name = "DIR",
+        conflicts_with = "image"
+    )]
     pub bundle: PathBuf,
+    /// Run an image instead of a bundle: it is unpacked (once, cached by
+    /// manifest) into `<root>/bundles/<ID>` and run from there.
+    #[command(flatten)]
+    pub image: vmrun_image::cli::RunImageArgs,
+    /// With `--image`: the command and arguments replacing the image's Cmd.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
     /// Write vmrun's process id (which holds the VM) to FILE.
     #[arg(long = "pid-file", value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
@@ -72,6 +85,8 @@ impl RunArgs {
         Self {
             id: format!("vmrun-{}", std::process::id()),
             bundle: dir.to_path_buf(),
+            image: Default::default(),
+            args: Vec::new(),
             pid_file: None,
             detach: false,
             rootfs_image: None,
@@ -164,8 +179,25 @@ fn show_console_tail(console: &ConsoleTail) {
     }
 }
 
+/// With `--image`: unpacks the image into `<root>/bundles/<id>` (reused
+/// when it holds the same manifest) and returns that bundle directory.
+fn image_bundle(global: &GlobalOpts, args: &RunArgs) -> Result<Option<PathBuf>, CliError> {
+    if args.image.image.is_none() {
+        if !args.args.is_empty() {
+            return Err(CliError::Usage(
+                "arguments after `--` replace an image's command: they need --image".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let dir = global.root.join("bundles").join(&args.id);
+    let store = global.image_store.open()?;
+    let info = vmrun_image::cli::run_image(&args.image, &store, &dir, &args.args)?;
+    Ok(info.map(|info| info.bundle_dir))
+}
+
 /// Runs `vmrun run`; returns the container's exit status.
-pub fn run(_global: &GlobalOpts, args: RunArgs) -> Result<i32, CliError> {
+pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32, CliError> {
     let timings = Arc::new(Timings::default());
     // Input first: bad input fails fast, before any VM (even on hosts
     // without KVM).
@@ -175,7 +207,8 @@ pub fn run(_global: &GlobalOpts, args: RunArgs) -> Result<i32, CliError> {
             "--detach is not supported yet: vmrun runs the container in the foreground".into(),
         ));
     }
-    let bundle = Bundle::load(&args.bundle, args.rootfs_image.as_deref())?;
+    let bundle_dir = image_bundle(global, &args)?.unwrap_or_else(|| args.bundle.clone());
+    let bundle = Bundle::load(&bundle_dir, args.rootfs_image.as_deref())?;
     ensure_host_can_run_guests()?;
     let kernel = artifact(
         &args.kernel,
@@ -255,6 +288,44 @@ pub fn run_external(global: &GlobalOpts, words: &[std::ffi::OsString]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_flags_parse_and_conflict_with_bundle() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "vmrun",
+            "run",
+            "--image",
+            "oci:/l:t",
+            "--platform",
+            "linux/amd64",
+            "c1",
+            "--",
+            "echo",
+            "hi",
+        ])
+        .unwrap();
+        let crate::cli::Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.image.image.as_deref(), Some("oci:/l:t"));
+        assert_eq!(run.args, ["echo", "hi"]);
+        assert!(crate::cli::Cli::try_parse_from([
+            "vmrun", "run", "--image", "oci:/l", "--bundle", "/b", "c1"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn args_without_image_are_refused() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["vmrun", "run", "c1", "--", "echo"]).unwrap();
+        let crate::cli::Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        let err = image_bundle(&cli.global, &run).unwrap_err();
+        assert!(err.to_string().contains("need --image"), "{err}");
+    }
 
     #[test]
     fn ids_are_checked() {
