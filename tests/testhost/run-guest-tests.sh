@@ -51,6 +51,24 @@ log "building the foreign busybox initramfs"
 export VMRUN_TEST_BUSYBOX_INITRD="$results/busybox-initramfs.cpio.gz"
 
 export VMRUN_REQUIRE_GUEST=1
-exec "$VMRUN_REPO/tests/testhost/run.sh" --name guest-tests --results "$results" \
-    --timeout "${VMRUN_GUEST_BATCH_TIMEOUT:-3000}" \
-    -- "$VMRUN_REPO/tests/testhost/guest-batch.sh" "${test_bins[@]}"
+# A test host that stalls (run.sh exit 96: no output at all for
+# VMRUN_TESTHOST_STALL_SECS, far beyond every test's own boot timeout) is
+# the nested-virtualisation hang TESTHOST.md describes, not a test result:
+# the batch is run once more in a fresh test host, loudly. Any other
+# failure is final.
+attempt=1
+while :; do
+    set +e
+    "$VMRUN_REPO/tests/testhost/run.sh" --name guest-tests --results "$results" \
+        --timeout "${VMRUN_GUEST_BATCH_TIMEOUT:-3000}" \
+        -- "$VMRUN_REPO/tests/testhost/guest-batch.sh" "${test_bins[@]}"
+    status=$?
+    set -e
+    if [ "$status" != 96 ] || [ "$attempt" -ge 2 ]; then
+        exit "$status"
+    fi
+    attempt=$((attempt + 1))
+    log "RETRYING the guest batch in a fresh test host (attempt $attempt): the test host stalled"
+    results="$results-retry$attempt"
+    mkdir -p "$results"
+done

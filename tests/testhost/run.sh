@@ -146,9 +146,33 @@ vng_pid=$!
 # Stream CMD's output from the results file while the test host runs.
 tail -n +1 --pid="$vng_pid" -f "$output" &
 tail_pid=$!
+# Stall watchdog: every guest test bounds its own boots (seconds, not
+# minutes), so output that stops growing for this long means the test host
+# itself stopped making progress (TESTHOST.md: nested KVM under TCG can
+# wedge). Kill it and say so (exit 96) instead of waiting for --timeout.
+stall_secs="${VMRUN_TESTHOST_STALL_SECS:-600}"
+kill_tree() {
+    local child
+    for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$child"; done
+    kill "$1" 2>/dev/null || true
+}
+(
+    touch "$output"
+    while kill -0 "$vng_pid" 2>/dev/null; do
+        sleep 10
+        if [ $(($(date +%s) - $(stat -c %Y "$output"))) -ge "$stall_secs" ]; then
+            log "STALLED: no output from the test host for ${stall_secs}s; killing it"
+            touch "$results/stalled"
+            kill_tree "$vng_pid"
+            exit 0
+        fi
+    done
+) &
+watchdog_pid=$!
 wait "$vng_pid"
 vng_status=$?
-wait "$tail_pid" 2>/dev/null
+kill "$watchdog_pid" 2>/dev/null
+wait "$tail_pid" "$watchdog_pid" 2>/dev/null
 set -e
 elapsed=$(($(date +%s) - start))
 
@@ -156,6 +180,11 @@ if [ ! -f "$results/started" ]; then
     log "the test host did not boot or did not run the command (vng exit $vng_status after ${elapsed}s); last console lines:"
     tail -n 40 "$results/testhost-console.log" >&2 || true
     exit 98
+fi
+if [ -f "$results/stalled" ] && [ ! -f "$status_file" ]; then
+    log "the test host stalled (no output for ${stall_secs}s); last console lines:"
+    tail -n 40 "$results/testhost-console.log" >&2 || true
+    exit 96
 fi
 if [ ! -f "$status_file" ]; then
     if [ "$vng_status" = 124 ] || [ "$vng_status" = 137 ]; then
