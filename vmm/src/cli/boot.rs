@@ -87,18 +87,6 @@ fn check_defaults_built(args: &BootArgs, config: &BootConfig) -> Result<(), CliE
     }
 }
 
-fn report_timings(args: &BootArgs, timings: &Timings) -> Result<(), CliError> {
-    if args.timings {
-        eprint!("{}", timings.table());
-    }
-    if let Some(path) = &args.timings_json {
-        let json = serde_json::to_string_pretty(&timings.report())
-            .map_err(|e| CliError::Write(path.clone(), e.into()))?;
-        std::fs::write(path, json + "\n").map_err(|e| CliError::Write(path.clone(), e))?;
-    }
-    Ok(())
-}
-
 /// Runs `vmrun boot`.
 pub fn run(_global: &GlobalOpts, args: BootArgs) -> Result<i32, CliError> {
     let timings = Arc::new(Timings::default());
@@ -113,7 +101,7 @@ pub fn run(_global: &GlobalOpts, args: BootArgs) -> Result<i32, CliError> {
     };
     let result = boot(&config, console, timings.clone());
     timings.record(Phase::Exit);
-    report_timings(&args, &timings)?;
+    super::report_timings(args.timings, args.timings_json.as_deref(), &timings)?;
     let exit = result?;
     tracing::info!(?exit, "guest exited cleanly");
     Ok(0)

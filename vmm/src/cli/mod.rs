@@ -122,6 +122,24 @@ pub enum Command {
     Image(image::ImageCommand),
 }
 
+/// Prints the phase table to stderr (`--timings`) and/or writes it as JSON
+/// (`--timings-json FILE`), for any verb that boots a VM.
+pub(crate) fn report_timings(
+    table: bool,
+    json: Option<&std::path::Path>,
+    timings: &crate::timings::Timings,
+) -> Result<(), CliError> {
+    if table {
+        eprint!("{}", timings.table());
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&timings.report())
+            .map_err(|e| CliError::Write(path.to_path_buf(), e.into()))?;
+        std::fs::write(path, text + "\n").map_err(|e| CliError::Write(path.to_path_buf(), e))?;
+    }
+    Ok(())
+}
+
 /// Runs the parsed command; returns the process exit code.
 pub fn execute(cli: Cli) -> Result<i32, CliError> {
     logging::init(&cli.global)?;

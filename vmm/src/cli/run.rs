@@ -154,18 +154,6 @@ fn write_pid_file(path: &Path) -> Result<(), CliError> {
     })
 }
 
-fn report_timings(args: &RunArgs, timings: &Timings) -> Result<(), CliError> {
-    if args.timings {
-        eprint!("{}", timings.table());
-    }
-    if let Some(path) = &args.timings_json {
-        let json = serde_json::to_string_pretty(&timings.report())
-            .map_err(|e| CliError::Write(path.clone(), e.into()))?;
-        std::fs::write(path, json + "\n").map_err(|e| CliError::Write(path.clone(), e))?;
-    }
-    Ok(())
-}
-
 fn show_console_tail(console: &ConsoleTail) {
     let text = console.text();
     let lines: Vec<&str> = text.lines().collect();
@@ -250,7 +238,7 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32, CliError> {
     };
     let result = run_container(&config, timings.clone());
     timings.record(Phase::Exit);
-    report_timings(&args, &timings)?;
+    super::report_timings(args.timings, args.timings_json.as_deref(), &timings)?;
     match result {
         Ok(status) => Ok(status.as_shell_status()),
         Err(e) => {
