@@ -39,7 +39,11 @@ for arg in "$@"; do
     esac
 done
 
-ensure_packages "$install" gzip binutils libseccomp-dev build-essential
+# libseccomp-dev: libseccomp.a. The cgroup v2 device controller's libbpf is
+# built from source (make, pkg-config, libelf/zlib headers) and the static
+# agent links Debian's libelf.a and libz.a (libelf-dev, zlib1g-dev).
+ensure_packages "$install" gzip binutils libseccomp-dev build-essential \
+    pkg-config libelf-dev zlib1g-dev
 command -v cargo >/dev/null || die "cargo not found (install Rust with rustup: https://rustup.rs)"
 
 log "building the agent (static, --target $TARGET) into $CARGO_TARGET_DIR"

@@ -39,9 +39,11 @@ ensure_packages() {
 }
 
 # 1. Packages for building vmrun, the agent, the kernel and the initramfs.
+# (libelf-dev + zlib1g-dev also serve vmrun-isolation's vendored libbpf,
+# the cgroup v2 device controller, and the static agent's libelf.a/libz.a.)
 log "1/6 apt packages"
 ensure_packages build-essential pkg-config git ca-certificates curl jq \
-    flex bison bc libelf-dev libssl-dev xz-utils cpio gzip binutils \
+    flex bison bc libelf-dev zlib1g-dev libssl-dev xz-utils cpio gzip binutils \
     libseccomp-dev busybox-static linux-source-6.1 python3 python3-pip
 # Real peers the tests compare against or drive: runc (isolation checker),
 # umoci/skopeo/podman/docker-registry (images), e2fsprogs (virtio-blk rootfs).

@@ -2,14 +2,16 @@
 //! seccomp, user) inside the guest and execs the container process.
 //!
 //! The heavy lifting (clone into namespaces, pivot_root, mounts, devices,
-//! cgroups v2, capabilities, rlimits, seccomp, user switch, fd clean-up) is
-//! done by youki's `libcontainer`. This crate adds what the agent needs on
-//! top of it:
+//! cgroups v2 including the eBPF device controller that enforces
+//! `linux.resources.devices`, capabilities, rlimits, seccomp, user switch,
+//! fd clean-up) is done by youki's `libcontainer`. This crate adds what the
+//! agent needs on top of it:
 //!
 //! - [`spec::parse_spec`]: parse `config.json` with errors that name the field;
 //! - [`validate::validate`]: reject specs runc would reject (relative mount
 //!   destinations, soft rlimit above hard, mappings without a user namespace,
-//!   ...) and turn fields the guest cannot honour into warnings or errors;
+//!   malformed `linux.resources.devices` rules, ...) and turn fields the
+//!   guest cannot honour into warnings or errors;
 //! - [`rootfs_check::check_rootfs`]: refuse a rootfs whose `/proc`, `/dev`,
 //!   `/sys` or device nodes are symlinks;
 //! - [`cgroups::check_resources`]: report `linux.resources` the guest's

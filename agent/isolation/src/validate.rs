@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use crate::oci_spec::runtime::{LinuxNamespaceType, LinuxSeccompAction, Spec};
+use crate::oci_spec::runtime::{
+    LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespaceType, LinuxSeccompAction, Spec,
+};
 use crate::IsolationError;
 
 /// Something in the spec the guest ignores on purpose.
@@ -39,6 +41,20 @@ pub fn validate(spec: &Spec) -> Result<(Spec, Vec<Warning>), IsolationError> {
         if let Some(prop) = linux.rootfs_propagation().clone() {
             let flag = rootfs_propagation_flag(&prop)?;
             linux.set_rootfs_propagation(Some(flag.to_owned()));
+        }
+        let rules = linux
+            .resources_mut()
+            .as_mut()
+            .and_then(|r| r.devices_mut().as_mut());
+        for rule in rules.into_iter().flatten() {
+            // -1 = any, as runc reads it; libcontainer's cgroup v1 writer
+            // would pass "-1" on to the kernel, absent becomes "*" in both.
+            if rule.major() == Some(-1) {
+                rule.set_major(None);
+            }
+            if rule.minor() == Some(-1) {
+                rule.set_minor(None);
+            }
         }
     }
     Ok((spec, warnings))
@@ -287,11 +303,62 @@ fn check_linux(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Result<(), Isol
             ));
         }
     }
+    let device_rules = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().as_ref());
+    for (i, rule) in device_rules.into_iter().flatten().enumerate() {
+        check_device_rule(&format!("linux.resources.devices[{i}]"), rule)?;
+    }
     if let Some(prop) = linux.rootfs_propagation() {
         rootfs_propagation_flag(prop)?;
     }
     for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
         check_sysctl(key, ns)?;
+    }
+    Ok(())
+}
+
+/// The largest major and minor numbers Linux has (12 and 20 bits).
+const MAX_MAJOR: i64 = (1 << 12) - 1;
+const MAX_MINOR: i64 = (1 << 20) - 1;
+
+/// One `linux.resources.devices` rule, as the cgroup v2 eBPF device
+/// controller will compile it: type `a`, `b` or `c` (absent = `a`), access
+/// made of `r`, `w`, `m`, and major/minor that are Linux device numbers
+/// (absent or -1 = any).
+fn check_device_rule(field: &str, rule: &LinuxDeviceCgroup) -> Result<(), IsolationError> {
+    if let Some(typ @ (LinuxDeviceType::U | LinuxDeviceType::P)) = rule.typ() {
+        return Err(IsolationError::invalid(
+            format!("{field}.type"),
+            format!(
+                "{:?} is not a device cgroup type (a = all, b = block, c = char)",
+                typ.as_str()
+            ),
+        ));
+    }
+    if let Some(access) = rule.access() {
+        if let Some(bad) = access.chars().find(|c| !"rwm".contains(*c)) {
+            return Err(IsolationError::invalid(
+                format!("{field}.access"),
+                format!(
+                    "{access:?} has {bad:?}; only r (read), w (write) and m (mknod) are allowed"
+                ),
+            ));
+        }
+    }
+    for (name, value, max) in [
+        ("major", rule.major(), MAX_MAJOR),
+        ("minor", rule.minor(), MAX_MINOR),
+    ] {
+        if let Some(n) = value {
+            if !(-1..=max).contains(&n) {
+                return Err(IsolationError::invalid(
+                    format!("{field}.{name}"),
+                    format!("{n} is not a Linux device {name} number (0..={max}, or -1 for any)"),
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -238,3 +238,66 @@ fn rootfs_propagation_is_normalised_or_refused() {
     v["linux"]["rootfsPropagation"] = "sideways".into();
     refused(v, "linux.rootfsPropagation");
 }
+
+/// `base()` with these `linux.resources.devices` rules.
+fn with_device_rules(rules: serde_json::Value) -> serde_json::Value {
+    let mut v = base();
+    v["linux"]["resources"] = serde_json::json!({ "devices": rules });
+    v
+}
+
+#[test]
+fn device_rules_runc_style_are_fine() {
+    let v = with_device_rules(serde_json::json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": true, "type": "b", "major": 8, "minor": -1, "access": "r"},
+        {"allow": true, "type": "a"}
+    ]));
+    let (spec, warnings) = check(v).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    // -1 (any) becomes absent, which every cgroup writer reads as any.
+    let rules = spec.linux().as_ref().unwrap().resources().as_ref().unwrap();
+    let block = &rules.devices().as_ref().unwrap()[2];
+    assert_eq!((block.major(), block.minor()), (Some(8), None));
+}
+
+#[test]
+fn device_rule_bad_access() {
+    let v = with_device_rules(serde_json::json!([
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwx"}
+    ]));
+    refused(v, "linux.resources.devices[0].access");
+}
+
+#[test]
+fn device_rule_type_not_for_cgroups() {
+    let v = with_device_rules(serde_json::json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "p", "access": "rwm"}
+    ]));
+    refused(v, "linux.resources.devices[1].type");
+}
+
+#[test]
+fn device_rule_numbers_out_of_range() {
+    let v = with_device_rules(serde_json::json!([
+        {"allow": true, "type": "c", "major": 4096, "access": "r"}
+    ]));
+    refused(v, "linux.resources.devices[0].major");
+    let v = with_device_rules(serde_json::json!([
+        {"allow": true, "type": "c", "major": 1, "minor": -2, "access": "r"}
+    ]));
+    refused(v, "linux.resources.devices[0].minor");
+}
+
+#[test]
+fn device_rule_unknown_type_is_a_parse_error_naming_the_field() {
+    let v = with_device_rules(serde_json::json!([{"allow": true, "type": "x"}]));
+    match check(v) {
+        Err(IsolationError::Parse { field, .. }) => {
+            assert_eq!(field, "linux.resources.devices[0].type")
+        }
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}

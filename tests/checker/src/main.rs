@@ -6,6 +6,7 @@
 //!
 //! Annotation `vmrun.checker/preserved-fds` = N: fds 3..3+N are expected open.
 
+mod devices;
 mod fs_checks;
 mod identity;
 mod limits;
@@ -39,6 +40,7 @@ fn main() {
     status::check(&spec, &mut r);
     limits::check(&spec, &mut r);
     fs_checks::check(&spec, &mut r);
+    devices::check(&spec, &mut r);
     seccomp_probe::check(&spec, &mut r);
     println!("SUMMARY passed={} failed={}", r.passed, r.failed);
     std::process::exit(i32::from(r.failed > 0));

@@ -328,3 +328,32 @@ fn checker_reports_mismatches() {
         assert!(text.contains(check), "checker missed {check}:\n{text}");
     }
 }
+
+/// `linux.resources.devices` enforced by the device cgroup: nodes made from
+/// `linux.devices` with numbers no driver uses (char/block major 120, local
+/// use) are allowed exactly as the rules say (read-write, read-only, a
+/// block wildcard) and denied (EPERM) otherwise; /dev/kmsg's number is
+/// denied by the leading deny-all. The checker's `device cgroup` checks
+/// open every node in /dev for reading and for writing.
+#[test]
+fn device_cgroup_rules() {
+    let mut c = base_config();
+    let node = |path: &str, typ: &str, major: u32, minor: u32| {
+        json!({"path": path, "type": typ, "major": major, "minor": minor,
+               "fileMode": 438, "uid": 0, "gid": 0})
+    };
+    c["linux"]["devices"] = json!([
+        node("/dev/local-rw", "c", 120, 0),
+        node("/dev/local-ro", "c", 120, 1),
+        node("/dev/local-denied", "c", 120, 2),
+        node("/dev/local-blk", "b", 120, 0),
+        node("/dev/kmsg-denied", "c", 1, 11),
+    ]);
+    c["linux"]["resources"]["devices"] = json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 120, "minor": 0, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 120, "minor": 1, "access": "r"},
+        {"allow": true, "type": "b", "major": 120, "minor": -1, "access": "rw"}
+    ]);
+    both("devices", c, 50);
+}
