@@ -1,4 +1,8 @@
-//! The escape classes of issue 4, each as a test against vmrun-isolation.
+//! The escape classes of issue 4, each as a test against vmrun-isolation on
+//! this host and, where the attack can be expressed through `vmrun run`
+//! (a bundle and nothing else), in a real microVM: there the agent applies
+//! the spec with vmrun-isolation inside the guest, and the rootfs comes
+//! from the host over virtio-fs.
 
 mod common;
 
@@ -18,11 +22,23 @@ fn shell_config(script: &str) -> serde_json::Value {
 /// CVE-2024-21626: `process.cwd` through /proc/self/fd/N is refused outright.
 #[test]
 fn cwd_in_proc_self_fd_is_refused() {
-    if !can_run("cwd_in_proc_self_fd_is_refused") {
-        return;
-    }
     let mut c = shell_config("ls; touch pwned");
     c["process"]["cwd"] = "/proc/self/fd/7".into();
+    if let Some(guest) = guest("cwd_in_proc_self_fd_is_refused") {
+        let bundle = Bundle::new("cwdfd-vm", &c);
+        let out = run_vm(&guest, &bundle, "cwdfd-vm");
+        assert!(vm_code(&out).is_some_and(|c| c != 0), "{}", out.describe());
+        assert!(out.stderr.contains("process.cwd"), "{}", out.describe());
+        assert!(
+            !out.stdout.contains("checker-spec.json"),
+            "{}",
+            out.describe()
+        );
+    }
+    if !can_run("cwd_in_proc_self_fd_is_refused") || !host_halves("cwd_in_proc_self_fd_is_refused")
+    {
+        return;
+    }
     let bundle = Bundle::new("cwdfd", &c);
     let out = run_ours(&bundle, "cwdfd", &[]);
     assert_eq!(out.status.code(), Some(125));
@@ -33,9 +49,25 @@ fn cwd_in_proc_self_fd_is_refused() {
 /// The same attack through a symlink in the image (`/work -> /proc/self/fd/7`)
 /// with a host directory leaked to the runtime as fd 7: the container must
 /// not start in (or write to) the host directory.
+///
+/// In the microVM no host fd can reach the guest; the same image (with the
+/// symlink) must still not start the container in whatever the agent's or
+/// the runtime's fd 7 is.
 #[test]
 fn cwd_symlink_to_leaked_host_fd_is_confined() {
-    if !can_run("cwd_symlink_to_leaked_host_fd_is_confined") {
+    if let Some(guest) = guest("cwd_symlink_to_leaked_host_fd_is_confined") {
+        let mut c = shell_config("pwd; ls; touch pwned");
+        c["process"]["cwd"] = "/work".into();
+        c["root"]["readonly"] = false.into();
+        let bundle = Bundle::new("cwdlink-vm", &c);
+        std::os::unix::fs::symlink("/proc/self/fd/7", bundle.rootfs().join("work")).unwrap();
+        let out = run_vm(&guest, &bundle, "cwdlink-vm");
+        assert_ne!(vm_code(&out), Some(0), "must not start: {}", out.describe());
+        assert!(!out.stdout.contains("checker-spec"), "{}", out.describe());
+    }
+    if !can_run("cwd_symlink_to_leaked_host_fd_is_confined")
+        || !host_halves("cwd_symlink_to_leaked_host_fd_is_confined")
+    {
         return;
     }
     let host_dir = scratch("hostsecret");
@@ -79,7 +111,10 @@ fn cwd_symlink_to_leaked_host_fd_is_confined() {
 /// outside the root land inside the root.
 #[test]
 fn mount_destination_symlink_lands_inside_root() {
-    if !can_run("mount_destination_symlink_lands_inside_root") {
+    mount_destination_symlink_in_vm();
+    if !can_run("mount_destination_symlink_lands_inside_root")
+        || !host_halves("mount_destination_symlink_lands_inside_root")
+    {
         return;
     }
     let outside = scratch("outside");
@@ -126,10 +161,69 @@ fn mount_destination_symlink_lands_inside_root() {
     }
 }
 
+/// The microVM half: the symlinks point at the guest's own root (the
+/// agent's initramfs), outside the container's root. Bind sources are guest
+/// paths, so the guest's /tmp (the agent's tmpfs) is bound. Either vmrun
+/// refuses the spec, or both mounts landed inside the root: the container
+/// sees them at the symlink targets (a mount outside its root would not
+/// show in its mountinfo), and the runtime created those targets in the
+/// bundle's rootfs (shared over virtio-fs), where the host sees them.
+fn mount_destination_symlink_in_vm() {
+    let Some(guest) = guest("mount_destination_symlink_lands_inside_root") else {
+        return;
+    };
+    let mut c = shell_config("cat /proc/self/mountinfo");
+    c["root"]["readonly"] = false.into();
+    let mounts = c["mounts"].as_array_mut().unwrap();
+    for dest in ["/evil-abs", "/evil-rel"] {
+        mounts.push(json!({"destination": dest, "type": "bind",
+                           "source": "/tmp", "options": ["rbind", "ro"]}));
+    }
+    let bundle = Bundle::new("mntlink-vm", &c);
+    let rootfs = bundle.rootfs();
+    std::os::unix::fs::symlink("/vmrun-escape-abs", rootfs.join("evil-abs")).unwrap();
+    let rel = format!("{}vmrun-escape-rel", "../".repeat(20));
+    std::os::unix::fs::symlink(rel, rootfs.join("evil-rel")).unwrap();
+    let out = run_vm(&guest, &bundle, "mntlink-vm");
+    if vm_code(&out) == Some(0) {
+        for target in ["vmrun-escape-abs", "vmrun-escape-rel"] {
+            assert!(
+                out.stdout.contains(&format!(" /{target} ")),
+                "/{target} is not a mount inside the container's root: {}",
+                out.describe()
+            );
+            assert!(
+                rootfs.join(target).is_dir(),
+                "mount target {target} not created inside the root: {}",
+                out.describe()
+            );
+        }
+    } else {
+        say(&format!(
+            "mount_destination_symlink_lands_inside_root: refused in the microVM: {}",
+            out.stderr.trim()
+        ));
+    }
+}
+
 /// A rootfs whose /proc is a symlink is refused.
 #[test]
 fn rootfs_with_proc_symlink_is_refused() {
-    if !can_run("rootfs_with_proc_symlink_is_refused") {
+    if let Some(guest) = guest("rootfs_with_proc_symlink_is_refused") {
+        let bundle = Bundle::new("procsym-vm", &shell_config("true"));
+        std::fs::remove_dir(bundle.rootfs().join("proc")).unwrap();
+        std::os::unix::fs::symlink("/tmp", bundle.rootfs().join("proc")).unwrap();
+        let out = run_vm(&guest, &bundle, "procsym-vm");
+        assert!(vm_code(&out).is_some_and(|c| c != 0), "{}", out.describe());
+        assert!(
+            out.stderr.contains("unsafe rootfs: /proc"),
+            "{}",
+            out.describe()
+        );
+    }
+    if !can_run("rootfs_with_proc_symlink_is_refused")
+        || !host_halves("rootfs_with_proc_symlink_is_refused")
+    {
         return;
     }
     let bundle = Bundle::new("procsym", &shell_config("true"));
@@ -147,7 +241,20 @@ fn rootfs_with_proc_symlink_is_refused() {
 /// A rootfs whose /dev/null is a symlink is refused.
 #[test]
 fn rootfs_with_dev_null_symlink_is_refused() {
-    if !can_run("rootfs_with_dev_null_symlink_is_refused") {
+    if let Some(guest) = guest("rootfs_with_dev_null_symlink_is_refused") {
+        let bundle = Bundle::new("nullsym-vm", &shell_config("true"));
+        std::os::unix::fs::symlink("/etc/passwd", bundle.rootfs().join("dev/null")).unwrap();
+        let out = run_vm(&guest, &bundle, "nullsym-vm");
+        assert!(vm_code(&out).is_some_and(|c| c != 0), "{}", out.describe());
+        assert!(
+            out.stderr.contains("unsafe rootfs: /dev/null"),
+            "{}",
+            out.describe()
+        );
+    }
+    if !can_run("rootfs_with_dev_null_symlink_is_refused")
+        || !host_halves("rootfs_with_dev_null_symlink_is_refused")
+    {
         return;
     }
     let bundle = Bundle::new("nullsym", &shell_config("true"));
@@ -170,9 +277,16 @@ fn sha(path: &std::path::Path) -> Vec<u8> {
 /// container, which then tries to overwrite it through /proc/self/exe.
 /// With the agent running from a sealed memfd (`--sealed`, what the agent
 /// does) the write fails and the binary on disk is unchanged.
+///
+/// Host only: through `vmrun run` the `#!/proc/self/exe` entry re-executes
+/// the agent, which refuses to run as anything but PID 1, so no payload of
+/// ours would run; the microVM form of this class is
+/// `agent_binary_cannot_be_written_from_the_guest_container`.
 #[test]
 fn runtime_binary_cannot_be_overwritten_via_proc_self_exe() {
-    if !can_run("runtime_binary_cannot_be_overwritten") {
+    if !can_run("runtime_binary_cannot_be_overwritten")
+        || !host_halves("runtime_binary_cannot_be_overwritten")
+    {
         return;
     }
     // Play the agent with a private copy, so a successful attack could
@@ -236,4 +350,38 @@ fn runtime_binary_cannot_be_overwritten_via_proc_self_exe() {
         assert_eq!(out.status.code(), Some(0));
         assert_eq!(sha(&agent), before, "the runtime binary changed");
     }
+}
+
+/// CVE-2019-5736 class in the microVM: a container sharing the guest's PID
+/// namespace, with CAP_SYS_PTRACE (so /proc/1/exe, the agent's binary, is
+/// reachable at all), tries to write the agent through /proc/1/exe. The
+/// agent runs from a sealed memfd, so the write fails, and the agent still
+/// serves: vmrun gets the container's exit status.
+#[test]
+fn agent_binary_cannot_be_written_from_the_guest_container() {
+    let Some(guest) = guest("agent_binary_cannot_be_written_from_the_guest_container") else {
+        return;
+    };
+    let mut c = shell_config(
+        "ls -l /proc/1/exe; \
+         if echo pwned > /proc/1/exe; then echo ATTACK SUCCEEDED; else echo ATTACK refused; fi",
+    );
+    c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]);
+    let caps = json!([
+        "CAP_SYS_PTRACE",
+        "CAP_DAC_OVERRIDE",
+        "CAP_SYS_ADMIN",
+        "CAP_FOWNER"
+    ]);
+    c["process"]["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
+    let bundle = Bundle::new("agentexe-vm", &c);
+    let out = run_vm(&guest, &bundle, "agentexe-vm");
+    assert_eq!(vm_code(&out), Some(0), "{}", out.describe());
+    assert!(
+        out.stdout.contains("/proc/1/exe -> /memfd:vmrun-agent"),
+        "the container did not see the agent's sealed binary: {}",
+        out.describe()
+    );
+    assert!(out.stdout.contains("ATTACK refused"), "{}", out.describe());
+    assert!(!out.stdout.contains("SUCCEEDED"), "{}", out.describe());
 }

@@ -1,13 +1,22 @@
 //! Invalid specs: a clear error naming the field, non-zero exit, nothing
-//! left behind (no state, no cgroup, no process).
+//! left behind (no state, no cgroup, no process) — through vmrun-isolation
+//! on this host, and through `vmrun run` in a microVM (the agent refuses
+//! the spec; vmrun exits non-zero naming the field and no VM stays up).
 
 mod common;
 
 use common::*;
 use serde_json::{json, Value};
 
+/// Refused on this host and in the microVM.
 fn refused(name: &str, config: Value, field: &str) {
-    if !can_run(name) {
+    refused_in_vm(name, &config, field);
+    refused_on_host(name, config, field);
+}
+
+/// The host half: through vmrun-isolation via the runner.
+fn refused_on_host(name: &str, config: Value, field: &str) {
+    if !can_run(name) || !host_halves(name) {
         return;
     }
     let bundle = Bundle::new(name, &config);
@@ -87,6 +96,8 @@ fn missing_executable_leaves_nothing_behind() {
     refused("noexe", c, "does-not-exist");
 }
 
+/// Host only: the guest is always cgroup2 (the microVM half of
+/// matrix.rs's cgroup_v2_resources applies these limits there).
 #[test]
 fn cgroup_resources_on_a_non_cgroup2_host_are_reported() {
     if host_is_cgroup2() {
@@ -95,5 +106,33 @@ fn cgroup_resources_on_a_non_cgroup2_host_are_reported() {
     }
     let mut c = base_config();
     c["linux"]["resources"]["memory"] = json!({"limit": 67108864});
-    refused("cgv1", c, "linux.resources.memory");
+    refused_on_host("cgv1", c, "linux.resources.memory");
+}
+
+/// The microVM half: `vmrun run` boots, the agent refuses the spec, vmrun
+/// exits non-zero naming `field` on stderr and leaves no VM running
+/// ([`run_vm`] checks that no process is left for the bundle).
+fn refused_in_vm(name: &str, config: &Value, field: &str) {
+    let Some(guest) = guest(name) else {
+        return;
+    };
+    let id = format!("{name}-vm");
+    let bundle = Bundle::new(&id, config);
+    let out = run_vm(&guest, &bundle, &id);
+    let code = vm_code(&out);
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "{name}: vmrun should fail: {}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains(field),
+        "{name}: vmrun's error does not name {field}: {}",
+        out.describe()
+    );
+    assert!(
+        !out.stdout.contains("PASS"),
+        "{name}: the checker ran: {}",
+        out.describe()
+    );
 }

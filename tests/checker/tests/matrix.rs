@@ -1,23 +1,32 @@
 //! The checker against a matrix of config.json variants, each run through
 //! vmrun-isolation and (where that makes sense here) through runc, which
-//! proves the checker itself right.
+//! proves the checker itself right, and through `vmrun run` in a real
+//! microVM (the microVM half: the agent applies the spec inside the guest,
+//! whose cgroup v2 hierarchy runs the cgroup checks this host skips).
 
 mod common;
 
 use common::*;
 use serde_json::{json, Value};
 
-/// Runs `config` through vmrun-isolation and runc; all checks must pass in both.
+/// Runs `config` through vmrun-isolation, runc and `vmrun run`; all checks
+/// must pass in each.
 fn both(name: &str, config: Value, min_checks: usize) {
-    compare(name, config, min_checks, None)
+    compare(name, config, min_checks, None);
 }
 
 /// Like [`both`]; `runc_skip` gives the reason to skip the runc half.
 fn compare(name: &str, config: Value, min_checks: usize, runc_skip: Option<&str>) {
-    if !can_run(name) {
+    on_host(name, &config, min_checks, runc_skip);
+    vm_half(name, &config, min_checks);
+}
+
+/// The halves on this host: vmrun-isolation via the runner, then runc.
+fn on_host(name: &str, config: &Value, min_checks: usize, runc_skip: Option<&str>) {
+    if !can_run(name) || !host_halves(name) {
         return;
     }
-    let bundle = Bundle::new(name, &config);
+    let bundle = Bundle::new(name, config);
     let ours = run_ours(&bundle, &format!("{name}-ours"), &[]);
     assert_all_pass("vmrun-isolation", &ours, min_checks);
     if let Some(why) = runc_skip {
@@ -33,6 +42,20 @@ fn compare(name: &str, config: Value, min_checks: usize, runc_skip: Option<&str>
 #[test]
 fn default_runc_spec() {
     both("default", base_config(), 35);
+}
+
+/// In the microVM only fds 0-2 reach the container: none of the agent's
+/// (vsock connections, its control socket, the sealed memfd) leak.
+#[test]
+fn agent_fds_do_not_reach_the_container() {
+    let Some(out) = vm_half("agentfds", &base_config(), 35) else {
+        return;
+    };
+    assert!(
+        out.stdout.contains("PASS fds: open: [0, 1, 2]"),
+        "{}",
+        out.describe()
+    );
 }
 
 #[test]
@@ -152,7 +175,12 @@ fn extra_mounts_devices_masked_and_readonly_paths() {
         .as_array_mut()
         .unwrap()
         .push("/tmp".into());
-    both("mounts", c, 40);
+    on_host("mounts", &c, 40, None);
+    // Bind sources are paths of the machine the runtime runs on: in the
+    // guest that is the agent's initramfs, which has no /bin; bind its /tmp
+    // (a tmpfs the agent mounts) instead.
+    c["mounts"][9]["source"] = "/tmp".into();
+    vm_half("mounts", &c, 40);
 }
 
 #[test]
@@ -164,9 +192,10 @@ fn rootfs_propagation() {
     }
 }
 
+/// Host only: `vmrun run` has no `--no-pivot` (the agent always pivots).
 #[test]
 fn no_pivot_root() {
-    if !can_run("no_pivot_root") {
+    if !can_run("no_pivot_root") || !host_halves("no_pivot_root") {
         return;
     }
     let bundle = Bundle::new("nopivot", &base_config());
@@ -174,9 +203,11 @@ fn no_pivot_root() {
     assert_all_pass("vmrun-isolation --no-pivot", &out, 35);
 }
 
+/// Host only: `vmrun run` has no `--preserve-fds` (host fds cannot reach
+/// a guest anyway).
 #[test]
 fn preserved_fds() {
-    if !can_run("preserved_fds") {
+    if !can_run("preserved_fds") || !host_halves("preserved_fds") {
         return;
     }
     let mut c = base_config();
@@ -211,9 +242,11 @@ fn preserved_fds() {
     assert_all_pass("vmrun-isolation --preserve-fds 1", &out, 35);
 }
 
+/// Host only: the runtime's leaked host fds; in the microVM see
+/// `agent_fds_do_not_reach_the_container`.
 #[test]
 fn leaked_fds_do_not_reach_the_container() {
-    if !can_run("leaked_fds") {
+    if !can_run("leaked_fds") || !host_halves("leaked_fds") {
         return;
     }
     let bundle = Bundle::new("leak", &base_config());
@@ -245,18 +278,54 @@ fn leaked_fds_do_not_reach_the_container() {
     assert_all_pass("vmrun-isolation with leaked fds", &out, 35);
 }
 
+/// The checks a cgroup v2 run must have made (not skipped).
+const CGROUP_CHECKS: [&str; 6] = [
+    "memory.max",
+    "memory.low",
+    "memory.swap.max",
+    "cpu.max",
+    "cpu.weight",
+    "pids.max",
+];
+
 #[test]
 fn cgroup_v2_resources() {
-    if !can_run("cgroup_v2_resources") {
+    let c = cgroup_v2_config();
+    // The guest is always cgroup2: this is where the limits are really set.
+    if let Some(out) = vm_half("cgroup2", &c, 40) {
+        for check in CGROUP_CHECKS.iter().chain(&["cpuset.cpus"]) {
+            assert!(
+                out.stdout.contains(&format!("PASS cgroup {check}")),
+                "{check} not checked in the microVM:\n{}",
+                out.describe()
+            );
+        }
+    }
+    if !can_run("cgroup_v2_resources") || !host_halves("cgroup_v2_resources") {
         return;
     }
     if !host_is_cgroup2() {
         eprintln!(
-            "SKIPPED: cgroup_v2_resources because /sys/fs/cgroup on this host is not cgroup2 \
-             (cgroup v1/hybrid); it runs in the test host (tests/checker/run-in-testhost.sh)"
+            "SKIPPED: the host half of cgroup_v2_resources because /sys/fs/cgroup on this host \
+             is not cgroup2 (cgroup v1/hybrid); it runs in the microVM half and in the test \
+             host (tests/checker/run-in-testhost.sh)"
         );
         return;
     }
+    let bundle = Bundle::new("cgroup2", &c);
+    let out = run_ours(&bundle, "cgroup2", &[]);
+    assert_all_pass("vmrun-isolation cgroup2", &out, 40);
+    for check in CGROUP_CHECKS {
+        assert!(
+            stdout(&out).contains(&format!("PASS cgroup {check}")),
+            "{check} not checked"
+        );
+    }
+}
+
+/// linux.resources for memory (limit, reservation, swap), cpu (shares,
+/// quota/period, cpuset) and pids, with a cgroup2 mount.
+fn cgroup_v2_config() -> Value {
     let mut c = base_config();
     c["linux"]["resources"] = json!({
         "devices": [{"allow": false, "access": "rwm"}],
@@ -266,21 +335,7 @@ fn cgroup_v2_resources() {
     });
     c["mounts"][6] = json!({"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup",
                            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]});
-    let bundle = Bundle::new("cgroup2", &c);
-    let out = run_ours(&bundle, "cgroup2", &[]);
-    assert_all_pass("vmrun-isolation cgroup2", &out, 40);
-    for check in [
-        "memory.max",
-        "memory.low",
-        "cpu.max",
-        "cpu.weight",
-        "pids.max",
-    ] {
-        assert!(
-            stdout(&out).contains(&format!("PASS cgroup {check}")),
-            "{check} not checked"
-        );
-    }
+    c
 }
 
 /// Opens `path` and moves it to a close-on-exec fd >= 100.
@@ -296,10 +351,22 @@ fn high_fd(path: &str) -> std::os::fd::OwnedFd {
 /// an expectation the container does not meet and every such check fails.
 #[test]
 fn checker_reports_mismatches() {
-    if !can_run("checker_reports_mismatches") {
+    if let Some(guest) = guest("checker_reports_mismatches") {
+        let bundle = mismatched_bundle("mismatch-vm");
+        let out = run_vm(&guest, &bundle, "mismatch-vm");
+        assert_mismatches_reported(vm_code(&out), &out.stdout);
+    }
+    if !can_run("checker_reports_mismatches") || !host_halves("checker_reports_mismatches") {
         return;
     }
-    let bundle = Bundle::new("mismatch", &base_config());
+    let bundle = mismatched_bundle("mismatch");
+    let out = run_ours(&bundle, "mismatch", &[]);
+    assert_mismatches_reported(out.status.code(), &stdout(&out));
+}
+
+/// A bundle whose checker expects a different spec than the container's.
+fn mismatched_bundle(name: &str) -> Bundle {
+    let bundle = Bundle::new(name, &base_config());
     let mut wrong = base_config();
     wrong["hostname"] = "someone-else".into();
     wrong["process"]["rlimits"][0]["soft"] = 77.into();
@@ -311,9 +378,12 @@ fn checker_reports_mismatches() {
         "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO"}]});
     let text = serde_json::to_string(&wrong).unwrap();
     std::fs::write(bundle.rootfs().join("checker-spec.json"), text).unwrap();
-    let out = run_ours(&bundle, "mismatch", &[]);
-    assert_eq!(out.status.code(), Some(1));
-    let text = stdout(&out);
+    bundle
+}
+
+/// Every mismatch planted by [`mismatched_bundle`] is a FAIL, and exit 1.
+fn assert_mismatches_reported(code: Option<i32>, text: &str) {
+    assert_eq!(code, Some(1), "{text}");
     for check in [
         "FAIL hostname",
         "FAIL rlimit RLIMIT_NOFILE",

@@ -1,13 +1,19 @@
-//! Shared helpers for the container tests: busybox rootfs, bundles, running
-//! a bundle through vmrun-isolation (via `vmrun-checker-run`) and runc.
+//! Shared helpers for the container tests: busybox rootfs, bundles, and the
+//! three ways to run a bundle: through vmrun-isolation on this host (via
+//! `vmrun-checker-run`, which plays the agent), through runc, and through
+//! `vmrun run` in a real microVM (the product path: the agent applies the
+//! spec with vmrun-isolation inside the guest).
 
 #![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
 use serde_json::{json, Value};
+use vmrun_tests::guest_env::{guest_required, loud, REQUIRE_GUEST_ENV};
+use vmrun_tests::RunOutput;
 
 /// The checker binary under test.
 pub const CHECKER: &str = env!("CARGO_BIN_EXE_vmrun-checker");
@@ -36,11 +42,34 @@ pub fn have_runc() -> bool {
         .unwrap_or(false)
 }
 
-/// A fresh scratch dir under `$TMPDIR` (default /tmp), outside the work tree.
+/// Where scratch dirs go: `$TMPDIR` (default /tmp), except in the test
+/// host, where /tmp is an overlay over 9p: there bundles live on a tmpfs
+/// mounted once per test process, as a real host's local disk would be
+/// (and as virtio-fs expects of the directory it shares).
+fn scratch_base() -> &'static Path {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        if !std::env::var("VMRUN_IN_TESTHOST").is_ok_and(|v| v == "1") {
+            return tmp;
+        }
+        let dir = tmp.join(format!("vmrun-checker-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the scratch base");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=768m", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mounting a tmpfs on {}", dir.display());
+        dir
+    })
+}
+
+/// A fresh scratch dir outside the work tree (see [`scratch_base`]).
 pub fn scratch(name: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix(&format!("vmrun-iso-{name}-"))
-        .tempdir_in(std::env::temp_dir())
+        .tempdir_in(scratch_base())
         .expect("tempdir")
 }
 
@@ -216,20 +245,184 @@ pub fn stderr(out: &Output) -> String {
 
 /// Asserts the checker ran and every check passed (and at least `min` did).
 pub fn assert_all_pass(who: &str, out: &Output, min: usize) {
-    let text = stdout(out);
+    assert_report_passes(who, &stdout(out), out.status.code(), min, &stderr(out));
+}
+
+/// [`assert_all_pass`] for a `vmrun run` in a microVM.
+pub fn assert_vm_all_pass(who: &str, out: &RunOutput, min: usize) {
+    assert_report_passes(who, &out.stdout, vm_code(out), min, &out.describe());
+}
+
+fn assert_report_passes(who: &str, text: &str, code: Option<i32>, min: usize, context: &str) {
     let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
-    assert!(fails.is_empty(), "{who}: failing checks: {fails:#?}");
-    let passes = text.lines().filter(|l| l.starts_with("PASS")).count();
-    assert!(passes >= min, "{who}: only {passes} checks passed:\n{text}");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{who}: exit status {}",
-        out.status
+    assert!(
+        fails.is_empty(),
+        "{who}: failing checks: {fails:#?}\n{context}"
     );
+    let passes = text.lines().filter(|l| l.starts_with("PASS")).count();
+    assert!(
+        passes >= min,
+        "{who}: only {passes} checks passed:\n{text}\n{context}"
+    );
+    assert_eq!(code, Some(0), "{who}: exit status\n{context}");
 }
 
 /// Is /sys/fs/cgroup the unified cgroup2 hierarchy on this host?
 pub fn host_is_cgroup2() -> bool {
     vmrun_isolation::cgroups::is_cgroup2(Path::new("/sys/fs/cgroup"))
+}
+
+/// Prints one line straight to stderr: libtest captures `eprintln!` of a
+/// passing test, but a skip must be seen.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+// --- which halves run ----------------------------------------------------
+
+/// `VMRUN_CHECKER_HALVES=guest` (set by the guest batch,
+/// tests/testhost/run-guest-tests.sh) runs only the microVM halves: the
+/// halves on this host (vmrun-isolation via the runner, runc) already ran in
+/// `cargo test --workspace`, and every run costs seconds in the test host.
+pub const HALVES_ENV: &str = "VMRUN_CHECKER_HALVES";
+
+/// Whether the halves on this host (vmrun-isolation directly, runc) run;
+/// says loudly when not.
+pub fn host_halves(test: &str) -> bool {
+    if std::env::var(HALVES_ENV).is_ok_and(|v| v == "guest") {
+        say(&format!(
+            "SKIPPED: the host halves of {test} because {HALVES_ENV}=guest \
+             (the guest batch; they run in cargo test --workspace)"
+        ));
+        return false;
+    }
+    true
+}
+
+// --- the microVM half: `vmrun run` ----------------------------------------
+
+/// What the microVM half needs: our guest kernel and agent initramfs (the
+/// `vmrun` binary is `$VMRUN_BIN` or the one next to this test's target dir,
+/// see `vmrun_tests::vmrun_bin`).
+pub struct Guest {
+    /// The guest kernel.
+    pub kernel: PathBuf,
+    /// The initramfs with the agent as /init.
+    pub initrd: PathBuf,
+}
+
+/// Is there a `vmrun` binary `vmrun_tests::vmrun_bin` would find (which
+/// panics if there is none)?
+fn vmrun_binary_exists() -> bool {
+    if let Some(p) = std::env::var_os("VMRUN_BIN") {
+        return Path::new(&p).is_file();
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return false;
+    };
+    // target/<profile>/deps/<test> -> target/{<profile>,release,debug}/vmrun
+    let Some(profile_dir) = exe.parent().and_then(Path::parent) else {
+        return false;
+    };
+    let mut candidates = vec![profile_dir.join("vmrun")];
+    if let Some(target) = profile_dir.parent() {
+        candidates.extend(["release", "debug"].map(|p| target.join(p).join("vmrun")));
+    }
+    candidates.iter().any(|p| p.is_file())
+}
+
+/// For the microVM half of `test`: the guest to boot, if this host can run
+/// guests. Otherwise a loud `SKIPPED:` and `None`, or a panic when
+/// `VMRUN_REQUIRE_GUEST=1` (as in vmrun-tests' guest tests).
+pub fn guest(test: &str) -> Option<Guest> {
+    let what = format!("the microVM half of {test}");
+    if !can_run(&what) {
+        return None;
+    }
+    if !vmrun_binary_exists() {
+        let reason = "no vmrun binary (cargo build --release -p vmrun, or set VMRUN_BIN)";
+        if guest_required() {
+            panic!("{what} needs vmrun and {REQUIRE_GUEST_ENV}=1 is set, but: {reason}");
+        }
+        loud(&format!("SKIPPED: {what} because {reason}"));
+        return None;
+    }
+    let ready = vmrun_tests::guest_ready(&what)?;
+    Some(Guest {
+        kernel: ready.kernel,
+        initrd: ready.initrd,
+    })
+}
+
+/// Runs the bundle with `vmrun run` in a fresh microVM (the checker's report
+/// comes back on vmrun's stdout; the guest console is kept in
+/// `<bundle>/console.log`). Panics if vmrun hangs past the boot timeout.
+pub fn run_vm(guest: &Guest, bundle: &Bundle, id: &str) -> RunOutput {
+    let console = bundle.path().join("console.log");
+    let utf8 = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+    let (kernel, initrd, console, dir) = (
+        utf8(&guest.kernel),
+        utf8(&guest.initrd),
+        utf8(&console),
+        utf8(bundle.path()),
+    );
+    let args = [
+        "run",
+        "--kernel",
+        &kernel,
+        "--initrd",
+        &initrd,
+        "--console-log",
+        &console,
+        "--bundle",
+        &dir,
+        id,
+    ];
+    let out = vmrun_tests::run_vmrun(&args, vmrun_tests::boot_timeout());
+    println!("--- vmrun run (microVM): {}", out.describe());
+    assert!(out.finished(), "vmrun run {id} hung: {}", out.describe());
+    assert_no_vm_left(bundle);
+    out
+}
+
+/// The exit code of a finished `vmrun run`.
+pub fn vm_code(out: &RunOutput) -> Option<i32> {
+    out.status.and_then(|s| s.code())
+}
+
+/// No process (a `vmrun` and its VM) still runs for this bundle.
+pub fn assert_no_vm_left(bundle: &Bundle) {
+    let needle = bundle.path().to_string_lossy().into_owned();
+    let me = std::process::id().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| e.file_name().to_string_lossy() != me)
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(&needle).then_some(cmdline)
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "processes left running for the bundle: {left:#?}"
+    );
+}
+
+/// The microVM half of a matrix variant: `vmrun run` of `config`; every
+/// check must pass (at least `min`). Returns the run for extra asserts.
+pub fn vm_half(name: &str, config: &Value, min: usize) -> Option<RunOutput> {
+    let guest = guest(name)?;
+    let bundle = Bundle::new(&format!("{name}-vm"), config);
+    let out = run_vm(&guest, &bundle, &format!("{name}-vm"));
+    assert_vm_all_pass(&format!("vmrun run (microVM) {name}"), &out, min);
+    Some(out)
 }
