@@ -4,7 +4,7 @@
 //! tests) can tell agent output from kernel and container output.
 
 use std::fmt;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -13,7 +13,7 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::unistd::dup2;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The console device (the kernel's `console=` target).
@@ -66,14 +66,41 @@ pub fn line_prefix(level: Level) -> &'static str {
     }
 }
 
-/// Sends `tracing` events up to `max_level` to stderr (the console) as
+/// Sends `tracing` events up to `max_level` to the console as
 /// `vmrun-agent: [level: ]message key=value...` lines.
+///
+/// The log has its own close-on-exec descriptor for `/dev/console`, not
+/// fd 2: a container's init process is cloned from the agent and points
+/// fds 0-2 at the container's stdio before it execs, so anything logged in
+/// between (libcontainer's own warnings) must still reach the console and
+/// never the container's stderr. Falls back to stderr where there is no
+/// console to open (the agent's host-side tests).
 pub fn init_logging(max_level: Level) {
-    let _ = tracing_subscriber::fmt()
+    let console = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(CONSOLE)
+        .ok();
+    let builder = tracing_subscriber::fmt()
         .with_max_level(max_level)
-        .with_writer(io::stderr)
-        .event_format(AgentFormat)
-        .try_init();
+        .event_format(AgentFormat);
+    let _ = match console {
+        Some(console) => builder.with_writer(LogWriter(console)).try_init(),
+        None => builder.with_writer(io::stderr).try_init(),
+    };
+}
+
+/// The log's console descriptor, shared by every thread without a lock
+/// (each event is formatted into one buffer and written with one call, and
+/// a cloned child must never wait on a lock another thread held).
+struct LogWriter(File);
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = &'a File;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        &self.0
+    }
 }
 
 /// One line per event, no timestamps (the kernel log and the VMM have

@@ -52,10 +52,12 @@ export VMRUN_TEST_BUSYBOX_INITRD="$results/busybox-initramfs.cpio.gz"
 
 export VMRUN_REQUIRE_GUEST=1
 # A test host that stalls (run.sh exit 96: no output at all for
-# VMRUN_TESTHOST_STALL_SECS, far beyond every test's own boot timeout) is
-# the nested-virtualisation hang TESTHOST.md describes, not a test result:
-# the batch is run once more in a fresh test host, loudly. Any other
-# failure is final.
+# VMRUN_TESTHOST_STALL_SECS, far beyond every test's own boot timeout),
+# does not boot (98) or dies without writing the batch's exit status (99,
+# e.g. QEMU or the test host's kernel going down under nested TCG) is the
+# nested-virtualisation trouble TESTHOST.md describes, not a test result:
+# the batch is run once more in a fresh test host, loudly, after printing
+# the dead test host's console. A failing test (any other status) is final.
 attempt=1
 while :; do
     set +e
@@ -64,11 +66,19 @@ while :; do
         -- "$VMRUN_REPO/tests/testhost/guest-batch.sh" "${test_bins[@]}"
     status=$?
     set -e
-    if [ "$status" != 96 ] || [ "$attempt" -ge 2 ]; then
-        exit "$status"
+    case "$status" in
+        96) why="the test host stalled" ;;
+        98) why="the test host did not boot" ;;
+        99) why="the test host died before the batch finished" ;;
+        *) exit "$status" ;;
+    esac
+    [ "$attempt" -lt 2 ] || exit "$status"
+    if [ -s "$results/testhost-console.log" ]; then
+        log "the dead test host's console (last 80 lines of $results/testhost-console.log):"
+        tail -n 80 "$results/testhost-console.log" >&2 || true
     fi
     attempt=$((attempt + 1))
-    log "RETRYING the guest batch in a fresh test host (attempt $attempt): the test host stalled"
+    log "RETRYING the guest batch in a fresh test host (attempt $attempt): $why (exit $status)"
     results="$results-retry$attempt"
     mkdir -p "$results"
 done

@@ -138,7 +138,7 @@ start=$(date +%s)
 set +e
 # stdin: vng dies in its terminal set-up without one.
 timeout --kill-after=30 "$timeout_secs" \
-    "$vng" -r "$kernel" --disable-kvm --force-9p --disable-microvm \
+    "$vng" -r "$kernel" --verbose --disable-kvm --force-9p --disable-microvm \
     --cpus "${VMRUN_TESTHOST_CPUS:-2}" --memory "${VMRUN_TESTHOST_MEMORY:-2G}" \
     --qemu-opts="-cpu max" --rwdir "$results" "${share_cache[@]}" \
     -- "$inner" </dev/null >"$results/testhost-console.log" 2>&1 &
