@@ -432,8 +432,9 @@ fn bad_requests_get_errors_naming_the_field(world: &World) {
 
     let mut terminal = world.spec(&["true"]);
     terminal["process"]["terminal"] = json!(true);
-    let message = agent_error(client.call(create("tty", terminal, &stdio)));
-    assert!(message.contains("process.terminal"), "{message}");
+    terminal["process"]["consoleSize"] = json!({"height": 70000, "width": 80});
+    let message = agent_error(client.call(create("bigtty", terminal, &stdio)));
+    assert!(message.contains("process.consoleSize.height"), "{message}");
 
     // A stdio port nobody listens on.
     let mut no_listener = create("nolistener", world.spec(&["true"]), &stdio);
@@ -586,6 +587,96 @@ fn shutdown_kills_and_answers(world: &World) {
     drop(client);
 }
 
+fn terminal_gets_a_pty_with_its_size_input_and_resizes(world: &World) {
+    let mut agent = world.agent("terminal");
+    let client = agent.client();
+    let bind = || {
+        let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        let path = world.scratch.path().join(format!("port-{port}.sock"));
+        (port, UnixListener::bind(path).expect("bind stdio port"))
+    };
+    let ((in_port, stdin_l), (out_port, stdout_l), (err_port, stderr_l)) = (bind(), bind(), bind());
+    let stderr = std::thread::spawn(move || read_all(&stderr_l));
+    let mut spec = world.spec(&[
+        "sh",
+        "-c",
+        "tty; stty size; test -t 0 && test -t 1 && test -t 2 && echo all-ttys; \
+         read line; stty size; echo got:$line; exit 3",
+    ]);
+    spec["process"]["terminal"] = json!(true);
+    spec["process"]["consoleSize"] = json!({"height": 30, "width": 100});
+    let request = Request::Create {
+        id: "tty".into(),
+        spec,
+        rootfs: RootfsSource::VirtioFs { tag: TAG.into() },
+        stdio: StdioPorts {
+            stdin: Some(in_port),
+            stdout: Some(out_port),
+            stderr: Some(err_port),
+        },
+    };
+    assert_eq!(client.call(request).unwrap(), Response::Ok);
+    let (mut stdin, _) = stdin_l.accept().expect("accept stdin");
+    let (mut stdout, _) = stdout_l.accept().expect("accept stdout");
+    let resize = |rows, cols| Request::Resize {
+        id: "tty".into(),
+        rows,
+        cols,
+    };
+    let message = agent_error(client.call(resize(40, 120)));
+    assert!(message.contains("not started"), "{message}");
+    assert_eq!(client.call(start("tty")).unwrap(), Response::Ok);
+    // Resize and type only once the shell waits in `read`.
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("all-ttys") {
+        match stdout.read(&mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            _ => panic!("stdout ended early: {:?}", String::from_utf8_lossy(&seen)),
+        }
+    }
+    assert_eq!(client.call(resize(40, 120)).unwrap(), Response::Ok);
+    stdin.write_all(b"hello\n").expect("write stdin");
+    drop(stdin);
+    let Response::Exited { status } = client.call(wait("tty")).unwrap() else {
+        panic!("wait did not answer Exited");
+    };
+    // The exit is reported only after the pty's output was relayed.
+    stdout.read_to_end(&mut seen).expect("stdout to EOF");
+    let out = String::from_utf8_lossy(&seen).into_owned();
+    let err = String::from_utf8_lossy(&stderr.join().expect("stderr")).into_owned();
+    println!("  tty: {status:?} stdout={out:?} stderr={err:?}");
+    assert_eq!(status, ExitStatus::Code(3));
+    let lines: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with("/dev/pts/")),
+        "{out:?}"
+    );
+    for want in ["30 100", "all-ttys", "40 120", "got:hello"] {
+        assert!(lines.contains(&want), "{want:?} missing in {out:?}");
+    }
+    assert_eq!(err, "", "a terminal has no separate stderr");
+
+    // A container without a terminal cannot be resized.
+    let stdio = HostStdio::listen(world, None);
+    assert_eq!(
+        client
+            .call(create("notty", world.spec(&["sleep", "1000"]), &stdio))
+            .unwrap(),
+        Response::Ok
+    );
+    assert_eq!(client.call(start("notty")).unwrap(), Response::Ok);
+    let message = agent_error(client.call(Request::Resize {
+        id: "notty".into(),
+        rows: 1,
+        cols: 1,
+    }));
+    assert!(message.contains("no terminal"), "{message}");
+    assert_eq!(client.call(Request::Shutdown).unwrap(), Response::Ok);
+    assert_eq!(agent.end().unwrap(), ServeEnd::Shutdown);
+    let _ = stdio.collect();
+}
+
 // ---------------------------------------------------------------- runner
 
 type Case = (&'static str, fn(&World));
@@ -623,6 +714,10 @@ const CASES: &[Case] = &[
         lost_connection_kills_the_container,
     ),
     ("shutdown_kills_and_answers", shutdown_kills_and_answers),
+    (
+        "terminal_gets_a_pty_with_its_size_input_and_resizes",
+        terminal_gets_a_pty_with_its_size_input_and_resizes,
+    ),
 ];
 
 fn skip_reason() -> Option<&'static str> {

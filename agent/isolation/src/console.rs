@@ -66,6 +66,53 @@ impl ConsoleSocket {
     }
 }
 
+/// Sets the window size of the pty whose master is `master` (the slave
+/// sees it: `TIOCGWINSZ`, `stty size`).
+pub(crate) fn set_window_size(
+    master: &OwnedFd,
+    rows: u16,
+    cols: u16,
+) -> Result<(), IsolationError> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `struct winsize` from the pointer, which
+    // points at a live, initialised value; the fd is owned and open.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    if rc != 0 {
+        return Err(IsolationError::io(
+            "setting the terminal size (process.consoleSize)",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// `process.consoleSize` as `(rows, cols)` when the spec has a terminal
+/// and a size; an error naming the field when it does not fit a `u16`.
+pub(crate) fn console_size(
+    process: &crate::oci_spec::runtime::Process,
+) -> Result<Option<(u16, u16)>, IsolationError> {
+    let Some(size) = process.console_size() else {
+        return Ok(None);
+    };
+    let fit = |field: &str, value: u64| {
+        u16::try_from(value).map_err(|_| {
+            IsolationError::invalid(
+                format!("process.consoleSize.{field}"),
+                format!("{value} is larger than {}", u16::MAX),
+            )
+        })
+    };
+    Ok(Some((
+        fit("height", size.height())?,
+        fit("width", size.width())?,
+    )))
+}
+
 impl Drop for ConsoleSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);

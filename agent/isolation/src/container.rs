@@ -11,7 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::console::ConsoleSocket;
+use crate::console::{console_size, set_window_size, ConsoleSocket};
 use crate::oci_spec::runtime::{RootBuilder, Spec};
 use crate::validate::Warning;
 use crate::{cgroups, rootfs_check, validate, IsolationError};
@@ -219,6 +219,10 @@ fn create_and_start(
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
+    let size = match spec.process() {
+        Some(process) if terminal => console_size(process)?,
+        _ => None,
+    };
     let console = if terminal {
         Some(ConsoleSocket::bind(
             &opts
@@ -258,9 +262,19 @@ fn create_and_start(
         }
     };
     let pty_master = match &console {
-        Some(c) => Some(c.receive_master().inspect_err(|_| {
-            let _ = container.delete(true);
-        })?),
+        Some(c) => {
+            let master = c.receive_master().inspect_err(|_| {
+                let _ = container.delete(true);
+            })?;
+            // Before start: the process must see its size from the first
+            // instruction (libcontainer does not apply consoleSize).
+            if let Some((rows, cols)) = size {
+                set_window_size(&master, rows, cols).inspect_err(|_| {
+                    let _ = container.delete(true);
+                })?;
+            }
+            Some(master)
+        }
         None => None,
     };
     if let Err(e) = container.start() {

@@ -10,11 +10,20 @@
 //! on the host ports named in [`StdioPorts`] (CID 2) before sending
 //! `Create`, and the agent connects to each of them. EOF on the stdin
 //! connection is forwarded to the process as EOF on its stdin.
+//!
+//! With `process.terminal: true` in the spec the process gets a pty in the
+//! guest instead: the stdin connection feeds the pty master (EOF just stops
+//! the input), the master's output travels on the stdout connection, and
+//! the stderr connection is closed at once (a terminal has no separate
+//! stderr, as with runc). `Resize` sets the pty's window size.
 
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol; bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// History: 1 = Create/Start/Signal/Wait/Shutdown; 2 = adds `Resize` and
+/// terminal (pty) stdio.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Guest vsock port the agent listens on for the control connection.
 pub const CONTROL_PORT: u32 = 1024;
 /// Guest CID the VMM gives the guest.
@@ -94,6 +103,16 @@ pub enum Request {
         id: String,
         /// Signal number.
         signal: i32,
+    },
+    /// Sets the window size of the container's terminal (`process.terminal`).
+    /// Sizes are `u16` as in `struct winsize`; anything else is malformed.
+    Resize {
+        /// Container id.
+        id: String,
+        /// Rows (lines).
+        rows: u16,
+        /// Columns.
+        cols: u16,
     },
     /// Answered when the container's process has exited.
     Wait {

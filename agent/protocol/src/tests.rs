@@ -36,6 +36,16 @@ fn all_requests() -> Vec<Request> {
             id: "c1".into(),
             signal: 15,
         },
+        Request::Resize {
+            id: "c1".into(),
+            rows: 24,
+            cols: 80,
+        },
+        Request::Resize {
+            id: "c1".into(),
+            rows: u16::MAX,
+            cols: 0,
+        },
         Request::Wait { id: "c1".into() },
         Request::Shutdown,
     ]
@@ -189,6 +199,53 @@ fn garbage_payloads_are_malformed() {
 }
 
 #[test]
+fn resize_frames_decode_and_malformed_ones_are_errors() {
+    let good = br#"{"id":7,"body":{"type":"resize","id":"c","rows":50,"cols":132}}"#;
+    let got: Envelope<Request> = read_frame(&mut raw_frame(good)).unwrap();
+    assert_eq!(
+        got,
+        Envelope {
+            id: 7,
+            body: Request::Resize {
+                id: "c".into(),
+                rows: 50,
+                cols: 132
+            }
+        }
+    );
+    let cases: &[&[u8]] = &[
+        // Missing fields.
+        br#"{"id":1,"body":{"type":"resize","id":"c","rows":50}}"#,
+        br#"{"id":1,"body":{"type":"resize","rows":50,"cols":80}}"#,
+        // Out of u16 range, negative, fractional, wrong type.
+        br#"{"id":1,"body":{"type":"resize","id":"c","rows":65536,"cols":80}}"#,
+        br#"{"id":1,"body":{"type":"resize","id":"c","rows":-1,"cols":80}}"#,
+        br#"{"id":1,"body":{"type":"resize","id":"c","rows":2.5,"cols":80}}"#,
+        br#"{"id":1,"body":{"type":"resize","id":"c","rows":"24","cols":80}}"#,
+        br#"{"id":1,"body":{"type":"resize","id":"c","rows":null,"cols":80}}"#,
+        br#"{"id":1,"body":{"type":"resize","id":7,"rows":24,"cols":80}}"#,
+        // Unknown fields, truncated JSON.
+        br#"{"id":1,"body":{"type":"resize","id":"c","rows":24,"cols":80,"x":0}}"#,
+        br#"{"id":1,"body":{"type":"resize","id":"c","rows":24,"cols":8"#,
+    ];
+    for payload in cases {
+        let err = read_frame::<_, Envelope<Request>>(&mut raw_frame(payload)).unwrap_err();
+        assert!(
+            matches!(err, FrameError::Malformed(_)),
+            "{:?}: {err:?}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+    // A resize frame cut short is truncated, not malformed or a panic.
+    let mut short = raw_frame(good).into_inner();
+    short.truncate(short.len() - 5);
+    assert!(matches!(
+        read_frame::<_, Envelope<Request>>(&mut Cursor::new(short)),
+        Err(FrameError::Truncated)
+    ));
+}
+
+#[test]
 fn deeply_nested_json_is_rejected_not_a_stack_overflow() {
     let mut payload = br#"{"id":1,"body":{"type":"create","id":"c","spec":"#.to_vec();
     payload.extend(std::iter::repeat_n(b'[', 100_000));
@@ -241,7 +298,7 @@ fn wrong_version_fails_on_both_sides() {
     assert!(matches!(
         agent_thread.join().unwrap(),
         Err(ProtocolError::VersionMismatch {
-            ours: 1,
+            ours: PROTOCOL_VERSION,
             theirs: 99
         })
     ));
@@ -252,13 +309,16 @@ fn wrong_version_fails_on_both_sides() {
         let _: Envelope<Request> = read_frame(&mut agent).unwrap();
         let answer = Envelope {
             id: 0,
-            body: Response::Hello { version: 2 },
+            body: Response::Hello {
+                version: PROTOCOL_VERSION + 1,
+            },
         };
         write_frame(&mut agent, &answer).unwrap();
     });
     assert!(matches!(
         client_handshake(&mut host),
-        Err(ProtocolError::VersionMismatch { ours: 1, theirs: 2 })
+        Err(ProtocolError::VersionMismatch { ours: PROTOCOL_VERSION, theirs })
+            if theirs == PROTOCOL_VERSION + 1
     ));
     agent_thread.join().unwrap();
 }

@@ -17,7 +17,11 @@ use vmrun_isolation::oci_spec::runtime::Spec;
 use vmrun_isolation::{ContainerProcess, ExitStatus as IsolationExit, RunOptions, Stdio};
 use vmrun_protocol::ExitStatus;
 
+use super::tty::{PtyRelay, TerminalStreams};
 use crate::init::reaper::ChildExit;
+
+/// How long a terminal's output may go on after its process exited.
+pub const TTY_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// Longest accepted container id (it becomes a path component).
 pub const MAX_ID_LEN: usize = 128;
@@ -96,8 +100,11 @@ impl ExitCell {
 pub struct Prepared {
     /// The parsed and validated spec.
     pub spec: Spec,
-    /// The container's stdio (vsock connections or /dev/null).
+    /// The container's stdio (vsock connections or /dev/null); with a
+    /// terminal, /dev/null placeholders (the pty slave becomes fd 0-2).
     pub stdio: Stdio,
+    /// With `process.terminal`: the connections the pty is relayed over.
+    pub terminal: Option<TerminalStreams>,
 }
 
 /// Where a container is in its life.
@@ -122,6 +129,8 @@ pub struct Container {
     pub state: State,
     /// Its outcome, shared with `Wait`ers.
     pub exit: Arc<ExitCell>,
+    /// The pty relay of a started terminal container.
+    pub tty: Option<Arc<PtyRelay>>,
 }
 
 impl Container {
@@ -131,6 +140,7 @@ impl Container {
             rootfs,
             state: State::Created(Box::new(prepared)),
             exit: Arc::default(),
+            tty: None,
         }
     }
 }
@@ -153,7 +163,12 @@ pub fn dev_null() -> Result<OwnedFd> {
 /// SIGCHLD for its reaper; a container must not start with it blocked).
 /// Afterwards the reaper is poked with a SIGCHLD, in case that thread
 /// swallowed the real one while it had the signal unblocked.
-pub fn launch(prepared: Prepared, rootfs: PathBuf, opts: RunOptions) -> Result<ContainerProcess> {
+pub fn launch(
+    spec: Spec,
+    stdio: Stdio,
+    rootfs: PathBuf,
+    opts: RunOptions,
+) -> Result<ContainerProcess> {
     catch_sigpipe().context("setting up SIGPIPE for the container")?;
     let launcher = std::thread::Builder::new()
         .name("launch".into())
@@ -163,8 +178,8 @@ pub fn launch(prepared: Prepared, rootfs: PathBuf, opts: RunOptions) -> Result<C
             chld.add(Signal::SIGCHLD);
             chld.thread_unblock()
                 .context("unblocking SIGCHLD for the container")?;
-            let started = vmrun_isolation::run(&prepared.spec, &rootfs, prepared.stdio, &opts)
-                .map_err(anyhow::Error::from);
+            let started =
+                vmrun_isolation::run(&spec, &rootfs, stdio, &opts).map_err(anyhow::Error::from);
             let _ = chld.thread_block();
             started
         })
@@ -217,17 +232,22 @@ pub fn lock(
 }
 
 /// Starts a thread that waits for container `id`'s exit (from the reaper),
-/// cleans up after it and publishes the status in its [`ExitCell`].
+/// cleans up after it and publishes the status in its [`ExitCell`] — for a
+/// terminal container only after the pty's remaining output is relayed.
 pub fn spawn_exit_watcher(
     containers: Containers,
     id: String,
     exited: Receiver<ChildExit>,
     cell: Arc<ExitCell>,
+    tty: Option<Arc<PtyRelay>>,
 ) -> Result<()> {
     std::thread::Builder::new()
         .name(format!("wait-{id}"))
         .spawn(move || {
             let received = exited.recv();
+            if let Some(tty) = tty {
+                tty.drain(TTY_DRAIN_LIMIT);
+            }
             let process = {
                 let mut table = lock(&containers);
                 table.get_mut(&id).and_then(|c| {

@@ -20,6 +20,7 @@ use vmrun_protocol::{
 
 use super::container::{self, check_id, Container, Containers, Prepared, State};
 use super::transport::SocketStream;
+use super::tty::{PtyRelay, TerminalStreams};
 use super::ServeEnv;
 use crate::marker::{self, Marker};
 
@@ -65,6 +66,42 @@ impl Responder {
     }
 }
 
+/// `process.consoleSize` must fit a `struct winsize` (u16 rows and cols).
+fn check_console_size(spec: &vmrun_isolation::oci_spec::runtime::Spec) -> Result<()> {
+    let Some(size) = spec.process().as_ref().and_then(|p| p.console_size()) else {
+        return Ok(());
+    };
+    for (field, value) in [("height", size.height()), ("width", size.width())] {
+        if u16::try_from(value).is_err() {
+            bail!(
+                "spec: process.consoleSize.{field}: {value} is larger than {}",
+                u16::MAX
+            );
+        }
+    }
+    Ok(())
+}
+
+/// For a terminal container: keeps stdin and stdout for the pty relay,
+/// closes stderr at once (the host sees EOF: a terminal has no separate
+/// stderr) and gives the container runtime /dev/null placeholders.
+fn terminal_stdio(
+    stdio: vmrun_isolation::Stdio,
+) -> Result<(vmrun_isolation::Stdio, Option<TerminalStreams>)> {
+    let vmrun_isolation::Stdio {
+        stdin,
+        stdout,
+        stderr,
+    } = stdio;
+    drop(stderr);
+    let placeholders = vmrun_isolation::Stdio {
+        stdin: container::dev_null()?,
+        stdout: container::dev_null()?,
+        stderr: container::dev_null()?,
+    };
+    Ok((placeholders, Some(TerminalStreams { stdin, stdout })))
+}
+
 fn error_response(err: &anyhow::Error) -> Response {
     Response::Error {
         message: format!("{err:#}"),
@@ -98,6 +135,20 @@ pub fn serve(mut stream: SocketStream, env: &ServeEnv) -> Result<ServeEnd> {
     let end = server.request_loop(reader);
     server.finish(end);
     Ok(end)
+}
+
+/// Takes the pty master from a started terminal container and starts
+/// relaying it (a terminal container without a master is an error: the
+/// caller's drop of `process` kills it).
+fn start_tty(
+    id: &str,
+    process: &mut vmrun_isolation::ContainerProcess,
+    streams: TerminalStreams,
+) -> Result<PtyRelay> {
+    let master = process
+        .take_pty_master()
+        .ok_or_else(|| anyhow!("process.terminal: the container runtime gave no pty master"))?;
+    PtyRelay::start(id, master, streams)
 }
 
 struct Server<'env> {
@@ -159,6 +210,11 @@ impl Server<'_> {
                 .map(|()| Response::Ok),
             Request::Start { id: cid } => self.start(&cid).map(|()| Response::Ok),
             Request::Signal { id: cid, signal } => self.signal(&cid, signal).map(|()| Response::Ok),
+            Request::Resize {
+                id: cid,
+                rows,
+                cols,
+            } => self.resize(&cid, rows, cols).map(|()| Response::Ok),
             Request::Wait { id: cid } => match self.wait(id, &cid) {
                 Ok(Some(response)) => Ok(response),
                 Ok(None) => return None, // answered later by its thread
@@ -196,14 +252,13 @@ impl Server<'_> {
         let spec_json = serde_json::to_vec(spec).context("spec: cannot re-encode")?;
         let spec = vmrun_isolation::spec::parse_spec(&spec_json).context("spec")?;
         vmrun_isolation::validate::validate(&spec).context("spec")?;
-        if spec
+        let terminal = spec
             .process()
             .as_ref()
             .and_then(|p| p.terminal())
-            .unwrap_or(false)
-        {
-            // The pty master would need its own pump to a stdio port.
-            bail!("spec: process.terminal: true is not supported by vmrun's agent yet");
+            .unwrap_or(false);
+        if terminal {
+            check_console_size(&spec)?;
         }
         let readonly = spec
             .root()
@@ -211,16 +266,36 @@ impl Server<'_> {
             .and_then(|root| root.readonly())
             .unwrap_or(false);
         let rootfs_dir = self.env.rootfs.prepare(&id, rootfs, readonly)?;
-        let stdio = match self.connect_stdio(stdio) {
-            Ok(stdio) => stdio,
+        let connected = self.connect_stdio(stdio).and_then(|stdio| {
+            if terminal {
+                terminal_stdio(stdio)
+            } else {
+                Ok((stdio, None))
+            }
+        });
+        let (stdio, terminal) = match connected {
+            Ok(connected) => connected,
             Err(err) => {
                 self.env.rootfs.release(&id, &rootfs_dir);
                 return Err(err);
             }
         };
-        tracing::info!("created container {id} (rootfs {})", rootfs_dir.display());
-        container::lock(&self.containers)
-            .insert(id, Container::created(rootfs_dir, Prepared { spec, stdio }));
+        tracing::info!(
+            "created container {id} (rootfs {}{})",
+            rootfs_dir.display(),
+            if terminal.is_some() { ", terminal" } else { "" }
+        );
+        container::lock(&self.containers).insert(
+            id,
+            Container::created(
+                rootfs_dir,
+                Prepared {
+                    spec,
+                    stdio,
+                    terminal,
+                },
+            ),
+        );
         Ok(())
     }
 
@@ -260,8 +335,21 @@ impl Server<'_> {
         };
         let mut opts = self.env.run_options.clone();
         opts.id = id.to_owned();
-        let process = match container::launch(*prepared, rootfs, opts.clone()) {
-            Ok(process) => process,
+        let Prepared {
+            spec,
+            stdio,
+            terminal,
+        } = *prepared;
+        let launched =
+            container::launch(spec, stdio, rootfs, opts.clone()).and_then(|mut process| {
+                let tty = match terminal {
+                    Some(streams) => Some(Arc::new(start_tty(id, &mut process, streams)?)),
+                    None => None,
+                };
+                Ok((process, tty))
+            });
+        let (process, tty) = match launched {
+            Ok(launched) => launched,
             Err(err) => {
                 let err = err.context(format!("starting container {id}"));
                 if let Some(c) = container::lock(&self.containers).get_mut(id) {
@@ -275,9 +363,33 @@ impl Server<'_> {
         tracing::info!("started container {id} (pid {})", process.pid());
         if let Some(c) = container::lock(&self.containers).get_mut(id) {
             c.state = State::Running(Box::new(process));
+            c.tty = tty.clone();
         }
         marker::write(Marker::ContainerStarted);
-        container::spawn_exit_watcher(Arc::clone(&self.containers), id.to_owned(), exited, cell)
+        container::spawn_exit_watcher(
+            Arc::clone(&self.containers),
+            id.to_owned(),
+            exited,
+            cell,
+            tty,
+        )
+    }
+
+    fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<()> {
+        let table = container::lock(&self.containers);
+        let container = table
+            .get(id)
+            .ok_or_else(|| anyhow!("id: no container {id:?}"))?;
+        match (&container.state, &container.tty) {
+            (State::Running(_), Some(tty)) => tty
+                .resize(rows, cols)
+                .with_context(|| format!("resizing the terminal of container {id}")),
+            (State::Running(_) | State::Done, None) => {
+                bail!("container {id:?} has no terminal (process.terminal is false)")
+            }
+            (State::Created(_) | State::Starting, _) => bail!("container {id:?} is not started"),
+            (State::Done, Some(_)) => bail!("container {id:?} is not running"),
+        }
     }
 
     fn signal(&self, id: &str, signal: i32) -> Result<()> {

@@ -20,9 +20,14 @@
 //!    the rootfs (read-only when `root.readonly`), connects to each stdio
 //!    port (`None` → /dev/null) → `Ok`, or `Error` naming the field.
 //! 4. `Start{id}` → the process runs (boot-timer marker 3) → `Ok`.
+//!    With `process.terminal: true` the process gets a pty instead: stdin
+//!    feeds the master, the master's output goes to stdout, the stderr
+//!    connection is closed at once (see [`tty`]).
 //! 5. `Wait{id}` → answered with `Exited{status}` when the process ends
+//!    (for a terminal, after the pty's last output reached stdout)
 //!    (any number of waits; later ones answer at once). `Signal{id, signal}`
-//!    → `Ok` at once. [stdin EOF: shut down the host's write side of the
+//!    → `Ok` at once; `Resize{id, rows, cols}` → `Ok` (terminal only).
+//!    [stdin EOF: shut down the host's write side of the
 //!    stdin connection; stdout/stderr end with EOF when the process is gone.]
 //! 6. `Shutdown` → every container killed, rootfs unmounted → `Ok`; then the
 //!    agent syncs and reboots (the VMM sees the i8042 reset: exit 0). If the
@@ -37,6 +42,7 @@
 //!   guest, unix sockets in host tests);
 //! - [`rootfs`]: mounting the rootfs (virtio-fs or a block device);
 //! - [`container`]: one container's states, start and exit;
+//! - [`tty`]: `process.terminal`: the pty master relayed over stdio;
 //! - [`control`]: the request loop.
 //!
 //! The same [`control::serve`] runs in the guest and in host tests; only
@@ -46,6 +52,7 @@ pub mod container;
 pub mod control;
 pub mod rootfs;
 pub mod transport;
+pub mod tty;
 
 use std::convert::Infallible;
 

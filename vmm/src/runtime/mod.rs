@@ -2,7 +2,8 @@
 //! container: [`bundle`] validates the input before any VM exists, [`run`]
 //! boots the VM with the agent in serve mode and drives it over vsock,
 //! [`stdio`] relays the process's stdio, [`signals`] forwards
-//! SIGINT/SIGTERM/SIGHUP, [`console_tail`] keeps the guest console for
+//! SIGINT/SIGTERM/SIGHUP, [`terminal`] handles `process.terminal` (raw
+//! mode, window size), [`console_tail`] keeps the guest console for
 //! error reports.
 
 pub mod bundle;
@@ -10,6 +11,7 @@ pub mod console_tail;
 pub mod run;
 pub mod signals;
 pub mod stdio;
+pub mod terminal;
 
 pub use bundle::{Bundle, BundleError, HostRootfs};
 pub use run::{run_container, ContainerRunError, RunConfig};

@@ -17,8 +17,9 @@ use vmrun_virtio::{VsockHost, VsockListener};
 
 use super::bundle::{Bundle, HostRootfs};
 use super::console_tail::ConsoleTail;
-use super::signals::SignalForwarder;
+use super::signals::{SignalForwarder, RESIZE};
 use super::stdio::{relay_stdin, OutputRelay};
+use super::terminal::{self, RawMode, HOST_TTY_FD};
 use crate::devices::virtio::{add_block, add_fs, add_vsock, VirtioSetupError};
 use crate::exit::{ExitState, VmExit};
 use crate::machine::config::MachineConfig;
@@ -99,7 +100,8 @@ enum SignalTarget {
     /// No container yet: the signal ends vmrun (and the VM with it).
     #[default]
     NotYet,
-    /// The container runs: forward with a `Signal` request.
+    /// The container runs: forward with a `Signal` request (SIGWINCH: a
+    /// `Resize` when it has a terminal and vmrun's stdin is one).
     Container(Arc<ControlClient>),
     /// The container exited: nothing to signal.
     Exited,
@@ -240,11 +242,29 @@ fn expect_ok(
     }
 }
 
+/// Sends vmrun's terminal size to the container's terminal.
+fn send_host_size(client: &ControlClient, id: &str) {
+    let Some((rows, cols)) = terminal::window_size(HOST_TTY_FD) else {
+        return;
+    };
+    let request = Request::Resize {
+        id: id.to_owned(),
+        rows,
+        cols,
+    };
+    if let Err(e) = client.call(request) {
+        tracing::debug!("cannot resize the container's terminal: {e}");
+    }
+}
+
 /// Runs the bundle's process in a fresh microVM with vmrun's stdio, and
 /// returns its exit status once the VM is gone. SIGINT/SIGTERM/SIGHUP must
 /// already be blocked ([`super::signals::block_forwarded`]); they are
 /// forwarded to the container once it exists (before that they end vmrun,
-/// and with it the VM, with status 128+N).
+/// and with it the VM, with status 128+N). With `process.terminal` the
+/// container gets a pty in the guest relayed over the same streams
+/// (stderr stays empty), and vmrun's terminal, if stdin is one, is in raw
+/// mode while the process runs (see [`super::terminal`]).
 pub fn run_container(
     config: &RunConfig,
     timings: Arc<Timings>,
@@ -252,12 +272,19 @@ pub fn run_container(
     let target: Arc<Mutex<SignalTarget>> = Arc::default();
     let signal_target = target.clone();
     let id = config.id.clone();
+    let tty = terminal::spec_wants_terminal(&config.bundle.spec);
     let _signals = SignalForwarder::start(move |signal| {
         let state = signal_target
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         match state {
+            SignalTarget::Container(client) if signal == RESIZE => {
+                if tty {
+                    send_host_size(&client, &id);
+                }
+            }
+            _ if signal == RESIZE => {}
             SignalTarget::Container(client) => {
                 tracing::debug!(signal, "forwarding to the container");
                 if let Err(e) = client.call(Request::Signal {
@@ -268,6 +295,7 @@ pub fn run_container(
                 }
             }
             SignalTarget::NotYet => {
+                terminal::restore_host_terminal();
                 eprintln!("vmrun: signal {signal} before the container started: stopping");
                 std::process::exit(128 + signal);
             }
@@ -286,12 +314,20 @@ pub fn run_container(
     };
     let [in_port, out_port, err_port] = STDIO_PORTS;
     let (stdin_l, stdout_l, stderr_l) = (listen(in_port)?, listen(out_port)?, listen(err_port)?);
+    let mut spec = config.bundle.spec.clone();
+    if tty {
+        // runc's caller gets its own terminal's size (from the start here,
+        // not just after the process began).
+        if let Some(size) = terminal::window_size(HOST_TTY_FD) {
+            terminal::set_console_size(&mut spec, size);
+        }
+    }
     expect_ok(
         &client,
         "Create",
         Request::Create {
             id: config.id.clone(),
-            spec: config.bundle.spec.clone(),
+            spec,
             rootfs,
             stdio: StdioPorts {
                 stdin: Some(in_port),
@@ -313,6 +349,14 @@ pub fn run_container(
         .map_err(|e| ContainerRunError::Io("start the stderr relay", e))?;
 
     *target.lock().unwrap_or_else(|p| p.into_inner()) = SignalTarget::Container(client.clone());
+    // Raw mode only for a terminal container on a host terminal; restored
+    // when this guard drops (every return below) or by the signal path.
+    let raw_mode = if tty {
+        RawMode::enter(HOST_TTY_FD)
+            .map_err(|e| ContainerRunError::Io("put the terminal in raw mode", e))?
+    } else {
+        None
+    };
     expect_ok(
         &client,
         "Start",
@@ -320,6 +364,10 @@ pub fn run_container(
             id: config.id.clone(),
         },
     )?;
+    if raw_mode.is_some() {
+        // A resize between Create and Start found no container yet.
+        send_host_size(&client, &config.id);
+    }
     let status = match client.call(Request::Wait {
         id: config.id.clone(),
     }) {
@@ -332,6 +380,7 @@ pub fn run_container(
     let drain_deadline = Instant::now() + OUTPUT_DRAIN_TIMEOUT;
     out.finish(drain_deadline);
     err.finish(drain_deadline);
+    drop(raw_mode);
 
     if let Err(e) = client.call(Request::Shutdown) {
         // The agent may power off before its answer gets out.

@@ -1,4 +1,6 @@
-//! Forwarding SIGINT/SIGTERM/SIGHUP received by vmrun to the container.
+//! Forwarding SIGINT/SIGTERM/SIGHUP received by vmrun to the container,
+//! and receiving SIGWINCH (a resize of vmrun's terminal, passed on as a
+//! resize of the container's terminal, never as a signal).
 //!
 //! The signals are blocked in the calling thread before any other thread
 //! exists (threads inherit the mask), and one thread collects them with
@@ -11,20 +13,22 @@ use std::thread::JoinHandle;
 
 /// The signals vmrun forwards to the container.
 pub const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+/// The terminal-resize signal, handed to the callback like the forwarded ones.
+pub const RESIZE: libc::c_int = libc::SIGWINCH;
 
 fn forwarded_set() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it fully.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid, exclusively borrowed sigset_t.
     unsafe { libc::sigemptyset(&mut set) };
-    for sig in FORWARDED {
+    for sig in FORWARDED.into_iter().chain([RESIZE]) {
         // SAFETY: as above; `sig` is a valid signal number.
         unsafe { libc::sigaddset(&mut set, sig) };
     }
     set
 }
 
-/// Blocks the forwarded signals in the calling thread (and so in every
+/// Blocks the forwarded signals and [`RESIZE`] in the calling thread (and so in every
 /// thread it spawns afterwards). Call before starting other threads.
 pub fn block_forwarded() -> io::Result<()> {
     let set = forwarded_set();
@@ -44,8 +48,8 @@ pub struct SignalForwarder {
 }
 
 impl SignalForwarder {
-    /// Starts receiving the (already blocked) forwarded signals and calls
-    /// `on_signal` with each.
+    /// Starts receiving the (already blocked) forwarded signals and
+    /// [`RESIZE`], and calls `on_signal` with each.
     pub fn start(on_signal: impl Fn(i32) + Send + 'static) -> io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
