@@ -20,7 +20,8 @@ use vmrun_protocol::ExitStatus;
 use super::tty::{PtyRelay, TerminalStreams};
 use crate::init::reaper::ChildExit;
 
-/// How long a terminal's output may go on after its process exited.
+/// How long a terminal's output may sit idle after its process exited
+/// before it is cut (something else in the guest still holds the pty).
 pub const TTY_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// Longest accepted container id (it becomes a path component).

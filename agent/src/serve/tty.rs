@@ -16,7 +16,8 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +45,8 @@ pub struct PtyRelay {
     stdin: OwnedFd,
     stdout: OwnedFd,
     output_done: Mutex<Option<Receiver<()>>>,
+    /// Bytes the output relay has passed on so far.
+    output_bytes: Arc<AtomicU64>,
 }
 
 /// Reads into `buf`, retrying on `EINTR`. `Ok(0)` is EOF; a pty master
@@ -72,8 +75,9 @@ fn write_all_fd(fd: &OwnedFd, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Copies `from` into `to` until EOF (or `EIO`) or an error.
-fn copy(from: &OwnedFd, to: &OwnedFd) -> io::Result<u64> {
+/// Copies `from` into `to` until EOF (or `EIO`) or an error, counting the
+/// bytes passed on in `progress`.
+fn copy(from: &OwnedFd, to: &OwnedFd, progress: &AtomicU64) -> io::Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
     loop {
@@ -83,6 +87,7 @@ fn copy(from: &OwnedFd, to: &OwnedFd) -> io::Result<u64> {
         }
         write_all_fd(to, buf.get(..n).unwrap_or_default())?;
         total = total.saturating_add(n as u64);
+        progress.store(total, Ordering::Relaxed);
     }
 }
 
@@ -114,21 +119,25 @@ impl PtyRelay {
         let stdin = streams.stdin;
         std::thread::Builder::new()
             .name(format!("tty-in-{id}"))
-            .spawn(move || match copy(&stdin, &input_master) {
-                // EOF from the host: stop relaying input, like runc.
-                Ok(bytes) => tracing::debug!(bytes, "terminal input ended"),
-                // EIO/EPIPE: the process and its terminal are gone.
-                Err(err) => tracing::debug!("terminal input relay: {err}"),
-            })
+            .spawn(
+                move || match copy(&stdin, &input_master, &AtomicU64::new(0)) {
+                    // EOF from the host: stop relaying input, like runc.
+                    Ok(bytes) => tracing::debug!(bytes, "terminal input ended"),
+                    // EIO/EPIPE: the process and its terminal are gone.
+                    Err(err) => tracing::debug!("terminal input relay: {err}"),
+                },
+            )
             .context("spawning the terminal input relay")?;
 
         let output_master = Arc::clone(&master);
         let stdout = streams.stdout;
         let (done, output_done) = mpsc::channel();
+        let output_bytes = Arc::new(AtomicU64::new(0));
+        let progress = Arc::clone(&output_bytes);
         std::thread::Builder::new()
             .name(format!("tty-out-{id}"))
             .spawn(move || {
-                match copy(&output_master, &stdout) {
+                match copy(&output_master, &stdout, &progress) {
                     Ok(bytes) => tracing::debug!(bytes, "terminal output ended"),
                     Err(err) => tracing::debug!("terminal output relay: {err}"),
                 }
@@ -143,6 +152,7 @@ impl PtyRelay {
             stdin: stdin_wake,
             stdout: stdout_wake,
             output_done: Mutex::new(Some(output_done)),
+            output_bytes,
         })
     }
 
@@ -151,23 +161,36 @@ impl PtyRelay {
         set_window_size(&self.master, rows, cols)
     }
 
-    /// After the process exited: waits (up to `limit`) until the output
-    /// relay has passed on the pty's last byte and closed the host's
-    /// stdout, then stops the input relay. If something else in the guest
-    /// still holds the terminal open, the output is cut after `limit`.
-    pub fn drain(&self, limit: Duration) {
+    /// After the process exited: waits until the output relay has passed
+    /// on the pty's last byte and closed the host's stdout, then stops the
+    /// input relay. A relay still moving bytes (a slow host reader) is
+    /// waited for; one that moved nothing for `idle_limit` while the
+    /// terminal stays open (something else in the guest holds it) is cut.
+    pub fn drain(&self, idle_limit: Duration) {
         let done = self
             .output_done
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
         if let Some(done) = done {
-            if done.recv_timeout(limit).is_err() {
-                tracing::warn!(
-                    "the terminal is still open {limit:?} after the process exited \
-                     (a background process?): closing its output"
-                );
-                let _ = shutdown(self.stdout.as_raw_fd(), Shutdown::Both);
+            let mut seen = self.output_bytes.load(Ordering::Relaxed);
+            loop {
+                match done.recv_timeout(idle_limit) {
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        let now = self.output_bytes.load(Ordering::Relaxed);
+                        if now != seen {
+                            seen = now;
+                            continue;
+                        }
+                        tracing::warn!(
+                            "the terminal is still open and idle {idle_limit:?} after the \
+                             process exited (a background process?): closing its output"
+                        );
+                        let _ = shutdown(self.stdout.as_raw_fd(), Shutdown::Both);
+                        break;
+                    }
+                }
             }
         }
         // Wakes the input relay, blocked reading the host's stdin.
@@ -231,5 +254,32 @@ mod tests {
         let out = String::from_utf8_lossy(&out);
         assert!(out.ends_with("last words"), "{out:?}");
         assert!(out.starts_with("typed\r\n"), "{out:?}");
+    }
+
+    #[test]
+    fn a_terminal_held_open_elsewhere_is_cut_when_idle() {
+        let (master, mut slave) = openpty();
+        let (_host_in, guest_in) = UnixStream::pair().unwrap();
+        let (mut host_out, guest_out) = UnixStream::pair().unwrap();
+        let relay = PtyRelay::start(
+            "held",
+            master,
+            TerminalStreams {
+                stdin: guest_in.into(),
+                stdout: guest_out.into(),
+            },
+        )
+        .unwrap();
+        slave.write_all(b"before exit").unwrap();
+        let mut first = [0u8; 11];
+        host_out.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"before exit");
+        // `slave` stays open (a background process): no EIO ever comes,
+        // yet the host's stdout ends.
+        relay.drain(Duration::from_millis(200));
+        let mut rest = Vec::new();
+        host_out.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"");
+        drop(slave);
     }
 }
