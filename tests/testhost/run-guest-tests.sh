@@ -2,10 +2,11 @@
 # Runs vmrun's guest test batch where KVM guests can run, and exits with
 # the batch's status.
 #
-# 1. builds `vmrun` (release) and the vmrun-tests test binaries on this host
-#    (the work tree is read-only inside the test host, which has no cargo);
+# 1. builds `vmrun` (release) and the vmrun-tests and vmrun-checker test
+#    binaries on this host (the work tree is read-only inside the test host,
+#    which has no cargo);
 # 2. builds the foreign busybox initramfs the tests boot;
-# 3. runs all vmrun-tests test binaries with VMRUN_REQUIRE_GUEST=1 (a guest
+# 3. runs all those test binaries with VMRUN_REQUIRE_GUEST=1 (a guest
 #    test that cannot boot a guest FAILS instead of skipping) through
 #    tests/testhost/run.sh: directly on a host with hardware KVM, else inside
 #    ONE test host (QEMU TCG + emulated AMD SVM, see shared/TESTHOST.md).
@@ -27,11 +28,17 @@ export VMRUN_BIN="${VMRUN_BIN:-$target/release/vmrun}"
 [ -x "$VMRUN_BIN" ] || die "vmrun binary $VMRUN_BIN missing after the build"
 
 log "building the guest test binaries"
+# vmrun-checker's tests run the OCI-spec checker matrix, the escape classes
+# and the invalid specs in microVMs (`vmrun run`; the checker and its
+# libraries are copied into each bundle's rootfs). Only their microVM
+# halves run here (VMRUN_CHECKER_HALVES=guest): the halves on this host
+# (vmrun-isolation directly, runc) ran in `cargo test --workspace`.
 mapfile -t test_bins < <(
-    cargo test -p vmrun-tests --no-run --message-format=json \
+    cargo test -p vmrun-tests -p vmrun-checker --no-run --message-format=json \
         | jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and .executable != null) | .executable'
 )
-[ ${#test_bins[@]} -gt 0 ] || die "cargo built no vmrun-tests test binaries"
+[ ${#test_bins[@]} -gt 0 ] || die "cargo built no vmrun-tests/vmrun-checker test binaries"
+export VMRUN_CHECKER_HALVES=guest
 for b in "${test_bins[@]}"; do log "  $b"; done
 
 export VMRUN_KERNEL="${VMRUN_KERNEL:-$cache/vmlinux}"
