@@ -109,6 +109,7 @@ fn main() -> Result<()> {
             stdout: Some(STDOUT_PORT),
             stderr: Some(STDERR_PORT),
         },
+        no_pivot: false,
     };
     call(&mut control, 1, create).context("create")?;
     let stdin = std::thread::spawn(move || -> Result<()> {

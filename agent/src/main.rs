@@ -8,7 +8,7 @@ use std::convert::Infallible;
 
 use anyhow::Context;
 use vmrun_agent::config::{Action, AgentConfig};
-use vmrun_agent::init::{cgroups, dev_links, mounts, reaper::Reaper};
+use vmrun_agent::init::{cgroups, dev_links, mounts, reaper::Reaper, switch_root};
 use vmrun_agent::marker::{self, Marker};
 use vmrun_agent::sysinfo::SystemInfo;
 use vmrun_agent::{console, panic, shutdown};
@@ -44,11 +44,13 @@ fn serving() -> bool {
     std::env::var_os(vmrun_agent::config::ACTION_VAR).is_some_and(|value| value == "serve")
 }
 
-/// Before running containers, re-executes the agent from a sealed memfd
-/// copy of itself (vmrun-isolation's defence against a container writing
-/// the runtime binary through /proc/<pid>/exe). Needs /proc, which is
-/// mounted here already (the later mount finds it in place); the re-executed
-/// agent starts over from `main` and finds itself sealed.
+/// Before running containers, moves the agent off the initramfs onto a
+/// tmpfs root (so containers get `pivot_root`), then re-executes the agent
+/// from a sealed memfd copy of itself (vmrun-isolation's defence against a
+/// container writing the runtime binary through /proc/<pid>/exe). Needs
+/// /proc, mounted here early (the later mount finds it in place); each
+/// re-executed agent starts over from `main`, and the last one finds
+/// itself on tmpfs and sealed.
 fn run_sealed() -> anyhow::Result<()> {
     let proc_only: Vec<mounts::MountSpec> = mounts::BASE_MOUNTS
         .iter()
@@ -56,6 +58,15 @@ fn run_sealed() -> anyhow::Result<()> {
         .copied()
         .collect();
     mounts::mount_all(&proc_only).context("mounting /proc early")?;
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    if vmrun_agent::serve::root_is_initramfs(&mountinfo) {
+        // Containers are jailed with pivot_root, which the initramfs
+        // cannot take part in: move to a tmpfs root first (re-executes).
+        nix::mount::umount("/proc").context("unmounting the early /proc")?;
+        match switch_root::switch_to_tmpfs_root()
+            .context("moving the agent from the initramfs to a tmpfs root")? {}
+    }
     vmrun_isolation::self_exe::ensure_sealed_self_exe()
         .context("re-executing the agent from a sealed copy")
 }

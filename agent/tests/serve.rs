@@ -164,6 +164,7 @@ fn create(id: &str, spec: Value, stdio: &HostStdio) -> Request {
         spec,
         rootfs: RootfsSource::VirtioFs { tag: TAG.into() },
         stdio: stdio.ports.clone(),
+        no_pivot: false,
     }
 }
 
@@ -614,6 +615,7 @@ fn terminal_gets_a_pty_with_its_size_input_and_resizes(world: &World) {
             stdout: Some(out_port),
             stderr: Some(err_port),
         },
+        no_pivot: false,
     };
     assert_eq!(client.call(request).unwrap(), Response::Ok);
     let (mut stdin, _) = stdin_l.accept().expect("accept stdin");

@@ -105,7 +105,7 @@ impl std::fmt::Debug for ContainerProcess {
 /// as its root (overriding `root.path`; `root.readonly` is kept), the
 /// given stdio, and everything else the spec says. Returns once the
 /// container process is running (it has exec'd `process.args` or is about
-/// to). Warnings (ignored LSM fields, unenforced device rules) are logged
+/// to). Warnings (ignored LSM fields, resources the guest lacks) are logged
 /// and available through [`ContainerProcess::warnings`].
 ///
 /// Must be called from a process that can `waitpid` the container (the

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 /// Version of this protocol; bumped on any incompatible change.
 ///
-/// History: 1 = Create/Start/Signal/Wait/Shutdown; 2 = adds `Resize` and
-/// terminal (pty) stdio.
+/// History: 1 = Create/Start/Signal/Wait/Shutdown; 2 = adds `Resize`,
+/// terminal (pty) stdio and `Create.no_pivot`.
 pub const PROTOCOL_VERSION: u32 = 2;
 /// Guest vsock port the agent listens on for the control connection.
 pub const CONTROL_PORT: u32 = 1024;
@@ -91,6 +91,11 @@ pub enum Request {
         rootfs: RootfsSource,
         /// Host ports for stdio.
         stdio: StdioPorts,
+        /// Jail the container with `MS_MOVE` + `chroot` instead of
+        /// `pivot_root` (runc's `--no-pivot`); absent means false, and
+        /// false is not sent (an agent from before the field still works).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        no_pivot: bool,
     },
     /// Start the created container's process.
     Start {

@@ -21,6 +21,7 @@ fn all_requests() -> Vec<Request> {
                 stdout: Some(2001),
                 stderr: None,
             },
+            no_pivot: false,
         },
         Request::Create {
             id: "c2".into(),
@@ -30,6 +31,7 @@ fn all_requests() -> Vec<Request> {
                 fstype: "ext4".into(),
             },
             stdio: StdioPorts::default(),
+            no_pivot: true,
         },
         Request::Start { id: "c1".into() },
         Request::Signal {
@@ -159,6 +161,7 @@ fn oversized_and_zero_lengths_are_refused_without_allocating() {
         spec: serde_json::Value::Null,
         rootfs: RootfsSource::VirtioFs { tag: "t".into() },
         stdio: StdioPorts::default(),
+        no_pivot: false,
     };
     assert!(matches!(
         write_frame(&mut Vec::new(), &Envelope { id: 1, body: big }),
@@ -416,4 +419,40 @@ fn control_client_matches_out_of_order_responses() {
 
 fn client_pending(client: &crate::client::ControlClient) -> usize {
     client.pending_requests()
+}
+
+#[test]
+fn create_without_no_pivot_means_pivot_root_and_a_non_bool_is_malformed() {
+    let absent = br#"{"id":1,"body":{"type":"create","id":"c","spec":null,"rootfs":{"kind":"virtio_fs","tag":"t"},"stdio":{"stdin":null,"stdout":null,"stderr":null}}}"#;
+    let got: Envelope<Request> = read_frame(&mut raw_frame(absent)).unwrap();
+    assert!(
+        matches!(
+            got.body,
+            Request::Create {
+                no_pivot: false,
+                ..
+            }
+        ),
+        "{got:?}"
+    );
+    let wrong = br#"{"id":1,"body":{"type":"create","id":"c","spec":null,"rootfs":{"kind":"virtio_fs","tag":"t"},"stdio":{"stdin":null,"stdout":null,"stderr":null},"no_pivot":"yes"}}"#;
+    assert!(matches!(
+        read_frame::<_, Envelope<Request>>(&mut raw_frame(wrong)),
+        Err(FrameError::Malformed(_))
+    ));
+}
+
+#[test]
+fn create_sends_no_pivot_only_when_set() {
+    let create = |no_pivot| Request::Create {
+        id: "c".into(),
+        spec: serde_json::Value::Null,
+        rootfs: RootfsSource::VirtioFs { tag: "t".into() },
+        stdio: StdioPorts::default(),
+        no_pivot,
+    };
+    let plain = serde_json::to_string(&create(false)).unwrap();
+    assert!(!plain.contains("no_pivot"), "{plain}");
+    let asked = serde_json::to_string(&create(true)).unwrap();
+    assert!(asked.contains(r#""no_pivot":true"#), "{asked}");
 }

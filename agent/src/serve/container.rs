@@ -106,6 +106,8 @@ pub struct Prepared {
     pub stdio: Stdio,
     /// With `process.terminal`: the connections the pty is relayed over.
     pub terminal: Option<TerminalStreams>,
+    /// The host asked for `MS_MOVE` + `chroot` instead of `pivot_root`.
+    pub no_pivot: bool,
 }
 
 /// Where a container is in its life.

@@ -205,8 +205,9 @@ impl Server<'_> {
                 spec,
                 rootfs,
                 stdio,
+                no_pivot,
             } => self
-                .create(cid, &spec, &rootfs, &stdio)
+                .create(cid, &spec, &rootfs, &stdio, no_pivot)
                 .map(|()| Response::Ok),
             Request::Start { id: cid } => self.start(&cid).map(|()| Response::Ok),
             Request::Signal { id: cid, signal } => self.signal(&cid, signal).map(|()| Response::Ok),
@@ -238,6 +239,7 @@ impl Server<'_> {
         spec: &serde_json::Value,
         rootfs: &RootfsSource,
         stdio: &StdioPorts,
+        no_pivot: bool,
     ) -> Result<()> {
         check_id(&id)?;
         {
@@ -293,6 +295,7 @@ impl Server<'_> {
                     spec,
                     stdio,
                     terminal,
+                    no_pivot,
                 },
             ),
         );
@@ -339,7 +342,9 @@ impl Server<'_> {
             spec,
             stdio,
             terminal,
+            no_pivot,
         } = *prepared;
+        opts.no_pivot |= no_pivot;
         let launched =
             container::launch(spec, stdio, rootfs, opts.clone()).and_then(|mut process| {
                 let tty = match terminal {

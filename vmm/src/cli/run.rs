@@ -48,6 +48,19 @@ pub struct RunArgs {
     /// Detach from the container (not supported yet: vmrun runs in the foreground).
     #[arg(short, long)]
     pub detach: bool,
+    /// Do not use pivot_root to jail the process inside the rootfs: use
+    /// MS_MOVE + chroot (as runc; weaker against CAP_SYS_CHROOT holders).
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring for the container (accepted for
+    /// runc compatibility: vmrun never creates one, each container has its
+    /// own guest kernel and so its own keyrings).
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass N additional file descriptors (3..3+N) to the container. Host
+    /// descriptors cannot cross into a microVM: only 0 is accepted.
+    #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
     /// A disk image holding the root filesystem, attached over virtio-blk
     /// (instead of sharing root.path over virtio-fs). Also settable with the
     /// bundle annotation `vmrun.rootfs-image`.
@@ -89,6 +102,9 @@ impl RunArgs {
             args: Vec::new(),
             pid_file: None,
             detach: false,
+            no_pivot: false,
+            no_new_keyring: false,
+            preserve_fds: 0,
             rootfs_image: None,
             kernel: None,
             initrd: None,
@@ -195,6 +211,12 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32, CliError> {
             "--detach is not supported yet: vmrun runs the container in the foreground".into(),
         ));
     }
+    if args.preserve_fds > 0 {
+        return Err(CliError::Usage(format!(
+            "--preserve-fds {}: host file descriptors cannot be passed into a microVM",
+            args.preserve_fds
+        )));
+    }
     let bundle_dir = image_bundle(global, &args)?.unwrap_or_else(|| args.bundle.clone());
     let bundle = Bundle::load(&bundle_dir, args.rootfs_image.as_deref())?;
     ensure_host_can_run_guests()?;
@@ -235,6 +257,7 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32, CliError> {
         cmdline: DEFAULT_CMDLINE.to_string(),
         agent_timeout: Duration::from_secs(args.agent_timeout),
         console: console.clone(),
+        no_pivot: args.no_pivot,
     };
     let result = run_container(&config, timings.clone());
     timings.record(Phase::Exit);

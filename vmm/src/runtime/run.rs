@@ -60,6 +60,9 @@ pub struct RunConfig {
     pub agent_timeout: Duration,
     /// Where the guest console goes (kept in memory for error reports).
     pub console: ConsoleTail,
+    /// Jail the container with `MS_MOVE` + `chroot` instead of
+    /// `pivot_root` (runc's `--no-pivot`).
+    pub no_pivot: bool,
 }
 
 /// Why a container could not be run to completion.
@@ -334,6 +337,7 @@ pub fn run_container(
                 stdout: Some(out_port),
                 stderr: Some(err_port),
             },
+            no_pivot: config.no_pivot,
         },
     )?;
     let stdin = accept(&stdin_l, "stdin")?;

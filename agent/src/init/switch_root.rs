@@ -1,0 +1,204 @@
+//! Moves the agent off the initramfs onto a tmpfs root, so containers can
+//! be jailed with `pivot_root`.
+//!
+//! The kernel starts `/init` on `rootfs`, the initial ramfs, which has no
+//! parent mount and therefore can never be pivoted away from: a runtime on
+//! it must fall back to `MS_MOVE` + `chroot` (runc's `--no-pivot`), and a
+//! chroot is escapable by a process holding `CAP_SYS_CHROOT`. Like
+//! `switch_root(8)`, the agent copies the initramfs onto a fresh tmpfs,
+//! frees the originals, moves the tmpfs over `/`, chroots into it and
+//! re-executes `/init`; from then on `/` is a real mount and the container
+//! runtime uses `pivot_root` (unless the host asks for `--no-pivot`).
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{lchown, symlink, DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{mknod, Mode, SFlag};
+use nix::unistd::{chdir, chroot, execve};
+
+/// Where the new root is assembled before it is moved over `/`.
+pub const NEW_ROOT: &str = "/.vmrun-root";
+
+/// Copies the initramfs at `/` onto a tmpfs, frees the originals, makes the
+/// tmpfs the root and re-executes `/init` with the same arguments and
+/// environment. Only returns on failure. Call it from PID 1 before anything
+/// is mounted and before any other thread exists.
+pub fn switch_to_tmpfs_root() -> Result<std::convert::Infallible> {
+    let root = Path::new("/");
+    let new_root = Path::new(NEW_ROOT);
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(new_root)
+        .with_context(|| format!("creating {}", new_root.display()))?;
+    mount(
+        Some("tmpfs"),
+        new_root,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID,
+        Some("mode=0755"),
+    )
+    .with_context(|| format!("mounting a tmpfs on {}", new_root.display()))?;
+    copy_tree(root, new_root, Some(new_root))?;
+    remove_tree_contents(root, new_root)?;
+
+    chdir(new_root).with_context(|| format!("entering {}", new_root.display()))?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .with_context(|| format!("moving over / the tmpfs {}", new_root.display()))?;
+    chroot(".").with_context(|| format!("chroot into {}", new_root.display()))?;
+    chdir("/").with_context(|| format!("entering {}", root.display()))?;
+
+    let init = Path::new("/init");
+    let args: Vec<CString> = std::env::args_os().filter_map(c_string).collect();
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(key, value)| {
+            let mut pair = key.as_bytes().to_vec();
+            pair.push(b'=');
+            pair.extend_from_slice(value.as_bytes());
+            CString::new(pair).ok()
+        })
+        .collect();
+    let path = CString::new(init.as_os_str().as_bytes()).context("naming /init")?;
+    let errno = match execve(&path, &args, &env) {
+        Ok(never) => match never {},
+        Err(errno) => errno,
+    };
+    Err(errno).with_context(|| format!("re-executing {}", init.display()))
+}
+
+fn c_string(arg: std::ffi::OsString) -> Option<CString> {
+    CString::new(arg.as_bytes()).ok()
+}
+
+/// Copies the directory tree under `from` into `to` (which exists): files,
+/// directories, symlinks, device nodes and fifos, with modes and owners.
+/// `skip` is not descended into (the target itself when it lies inside).
+pub fn copy_tree(from: &Path, to: &Path, skip: Option<&Path>) -> Result<()> {
+    for entry in fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
+        let entry = entry.with_context(|| format!("listing {}", from.display()))?;
+        let source = entry.path();
+        if Some(source.as_path()) == skip {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        let meta = fs::symlink_metadata(&source)
+            .with_context(|| format!("inspecting {}", &source.display()))?;
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            fs::DirBuilder::new()
+                .mode(meta.mode() & 0o7777)
+                .create(&target)
+                .with_context(|| format!("creating {}", &target.display()))?;
+            copy_tree(&source, &target, skip)?;
+        } else if kind.is_file() {
+            fs::copy(&source, &target)
+                .with_context(|| format!("copying to {}", &target.display()))?;
+        } else if kind.is_symlink() {
+            let link =
+                fs::read_link(&source).with_context(|| format!("reading {}", &source.display()))?;
+            symlink(&link, &target).with_context(|| format!("creating {}", &target.display()))?;
+        } else if kind.is_char_device() || kind.is_block_device() || kind.is_fifo() {
+            let node = if kind.is_char_device() {
+                SFlag::S_IFCHR
+            } else if kind.is_block_device() {
+                SFlag::S_IFBLK
+            } else {
+                SFlag::S_IFIFO
+            };
+            mknod(
+                &target,
+                node,
+                Mode::from_bits_truncate(meta.mode()),
+                meta.rdev(),
+            )
+            .with_context(|| format!("creating {}", &target.display()))?;
+        } else {
+            continue; // sockets: nothing to carry over
+        }
+        lchown(&target, Some(meta.uid()), Some(meta.gid()))
+            .with_context(|| format!("setting the owner of {}", &target.display()))?;
+        if !kind.is_symlink() {
+            fs::set_permissions(&target, fs::Permissions::from_mode(meta.mode() & 0o7777))
+                .with_context(|| format!("setting the mode of {}", &target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes everything under `dir` except `keep` (frees the initramfs'
+/// memory, as `switch_root(8)` does). Never crosses into another mount.
+pub fn remove_tree_contents(dir: &Path, keep: &Path) -> Result<()> {
+    let dev = fs::symlink_metadata(dir)
+        .with_context(|| format!("inspecting {}", dir.display()))?
+        .dev();
+    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let path = entry.path();
+        if path == keep {
+            continue;
+        }
+        let meta = fs::symlink_metadata(&path)
+            .with_context(|| format!("inspecting {}", &path.display()))?;
+        if meta.dev() != dev {
+            continue; // a mount point: not ours to empty
+        }
+        if meta.is_dir() {
+            remove_tree_contents(&path, keep)?;
+            fs::remove_dir(&path).with_context(|| format!("removing {}", &path.display()))?;
+        } else {
+            fs::remove_file(&path).with_context(|| format!("removing {}", &path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_then_remove_moves_a_tree_with_links_and_modes() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let from = base.path().join("from");
+        let to = from.join("inner-target");
+        fs::create_dir_all(from.join("dir/sub")).expect("mkdir");
+        fs::write(from.join("init"), b"binary").expect("write");
+        fs::set_permissions(from.join("init"), fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::write(from.join("dir/sub/file"), b"data").expect("write");
+        fs::set_permissions(from.join("dir"), fs::Permissions::from_mode(0o1777)).expect("chmod");
+        symlink("../init", from.join("dir/link")).expect("symlink");
+        fs::create_dir(&to).expect("mkdir target");
+
+        copy_tree(&from, &to, Some(&to)).expect("copy");
+        assert_eq!(fs::read(to.join("init")).expect("read"), b"binary");
+        assert_eq!(
+            fs::metadata(to.join("init")).expect("stat").mode() & 0o7777,
+            0o755
+        );
+        assert_eq!(
+            fs::metadata(to.join("dir")).expect("stat").mode() & 0o7777,
+            0o1777
+        );
+        assert_eq!(fs::read(to.join("dir/sub/file")).expect("read"), b"data");
+        assert_eq!(
+            fs::read_link(to.join("dir/link")).expect("readlink"),
+            Path::new("../init")
+        );
+        assert!(
+            !to.join("inner-target").exists(),
+            "the target is not copied into itself"
+        );
+
+        remove_tree_contents(&from, &to).expect("remove");
+        let left: Vec<_> = fs::read_dir(&from)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("inner-target")]);
+        assert_eq!(fs::read(to.join("dir/sub/file")).expect("read"), b"data");
+    }
+}
