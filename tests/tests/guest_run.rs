@@ -127,12 +127,16 @@ fn spawn_vmrun(args: &[&str], stdin: bool) -> Child {
         .expect("start vmrun")
 }
 
+/// Waits for `child` (killing it after `limit`) and gathers its output;
+/// stdout is empty here if the caller took it.
 fn collect(mut child: Child, limit: Duration) -> Ran {
-    let mut out = child.stdout.take().expect("stdout");
+    let out = child.stdout.take();
     let mut err = child.stderr.take().expect("stderr");
     let out = thread::spawn(move || {
         let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
+        if let Some(mut out) = out {
+            let _ = out.read_to_end(&mut v);
+        }
         v
     });
     let err = thread::spawn(move || {
@@ -238,30 +242,34 @@ fn exit_codes_come_back() {
 
 /// Runs the bundle, waits until the container printed `ready`, then sends
 /// `signal` to vmrun; returns the whole run (stdout includes `ready`).
+/// Bounded: a vmrun that never prints `ready` or never exits is killed
+/// after the boot timeout and the test fails with what it printed (a hang
+/// must be a test failure, not a silent test host).
 fn signal_when_ready(g: &GuestReadiness, bundle: &Path, id: &str, signal: &str) -> Ran {
     let mut child = spawn_vmrun(&run_args(g, bundle, id), false);
     let mut stdout = child.stdout.take().expect("stdout");
-    let mut seen = Vec::new();
-    let mut byte = [0u8; 1];
-    // Ends at "ready", or at EOF when vmrun dies (the hang guard is the
-    // caller's timeout on collect below; vmrun's own agent timeout bounds this).
-    while !seen.ends_with(b"ready\n") {
-        match stdout.read(&mut byte) {
-            Ok(1) => seen.push(byte[0]),
-            _ => break,
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while let Ok(1) = stdout.read(&mut byte) {
+            seen.push(byte[0]);
+            if seen.ends_with(b"ready\n") {
+                let _ = ready_tx.send(());
+            }
         }
-    }
-    if seen.ends_with(b"ready\n") {
+        seen
+    });
+    if ready_rx.recv_timeout(boot_timeout()).is_ok() {
         let status = Command::new("kill")
             .args([signal, &child.id().to_string()])
             .status()
             .expect("kill");
         assert!(status.success());
     }
-    child.stdout = Some(stdout);
+    // collect's deadline kills a hanging vmrun, which ends the reader.
     let mut ran = collect(child, boot_timeout());
-    seen.extend_from_slice(&ran.stdout);
-    ran.stdout = seen;
+    ran.stdout = reader.join().unwrap_or_default();
     ran
 }
 
@@ -335,6 +343,16 @@ fn ten_megabytes_of_stdout_arrive_intact() {
     assert!(ran.stdout == expected.as_bytes(), "stream differs");
 }
 
+/// A vmrun process killed and reaped when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Resident memory of process `pid` in KiB (VmRSS), if it still runs.
 fn resident_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -368,7 +386,9 @@ fn a_stalled_reader_stops_the_writer_and_vmrun_memory_stays_bounded() {
          i=$((i+1)); echo chunk $i >&2; done; echo finished >&2"
     );
     let b = bundle("stalled-reader", &["sh", "-c", &script]);
-    let mut child = spawn_vmrun(&run_args(&g, &b, "stalled-reader"), false);
+    // Killed (with its VM) on every way out, a failed assertion included.
+    let mut child = KillOnDrop(spawn_vmrun(&run_args(&g, &b, "stalled-reader"), false));
+    let child = &mut child.0;
     let pid = child.id();
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
