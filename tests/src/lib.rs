@@ -8,11 +8,14 @@
 //! capability into a failure.
 
 pub mod artifacts;
+pub mod bundle;
 pub mod console;
 pub mod guest_env;
 pub mod process;
+pub mod scratch;
 
 pub use artifacts::{busybox_initrd, guest_initrd, guest_kernel, vmrun_bin};
 pub use console::ReadyLine;
 pub use guest_env::{guest_ready, GuestReadiness};
-pub use process::{boot_timeout, run_vmrun, RunOutput};
+pub use process::{boot_timeout, run_vmrun, wait_until, RunOutput};
+pub use scratch::scratch_dir;

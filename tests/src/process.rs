@@ -91,7 +91,12 @@ fn reader<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<Strin
 }
 
 fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
+    wait_until(child, Instant::now() + limit)
+}
+
+/// Waits for `child` to exit; at `deadline` kills (and reaps) it and
+/// returns `None` (the hang guard of every run).
+pub fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),

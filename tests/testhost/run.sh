@@ -146,11 +146,13 @@ vng_pid=$!
 # Stream CMD's output from the results file while the test host runs.
 tail -n +1 --pid="$vng_pid" -f "$output" &
 tail_pid=$!
-# Stall watchdog: every guest test bounds its own boots (seconds, not
-# minutes), so output that stops growing for this long means the test host
-# itself stopped making progress (TESTHOST.md: nested KVM under TCG can
-# wedge). Kill it and say so (exit 96) instead of waiting for --timeout.
-stall_secs="${VMRUN_TESTHOST_STALL_SECS:-600}"
+# Stall watchdog: every guest test bounds each of its runs (a hang guard of
+# VMRUN_TEST_BOOT_TIMEOUT, 240 s, after which the test fails and says so),
+# so output that stops growing for longer means the test host itself
+# stopped making progress (TESTHOST.md: nested KVM under TCG can wedge; its
+# kernel then reports soft lockups on idle CPUs). Kill it and say so (exit
+# 96) instead of waiting for --timeout.
+stall_secs="${VMRUN_TESTHOST_STALL_SECS:-360}"
 kill_tree() {
     local child
     for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$child"; done

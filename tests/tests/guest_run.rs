@@ -11,50 +11,23 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use vmrun_tests::artifacts::repo_root;
+use vmrun_tests::bundle::{build_busybox_bundle, edit_config};
 use vmrun_tests::guest_env::GuestReadiness;
-use vmrun_tests::{boot_timeout, guest_ready, vmrun_bin};
+use vmrun_tests::{boot_timeout, guest_ready, scratch_dir, vmrun_bin, wait_until};
 
 /// A scratch directory for bundles. In the test host the work tree and
 /// /tmp are overlays (over 9p): bundles live on a tmpfs mounted here, as a
 /// real host's local disk would be.
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("vmrun-guest-run-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the scratch dir");
-        if std::env::var("VMRUN_IN_TESTHOST").is_ok_and(|v| v == "1") {
-            let status = Command::new("mount")
-                .args(["-t", "tmpfs", "-o", "size=512m", "tmpfs"])
-                .arg(&dir)
-                .status()
-                .expect("run mount");
-            assert!(status.success(), "mounting a tmpfs on {}", dir.display());
-        }
-        dir
-    })
+    DIR.get_or_init(|| scratch_dir("vmrun-guest-run", "512m"))
 }
 
-/// The busybox bundle, built once per test process: the build script
-/// starts a few processes per applet, which costs minutes under the test
-/// host's emulated CPU.
 fn base_bundle() -> &'static Path {
     static BASE: OnceLock<PathBuf> = OnceLock::new();
     BASE.get_or_init(|| {
         let dir = scratch().join("base");
-        let script = repo_root().join("rootfs/build-busybox-bundle.sh");
-        let out = Command::new(&script)
-            .arg("--no-install")
-            .arg(&dir)
-            .arg("true")
-            .output()
-            .expect("run build-busybox-bundle.sh");
-        assert!(
-            out.status.success(),
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        build_busybox_bundle(&dir);
         dir
     })
 }
@@ -77,17 +50,6 @@ fn bundle(name: &str, args: &[&str]) -> PathBuf {
         spec["process"]["args"] = serde_json::json!(args)
     });
     dir
-}
-
-/// Edits the bundle's config.json.
-fn edit_config(bundle: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let path = bundle.join("config.json");
-    let mut spec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("read config.json"))
-            .expect("parse config.json");
-    edit(&mut spec);
-    std::fs::write(&path, serde_json::to_string_pretty(&spec).expect("json"))
-        .expect("write config.json");
 }
 
 /// What a `vmrun run` produced (stdout as bytes).
@@ -144,18 +106,7 @@ fn collect(mut child: Child, limit: Duration) -> Ran {
         let _ = err.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        match child.try_wait().expect("wait for vmrun") {
-            Some(status) => break Some(status),
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            None => thread::sleep(Duration::from_millis(20)),
-        }
-    };
+    let status = wait_until(&mut child, Instant::now() + limit);
     Ran {
         status,
         stdout: out.join().unwrap_or_default(),
@@ -468,17 +419,7 @@ fn a_stalled_reader_stops_the_writer_and_vmrun_memory_stays_bounded() {
         let _ = stdout.read_to_end(&mut data);
         data
     });
-    let status = loop {
-        match child.try_wait().expect("wait for vmrun") {
-            Some(status) => break Some(status),
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            None => thread::sleep(Duration::from_millis(50)),
-        }
-    };
+    let status = wait_until(child, deadline);
     let data = stdout_reader.join().unwrap_or_default();
     let stderr_text = stderr_reader.join().unwrap_or_default();
     assert_eq!(

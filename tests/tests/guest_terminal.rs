@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use vmrun_tests::artifacts::repo_root;
+use vmrun_tests::bundle::{build_busybox_bundle, edit_config};
 use vmrun_tests::guest_env::{guest_required, loud, GuestReadiness};
-use vmrun_tests::{boot_timeout, guest_ready, vmrun_bin};
+use vmrun_tests::{boot_timeout, guest_ready, scratch_dir, vmrun_bin, wait_until};
 
 /// The python3 the pty harness runs with (Debian's, not a user shim).
 const PYTHON: &str = "/usr/bin/python3";
@@ -85,48 +85,20 @@ print(json.dumps({
 /// is an overlay over 9p).
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("vmrun-guest-terminal-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the scratch dir");
-        if std::env::var("VMRUN_IN_TESTHOST").is_ok_and(|v| v == "1") {
-            let status = Command::new("mount")
-                .args(["-t", "tmpfs", "-o", "size=256m", "tmpfs"])
-                .arg(&dir)
-                .status()
-                .expect("run mount");
-            assert!(status.success(), "mounting a tmpfs on {}", dir.display());
-        }
-        dir
-    })
+    DIR.get_or_init(|| scratch_dir("vmrun-guest-terminal", "256m"))
 }
 
 /// A busybox bundle (rootfs/build-busybox-bundle.sh) whose process is a
 /// terminal running `sh -c script`.
 fn terminal_bundle(name: &str, script: &str) -> PathBuf {
     let dir = scratch().join(name);
-    let builder = repo_root().join("rootfs/build-busybox-bundle.sh");
-    let out = Command::new(&builder)
-        .arg("--no-install")
-        .arg(&dir)
-        .arg("true")
-        .output()
-        .expect("run build-busybox-bundle.sh");
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        builder.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = dir.join("config.json");
-    let mut spec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("read config.json"))
-            .expect("parse config.json");
-    spec["process"]["args"] = serde_json::json!(["sh", "-c", script]);
-    spec["process"]["terminal"] = serde_json::json!(true);
-    // The host terminal's size must win over the bundle's (as with runc).
-    spec["process"]["consoleSize"] = serde_json::json!({"height": 11, "width": 22});
-    std::fs::write(&path, serde_json::to_string_pretty(&spec).expect("json"))
-        .expect("write config.json");
+    build_busybox_bundle(&dir);
+    edit_config(&dir, |spec| {
+        spec["process"]["args"] = serde_json::json!(["sh", "-c", script]);
+        spec["process"]["terminal"] = serde_json::json!(true);
+        // The host terminal's size must win over the bundle's (as with runc).
+        spec["process"]["consoleSize"] = serde_json::json!({"height": 11, "width": 22});
+    });
     dir
 }
 
@@ -268,17 +240,7 @@ fn terminal_container_with_plain_pipes() {
         v
     });
     let deadline = Instant::now() + boot_timeout();
-    let status = loop {
-        match child.try_wait().expect("wait for vmrun") {
-            Some(status) => break Some(status),
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            None => thread::sleep(Duration::from_millis(50)),
-        }
-    };
+    let status = wait_until(&mut child, deadline);
     let out = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
     let err = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
     let describe = format!("status {status:?}\n--- stdout ---\n{out}\n--- stderr ---\n{err}");

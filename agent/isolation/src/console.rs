@@ -1,4 +1,5 @@
-//! Receives the pty master libcontainer creates for `process.terminal`.
+//! The pty of `process.terminal`: receiving the master libcontainer
+//! creates, and setting its window size.
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -68,11 +69,7 @@ impl ConsoleSocket {
 
 /// Sets the window size of the pty whose master is `master` (the slave
 /// sees it: `TIOCGWINSZ`, `stty size`).
-pub(crate) fn set_window_size(
-    master: &OwnedFd,
-    rows: u16,
-    cols: u16,
-) -> Result<(), IsolationError> {
+pub fn set_window_size(master: &OwnedFd, rows: u16, cols: u16) -> std::io::Result<()> {
     let size = libc::winsize {
         ws_row: rows,
         ws_col: cols,
@@ -83,10 +80,7 @@ pub(crate) fn set_window_size(
     // points at a live, initialised value; the fd is owned and open.
     let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
     if rc != 0 {
-        return Err(IsolationError::io(
-            "setting the terminal size (process.consoleSize)",
-            std::io::Error::last_os_error(),
-        ));
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

@@ -269,8 +269,9 @@ fn create_and_start(
             // Before start: the process must see its size from the first
             // instruction (libcontainer does not apply consoleSize).
             if let Some((rows, cols)) = size {
-                set_window_size(&master, rows, cols).inspect_err(|_| {
+                set_window_size(&master, rows, cols).map_err(|e| {
                     let _ = container.delete(true);
+                    IsolationError::io("setting the terminal size (process.consoleSize)", e)
                 })?;
             }
             Some(master)

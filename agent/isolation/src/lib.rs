@@ -55,7 +55,7 @@
 //! other threads around `run`.
 
 pub mod cgroups;
-mod console;
+pub mod console;
 mod container;
 mod error;
 pub mod rootfs_check;

@@ -91,22 +91,7 @@ fn copy(from: &OwnedFd, to: &OwnedFd, progress: &AtomicU64) -> io::Result<u64> {
     }
 }
 
-/// Sets the window size of the pty whose master is `master`.
-pub fn set_window_size(master: &OwnedFd, rows: u16, cols: u16) -> io::Result<()> {
-    let size = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one `struct winsize` through the pointer,
-    // which points at a live, initialised value; the fd is owned and open.
-    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+pub use vmrun_isolation::console::set_window_size;
 
 impl PtyRelay {
     /// Starts the two relay threads for container `id`.

@@ -49,19 +49,11 @@ pub fn have_runc() -> bool {
 fn scratch_base() -> &'static Path {
     static BASE: OnceLock<PathBuf> = OnceLock::new();
     BASE.get_or_init(|| {
-        let tmp = std::env::temp_dir();
-        if !std::env::var("VMRUN_IN_TESTHOST").is_ok_and(|v| v == "1") {
-            return tmp;
+        if vmrun_tests::scratch::in_testhost() {
+            vmrun_tests::scratch_dir("vmrun-checker", "768m")
+        } else {
+            std::env::temp_dir()
         }
-        let dir = tmp.join(format!("vmrun-checker-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the scratch base");
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=768m", "tmpfs"])
-            .arg(&dir)
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "mounting a tmpfs on {}", dir.display());
-        dir
     })
 }
 
