@@ -233,6 +233,28 @@ fn accept(listener: &VsockListener, name: &'static str) -> Result<UnixStream, Co
         .ok_or(ContainerRunError::StdioTimeout(name))
 }
 
+/// How long a request failure waits for the VM to be seen ending (the
+/// control connection dies with the guest, a moment before the VMM's
+/// vCPU thread reports why).
+const VM_END_GRACE: Duration = Duration::from_secs(2);
+
+/// When a request failed because the microVM itself went down, the VM's
+/// own reason (triple fault, kernel panic, clean power-off) is the error
+/// to report, not the lost connection.
+fn vm_failure_or(vm: &mut VmHandle, err: ContainerRunError) -> ContainerRunError {
+    let deadline = Instant::now() + VM_END_GRACE;
+    while !vm.ended() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !vm.ended() {
+        return err;
+    }
+    match vm.join(false) {
+        Ok(exit) => ContainerRunError::VmEndedEarly(format!("it powered off: {exit:?}")),
+        Err(e) => ContainerRunError::Vm(e),
+    }
+}
+
 fn expect_ok(
     client: &ControlClient,
     what: &'static str,
@@ -339,7 +361,8 @@ pub fn run_container(
             },
             no_pivot: config.no_pivot,
         },
-    )?;
+    )
+    .map_err(|e| vm_failure_or(&mut vm, e))?;
     let stdin = accept(&stdin_l, "stdin")?;
     let stdout = accept(&stdout_l, "stdout")?;
     let stderr = accept(&stderr_l, "stderr")?;
@@ -367,7 +390,8 @@ pub fn run_container(
         Request::Start {
             id: config.id.clone(),
         },
-    )?;
+    )
+    .map_err(|e| vm_failure_or(&mut vm, e))?;
     if raw_mode.is_some() {
         // A resize between Create and Start found no container yet.
         send_host_size(&client, &config.id);
@@ -377,7 +401,12 @@ pub fn run_container(
     }) {
         Ok(Response::Exited { status }) => status,
         Ok(other) => return Err(ContainerRunError::Unexpected("Wait", other)),
-        Err(e) => return Err(ContainerRunError::Request("Wait", e)),
+        Err(e) => {
+            return Err(vm_failure_or(
+                &mut vm,
+                ContainerRunError::Request("Wait", e),
+            ))
+        }
     };
     *target.lock().unwrap_or_else(|p| p.into_inner()) = SignalTarget::Exited;
     tracing::debug!(?status, "container exited");
