@@ -169,6 +169,18 @@ fn oversized_and_zero_lengths_are_refused_without_allocating() {
     ));
 }
 
+/// Every payload, framed, must decode to `FrameError::Malformed`.
+fn assert_all_malformed(cases: &[&[u8]]) {
+    for payload in cases {
+        let err = read_frame::<_, Envelope<Request>>(&mut raw_frame(payload)).unwrap_err();
+        assert!(
+            matches!(err, FrameError::Malformed(_)),
+            "{:?}: {err:?}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+}
+
 fn raw_frame(payload: &[u8]) -> Cursor<Vec<u8>> {
     let mut v = (payload.len() as u32).to_le_bytes().to_vec();
     v.extend_from_slice(payload);
@@ -191,14 +203,7 @@ fn garbage_payloads_are_malformed() {
         br#"{"id":1,"body":{"type":"shutdown"},"extra":1}"#,
         br#"{"id":1,"body":{"type":"create","id":"c","spec":{},"rootfs":{"kind":"nfs"},"stdio":{}}}"#,
     ];
-    for payload in cases {
-        let err = read_frame::<_, Envelope<Request>>(&mut raw_frame(payload)).unwrap_err();
-        assert!(
-            matches!(err, FrameError::Malformed(_)),
-            "{:?}: {err:?}",
-            String::from_utf8_lossy(payload)
-        );
-    }
+    assert_all_malformed(cases);
 }
 
 #[test]
@@ -231,14 +236,7 @@ fn resize_frames_decode_and_malformed_ones_are_errors() {
         br#"{"id":1,"body":{"type":"resize","id":"c","rows":24,"cols":80,"x":0}}"#,
         br#"{"id":1,"body":{"type":"resize","id":"c","rows":24,"cols":8"#,
     ];
-    for payload in cases {
-        let err = read_frame::<_, Envelope<Request>>(&mut raw_frame(payload)).unwrap_err();
-        assert!(
-            matches!(err, FrameError::Malformed(_)),
-            "{:?}: {err:?}",
-            String::from_utf8_lossy(payload)
-        );
-    }
+    assert_all_malformed(cases);
     // A resize frame cut short is truncated, not malformed or a panic.
     let mut short = raw_frame(good).into_inner();
     short.truncate(short.len() - 5);
