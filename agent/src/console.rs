@@ -4,16 +4,17 @@
 //! tests) can tell agent output from kernel and container output.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::unistd::dup2;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The console device (the kernel's `console=` target).
@@ -85,22 +86,12 @@ pub fn init_logging(max_level: Level) {
         .with_max_level(max_level)
         .event_format(AgentFormat);
     let _ = match console {
-        Some(console) => builder.with_writer(LogWriter(console)).try_init(),
+        // `&File` writes without a lock: each event is formatted into one
+        // buffer and written with one call, and a cloned child must never
+        // wait on a lock another thread held.
+        Some(console) => builder.with_writer(Arc::new(console)).try_init(),
         None => builder.with_writer(io::stderr).try_init(),
     };
-}
-
-/// The log's console descriptor, shared by every thread without a lock
-/// (each event is formatted into one buffer and written with one call, and
-/// a cloned child must never wait on a lock another thread held).
-struct LogWriter(File);
-
-impl<'a> MakeWriter<'a> for LogWriter {
-    type Writer = &'a File;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        &self.0
-    }
 }
 
 /// One line per event, no timestamps (the kernel log and the VMM have
