@@ -148,6 +148,14 @@ pub fn run_vcpu(mut vcpu: Vcpu, ctx: VcpuContext) {
             }),
         };
         if let Some(exit) = fatal {
+            if matches!(
+                exit,
+                VmExit::TripleFault { .. }
+                    | VmExit::InternalError { .. }
+                    | VmExit::FailEntry { .. }
+            ) {
+                tracing::error!(cpu, "vCPU state at {exit:?}: {}", vcpu.describe_state());
+            }
             ctx.exit.report(exit);
             break;
         }

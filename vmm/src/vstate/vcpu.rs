@@ -217,6 +217,12 @@ impl Vcpu {
             })
     }
 
+    /// Describes the vCPU's registers and pending events on one line (for
+    /// the log when the guest dies).
+    pub fn describe_state(&self) -> String {
+        super::vcpu_state::describe(&self.fd)
+    }
+
     /// Sets or clears `kvm_run.immediate_exit` (a set flag makes the next
     /// `KVM_RUN` return EINTR at once).
     pub fn set_immediate_exit(&mut self, on: bool) {
