@@ -4,19 +4,68 @@
 //! the image unpacker) would share and stat slowly; a tmpfs there behaves
 //! like a real host's local disk.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, Once};
+
+/// Scratch directories to remove when the test binary exits.
+static TO_REMOVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// Creates `$TMPDIR/<prefix>-<pid>` and, inside the test host
 /// (`VMRUN_IN_TESTHOST=1`), mounts a tmpfs of `size` (e.g. `512m`) on it.
-/// Panics with the reason if that fails (a test set-up error).
+/// The directory (and its tmpfs) is removed when the test binary exits,
+/// whether its tests passed or failed. Panics with the reason if the set-up
+/// fails (a test set-up error).
 pub fn scratch_dir(prefix: &str, size: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create the scratch dir");
+    remove_at_exit(dir.clone());
     if in_testhost() {
         mount_tmpfs(&dir, size);
     }
     dir
+}
+
+/// Registers `dir` for removal when the process exits (libtest ends with
+/// `exit`, which runs `atexit` handlers, also after failed tests).
+fn remove_at_exit(dir: PathBuf) {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: `remove_scratch_dirs` is an `extern "C" fn()` that never
+        // unwinds (it only ignores errors), as atexit handlers must.
+        let rc = unsafe { libc::atexit(remove_scratch_dirs) };
+        if rc != 0 {
+            eprintln!(
+                "warning: cannot register the scratch-dir clean-up; scratch dirs stay behind"
+            );
+        }
+    });
+    if let Ok(mut dirs) = TO_REMOVE.lock() {
+        dirs.push(dir);
+    }
+}
+
+/// Unmounts (inside the test host) and deletes every registered scratch dir.
+extern "C" fn remove_scratch_dirs() {
+    let dirs = match TO_REMOVE.lock() {
+        Ok(mut dirs) => std::mem::take(&mut *dirs),
+        Err(_) => return,
+    };
+    for dir in dirs {
+        if in_testhost() {
+            let _ = Command::new("umount").arg("--lazy").arg(&dir).status();
+        }
+        if let Err(err) = std::fs::remove_dir_all(&dir) {
+            // Not eprintln!: it panics when stderr is gone, and a panic
+            // must not unwind out of an atexit handler.
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: cannot remove scratch dir {}: {err}",
+                dir.display()
+            );
+        }
+    }
 }
 
 /// Are these tests running inside the test host?
