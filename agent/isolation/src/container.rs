@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use crate::console::{console_size, set_window_size, ConsoleSocket};
 use crate::oci_spec::runtime::{RootBuilder, Spec};
 use crate::validate::Warning;
-use crate::{cgroups, rootfs_check, validate, IsolationError};
+use crate::{cgroups, ns_paths, rootfs_check, validate, IsolationError};
 
 /// The container's standard streams, owned by the caller until [`run`]
 /// hands them to the container (they are closed in the calling process
@@ -118,6 +118,7 @@ pub fn run(
 ) -> Result<ContainerProcess, IsolationError> {
     check_id(&opts.id)?;
     let (mut spec, mut warnings) = validate::validate(spec)?;
+    ns_paths::check_namespace_paths(&spec)?;
     let rootfs = std::fs::canonicalize(rootfs)
         .map_err(|e| IsolationError::io(format!("rootfs {}", rootfs.display()), e))?;
     rootfs_check::check_rootfs(&rootfs, &spec)?;

@@ -12,6 +12,8 @@
 //!   destinations, soft rlimit above hard, mappings without a user namespace,
 //!   malformed `linux.resources.devices` rules, ...) and turn fields the
 //!   guest cannot honour into warnings or errors;
+//! - [`ns_paths::check_namespace_paths`]: refuse a `linux.namespaces[].path`
+//!   that is missing, not a namespace file, or a namespace of another type;
 //! - [`rootfs_check::check_rootfs`]: refuse a rootfs whose `/proc`, `/dev`,
 //!   `/sys` or device nodes are symlinks;
 //! - [`cgroups::check_resources`]: report `linux.resources` the guest's
@@ -58,6 +60,7 @@ pub mod cgroups;
 pub mod console;
 mod container;
 mod error;
+pub mod ns_paths;
 pub mod rootfs_check;
 pub mod self_exe;
 pub mod spec;
