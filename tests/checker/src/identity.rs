@@ -109,6 +109,9 @@ pub fn check(spec: &Value, preserved_fds: u32, r: &mut Report) {
             );
         }
     }
+    if let Some(dir) = spec["annotations"]["vmrun.checker/reference-ns-dir"].as_str() {
+        check_namespaces_against(spec, dir, r);
+    }
     for (key, file) in [("uidMappings", "uid_map"), ("gidMappings", "gid_map")] {
         let Some(maps) = spec["linux"][key].as_array() else {
             continue;
@@ -171,5 +174,80 @@ fn check_fds(preserved: u32, r: &mut Report) {
             })
             .collect();
         r.fail("fds", format!("expected {want:?}, got {shown:?}"));
+    }
+}
+
+/// The spec's namespace types and their file names in /proc/PID/ns.
+const NS_FILES: [(&str, &str); 8] = [
+    ("pid", "pid"),
+    ("network", "net"),
+    ("mount", "mnt"),
+    ("ipc", "ipc"),
+    ("uts", "uts"),
+    ("user", "user"),
+    ("cgroup", "cgroup"),
+    ("time", "time"),
+];
+
+/// Annotation `vmrun.checker/reference-ns-dir` = DIR: DIR is a bind mount of the
+/// `/proc/PID/ns` directory of a reference process (the agent in a guest:
+/// `/proc/1/ns`), and every namespace of this process is compared with the
+/// reference's by inode: a type in `linux.namespaces` with a `path` (joined:
+/// the test joins the reference's) must be the same namespace, a type
+/// without one (created fresh) must differ, and a type the spec does not
+/// list must be the runtime's own, i.e. the reference's too.
+///
+/// Reading another process's ns links needs ptrace read access to it
+/// (CAP_SYS_PTRACE when it holds capabilities the container lacks).
+fn check_namespaces_against(spec: &Value, dir: &str, r: &mut Report) {
+    use std::os::unix::fs::MetadataExt;
+    let listed = spec["linux"]["namespaces"].as_array();
+    for (typ, file) in NS_FILES {
+        let name = format!("namespace.{typ} vs {dir}/{file}");
+        let entry = listed
+            .into_iter()
+            .flatten()
+            .find(|n| n["type"].as_str() == Some(typ));
+        let ino = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+        let own = match ino(&format!("/proc/self/ns/{file}")) {
+            Ok(i) => i,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                r.skip(&name, "the kernel has no such namespace");
+                continue;
+            }
+            Err(e) => {
+                r.fail(&name, format!("stat /proc/self/ns/{file}: {e}"));
+                continue;
+            }
+        };
+        let reference = match ino(&format!("{dir}/{file}")) {
+            Ok(i) => i,
+            Err(e) => {
+                r.fail(&name, format!("stat {dir}/{file}: {e}"));
+                continue;
+            }
+        };
+        let (want_same, why) = match entry {
+            Some(n) if !n["path"].is_null() => (true, "joined by path"),
+            Some(_) => (false, "created fresh"),
+            None => (true, "not in the spec: the runtime's own"),
+        };
+        let same = own == reference;
+        let detail = format!("{why}: own inode {}, reference {}", own.1, reference.1);
+        if same == want_same {
+            r.pass(&name, detail);
+        } else {
+            r.fail(
+                &name,
+                format!(
+                    "{detail}: expected {}",
+                    if want_same {
+                        "the same"
+                    } else {
+                        "a different one"
+                    }
+                ),
+            );
+        }
     }
 }

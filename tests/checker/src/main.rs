@@ -4,8 +4,11 @@
 //! in argv[1]); it prints one `PASS`/`FAIL`/`SKIP` line per check and
 //! exits 1 if any check failed.
 //!
-//! Annotation `vmrun.checker/preserved-fds` = N: fds 3..3+N are expected open.
+//! Annotations: `vmrun.checker/preserved-fds` = N: fds 3..3+N are expected
+//! open; `vmrun.checker/chroot-escape` = contained|escapes: see
+//! `chroot_escape`; `vmrun.checker/reference-ns-dir` = DIR: see `identity`.
 
+mod chroot_escape;
 mod devices;
 mod fs_checks;
 mod identity;
@@ -42,6 +45,8 @@ fn main() {
     fs_checks::check(&spec, &mut r);
     devices::check(&spec, &mut r);
     seccomp_probe::check(&spec, &mut r);
+    // Last: it forks a child that changes its root.
+    chroot_escape::check(&spec, &path, &mut r);
     println!("SUMMARY passed={} failed={}", r.passed, r.failed);
     std::process::exit(i32::from(r.failed > 0));
 }

@@ -385,3 +385,40 @@ fn agent_binary_cannot_be_written_from_the_guest_container() {
     assert!(out.stdout.contains("ATTACK refused"), "{}", out.describe());
     assert!(!out.stdout.contains("SUCCEEDED"), "{}", out.describe());
 }
+
+/// Root escapes under pivot_root (the default; in the microVM the agent
+/// left the initramfs for a tmpfs so that pivot_root works there): the
+/// classic chroot `..` climb (CAP_SYS_CHROOT) stays in the container's root
+/// (`/` keeps its st_dev/st_ino and the checker's spec file), and even a
+/// container with CAP_SYS_ADMIN that lazily unmounts `/` and re-enters its
+/// own mount namespace does not reach the runtime's root: in the microVM it
+/// finds only the agent's emptied initramfs (no `/init`), on this host
+/// something other than the host's `/`. The counter-proof, that the same
+/// probe does reach the runtime's root under `--no-pivot`, is matrix.rs's
+/// `no_pivot_root`.
+#[test]
+fn root_escapes_under_pivot_root() {
+    let c = root_escape_config();
+    if let Some(guest) = guest("root_escapes_under_pivot_root") {
+        let bundle = Bundle::new("rootesc-vm", &c);
+        let out = run_vm(&guest, &bundle, "rootesc-vm");
+        assert_vm_all_pass("vmrun run (microVM) root escapes", &out, 36);
+        assert_vm_escapes("vmrun run", &out.stdout, false);
+    }
+    if !can_run("root_escapes_under_pivot_root") || !host_halves("root_escapes_under_pivot_root") {
+        return;
+    }
+    let bundle = Bundle::new("rootesc", &c);
+    let out = run_ours(&bundle, "rootesc", &[]);
+    assert_all_pass("vmrun-isolation root escapes", &out, 36);
+    assert_host_escapes("vmrun-isolation", &stdout(&out), false);
+    if have_runc() {
+        let out = run_runc(&bundle, "rootesc-runc");
+        assert_all_pass("runc root escapes", &out, 36);
+        assert_host_escapes("runc", &stdout(&out), false);
+    } else {
+        eprintln!(
+            "SKIPPED: runc half of root_escapes_under_pivot_root because runc is not installed"
+        );
+    }
+}

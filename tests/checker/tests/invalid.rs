@@ -82,6 +82,45 @@ fn uid_mapping_without_user_namespace() {
     refused("uidmap", c, "linux.uidMappings");
 }
 
+/// `linux.namespaces[1]` (network) joining by a path that is not a network
+/// namespace file. In the guest the agent resolves the path (PID 1 is the
+/// agent), on this host the runner does: /proc/self is the runtime.
+fn network_namespace_path(path: &str) -> Value {
+    let mut c = base_config();
+    c["linux"]["namespaces"][1] = json!({"type": "network", "path": path});
+    c
+}
+
+#[test]
+fn namespace_path_that_does_not_exist() {
+    let c = network_namespace_path("/proc/self/ns/no-such-namespace");
+    refused(
+        "nspath-missing",
+        c,
+        "linux.namespaces[1].path: /proc/self/ns/no-such-namespace: cannot open",
+    );
+}
+
+#[test]
+fn namespace_path_that_is_not_a_namespace() {
+    let c = network_namespace_path("/proc/self/status");
+    refused(
+        "nspath-notns",
+        c,
+        "linux.namespaces[1].path: /proc/self/status is not a namespace file",
+    );
+}
+
+#[test]
+fn namespace_path_of_the_wrong_type() {
+    let c = network_namespace_path("/proc/self/ns/uts");
+    refused(
+        "nspath-wrongtype",
+        c,
+        "linux.namespaces[1].path: /proc/self/ns/uts is a uts namespace, not network",
+    );
+}
+
 #[test]
 fn relative_cwd() {
     let mut c = base_config();

@@ -192,15 +192,42 @@ fn rootfs_propagation() {
     }
 }
 
-/// Host only: `vmrun run` has no `--no-pivot` (the agent always pivots).
+/// `--no-pivot` (MS_MOVE + chroot instead of pivot_root) through
+/// vmrun-isolation, runc and `vmrun run --no-pivot`: every check still
+/// passes, and the checker's root escape probes show what `--no-pivot`
+/// costs. The classic `..` chroot climb stays inside (the container's root
+/// is a mount stacked on the runtime's `/`, so `..` comes back onto it),
+/// but a container with CAP_SYS_ADMIN that lazily unmounts `/` and
+/// re-enters its own mount namespace lands in the runtime's root: in the
+/// microVM the agent's tmpfs root (its `/init`), on this host the host's
+/// `/`. That is why runc documents `--no-pivot` as insecure. Under
+/// pivot_root the same escape finds only the hidden initial rootfs
+/// (escapes.rs: root_escapes_under_pivot_root), so the probe tells the two
+/// apart.
 #[test]
 fn no_pivot_root() {
+    let c = root_escape_config();
+    if let Some(guest) = guest("no_pivot_root") {
+        let bundle = Bundle::new("nopivot-vm", &c);
+        let out = run_vm_with(&guest, &bundle, "nopivot-vm", &["--no-pivot"]);
+        assert_vm_all_pass("vmrun run --no-pivot (microVM)", &out, 36);
+        assert_vm_escapes("vmrun run --no-pivot", &out.stdout, true);
+        assert!(!bundle.rootfs().join("init").exists());
+    }
     if !can_run("no_pivot_root") || !host_halves("no_pivot_root") {
         return;
     }
-    let bundle = Bundle::new("nopivot", &base_config());
+    let bundle = Bundle::new("nopivot", &c);
     let out = run_ours(&bundle, "nopivot", &["--no-pivot"]);
-    assert_all_pass("vmrun-isolation --no-pivot", &out, 35);
+    assert_all_pass("vmrun-isolation --no-pivot", &out, 36);
+    assert_host_escapes("vmrun-isolation --no-pivot", &stdout(&out), true);
+    if have_runc() {
+        let out = run_runc_with(&bundle, "nopivot-runc", &["--no-pivot"]);
+        assert_all_pass("runc --no-pivot", &out, 36);
+        assert_host_escapes("runc --no-pivot", &stdout(&out), true);
+    } else {
+        eprintln!("SKIPPED: runc half of no_pivot_root because runc is not installed");
+    }
 }
 
 /// Host only: `vmrun run` has no `--preserve-fds` (host fds cannot reach

@@ -1,11 +1,10 @@
 //! Process plumbing through vmrun-isolation: exit codes, death by signal,
 //! stdio, terminal, joining existing namespaces, user namespaces.
 //!
-//! In the microVM (`vmrun run`): user namespaces with mappings and the
-//! seccomp kill action. Exit codes, signals and stdio through vmrun are
-//! tests/tests/guest_run.rs; joining namespaces by path needs a guest
-//! process holding them, which a bundle cannot express; the terminal is
-//! another engineer's (pty) work.
+//! In the microVM (`vmrun run`): user namespaces with mappings, joining
+//! the agent's namespaces by path, and the seccomp kill action. Exit codes,
+//! signals and stdio through vmrun are tests/tests/guest_run.rs, the
+//! terminal tests/tests/guest_terminal.rs.
 
 mod common;
 
@@ -78,6 +77,70 @@ fn terminal_gives_the_container_a_pty() {
     assert!(text.contains("/dev/pts/0"), "{text}");
 }
 
+/// A config joining the net, uts and ipc namespaces in `ns_dir` (a
+/// `/proc/PID/ns` directory) and creating pid, mount and cgroup ones, with
+/// `ns_dir` bound read-only at /run/ref-ns for the checker to compare
+/// every namespace with (annotation vmrun.checker/reference-ns-dir): joined ones
+/// must be the same, fresh ones different, unlisted ones (user, time) the
+/// runtime's own, i.e. the reference process's too. Reading another
+/// process's ns links needs ptrace read access: CAP_SYS_PTRACE.
+fn joined_namespaces_config(ns_dir: &str) -> serde_json::Value {
+    let mut c = base_config();
+    c["linux"]["namespaces"] = json!([
+        {"type": "pid"}, {"type": "mount"}, {"type": "cgroup"},
+        {"type": "network", "path": format!("{ns_dir}/net")},
+        {"type": "uts", "path": format!("{ns_dir}/uts")},
+        {"type": "ipc", "path": format!("{ns_dir}/ipc")}
+    ]);
+    // libcontainer (unlike runc) leaves the hostname of a joined uts
+    // namespace alone; vmrun-isolation warns about it (see validate).
+    c.as_object_mut().unwrap().remove("hostname");
+    c["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/run/ref-ns", "type": "bind", "source": ns_dir,
+        "options": ["bind", "ro", "nosuid", "nodev", "noexec"]
+    }));
+    for set in ["bounding", "effective", "permitted"] {
+        c["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push("CAP_SYS_PTRACE".into());
+    }
+    c["annotations"] = json!({"vmrun.checker/reference-ns-dir": "/run/ref-ns"});
+    c
+}
+
+/// The namespace comparisons a joined-namespace run must have passed.
+fn assert_namespaces_compared(who: &str, text: &str) {
+    for (ns, file, how) in [
+        ("network", "net", "joined by path"),
+        ("uts", "uts", "joined by path"),
+        ("ipc", "ipc", "joined by path"),
+        ("pid", "pid", "created fresh"),
+        ("mount", "mnt", "created fresh"),
+        ("cgroup", "cgroup", "created fresh"),
+        ("user", "user", "not in the spec"),
+    ] {
+        let want = format!("PASS namespace.{ns} vs /run/ref-ns/{file}: {how}");
+        assert!(text.contains(&want), "{who}: no {want:?}:\n{text}");
+    }
+}
+
+/// linux.namespaces[].path in the microVM: the container joins the
+/// agent's (PID 1's) net, uts and ipc namespaces by path and gets fresh
+/// pid, mount and cgroup ones; the checker compares each of its namespaces
+/// with the agent's, bound into the container from the guest's /proc/1/ns.
+#[test]
+fn namespaces_joined_by_path_in_the_guest() {
+    let Some(out) = vm_half("nspath-guest", &joined_namespaces_config("/proc/1/ns"), 40) else {
+        return;
+    };
+    assert_namespaces_compared("vmrun run (microVM)", &out.stdout);
+}
+
+/// The same on this host, through vmrun-isolation and runc, against a
+/// process holding fresh net, uts and ipc namespaces; then the checker
+/// handed a spec that claims the opposite (network fresh, pid joined) must
+/// report both as FAIL, so the comparison can fail.
 #[test]
 fn namespaces_joined_by_path() {
     if !can_run("namespaces_joined_by_path") || !host_halves("namespaces_joined_by_path") {
@@ -88,36 +151,56 @@ fn namespaces_joined_by_path() {
         .args(["--net", "--uts", "--ipc", "sleep", "60"])
         .spawn()
         .expect("unshare");
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let pid = holder.id();
-    let ino = |ns: &str| {
-        std::fs::metadata(format!("/proc/{pid}/ns/{ns}"))
-            .unwrap()
-            .ino()
-            .to_string()
-    };
-    let mut c = base_config();
-    c["linux"]["namespaces"] = json!([
-        {"type": "pid"}, {"type": "mount"}, {"type": "cgroup"},
-        {"type": "network", "path": format!("/proc/{pid}/ns/net")},
-        {"type": "uts", "path": format!("/proc/{pid}/ns/uts")},
-        {"type": "ipc", "path": format!("/proc/{pid}/ns/ipc")}
-    ]);
-    // libcontainer (unlike runc) leaves the hostname of a joined uts
-    // namespace alone; vmrun-isolation warns about it (see validate).
-    c.as_object_mut().unwrap().remove("hostname");
-    c["annotations"] = json!({
-        "vmrun.checker/ns-net": ino("net"),
-        "vmrun.checker/ns-uts": ino("uts"),
-        "vmrun.checker/ns-ipc": ino("ipc")
-    });
+    let ns_dir = format!("/proc/{pid}/ns");
+    // unshare(1) forks nothing: wait until it has unshared and exec'd sleep.
+    let ino = |p: String| std::fs::metadata(p).map(|m| m.ino()).ok();
+    while ino(format!("{ns_dir}/net")) == ino("/proc/self/ns/net".into()) {
+        std::thread::yield_now();
+    }
+    let mut c = joined_namespaces_config(&ns_dir);
+    for ns in ["net", "uts", "ipc"] {
+        c["annotations"][format!("vmrun.checker/ns-{ns}")] =
+            ino(format!("{ns_dir}/{ns}")).unwrap().to_string().into();
+    }
     let bundle = Bundle::new("nspath", &c);
-    let out = run_ours(&bundle, "nspath", &[]);
+    let ours = run_ours(&bundle, "nspath", &[]);
+    let theirs = have_runc().then(|| run_runc(&bundle, "nspath-runc"));
+    // The checker told the opposite of what the container got.
+    let mut wrong = c.clone();
+    wrong["linux"]["namespaces"] = json!([
+        {"type": "pid", "path": format!("{ns_dir}/pid")}, {"type": "mount"}, {"type": "cgroup"},
+        {"type": "network"},
+        {"type": "uts", "path": format!("{ns_dir}/uts")},
+        {"type": "ipc", "path": format!("{ns_dir}/ipc")}
+    ]);
+    std::fs::write(
+        bundle.rootfs().join("checker-spec.json"),
+        serde_json::to_string(&wrong).unwrap(),
+    )
+    .unwrap();
+    let mismatch = run_ours(&bundle, "nspath-wrong", &[]);
     let _ = holder.kill();
     let _ = holder.wait();
-    assert_all_pass("vmrun-isolation joined namespaces", &out, 35);
+    assert_all_pass("vmrun-isolation joined namespaces", &ours, 40);
+    assert_namespaces_compared("vmrun-isolation", &stdout(&ours));
     for ns in ["net", "uts", "ipc"] {
-        assert!(stdout(&out).contains(&format!("PASS namespace.{ns} joined by path")));
+        assert!(stdout(&ours).contains(&format!("PASS namespace.{ns} joined by path")));
+    }
+    match theirs {
+        Some(theirs) => {
+            assert_all_pass("runc joined namespaces", &theirs, 40);
+            assert_namespaces_compared("runc", &stdout(&theirs));
+        }
+        None => eprintln!("SKIPPED: runc half of namespaces_joined_by_path: runc not installed"),
+    }
+    let text = stdout(&mismatch);
+    assert_eq!(mismatch.status.code(), Some(1), "{text}");
+    for want in [
+        "FAIL namespace.network vs /run/ref-ns/net: created fresh",
+        "FAIL namespace.pid vs /run/ref-ns/pid: joined by path",
+    ] {
+        assert!(text.contains(want), "checker missed {want:?}:\n{text}");
     }
 }
 

@@ -203,10 +203,17 @@ pub fn run_ours(bundle: &Bundle, id: &str, extra: &[&str]) -> Output {
 
 /// Runs the bundle under runc (root dir inside the bundle).
 pub fn run_runc(bundle: &Bundle, id: &str) -> Output {
+    run_runc_with(bundle, id, &[])
+}
+
+/// [`run_runc`] with extra `runc run` flags (e.g. `--no-pivot`).
+pub fn run_runc_with(bundle: &Bundle, id: &str, extra: &[&str]) -> Output {
     let out = Command::new("runc")
         .arg("--root")
         .arg(bundle.path().join("runc-state"))
-        .args(["run", "--bundle"])
+        .arg("run")
+        .args(extra)
+        .arg("--bundle")
         .arg(bundle.path())
         .arg(id)
         .stdin(Stdio::null())
@@ -351,6 +358,11 @@ pub fn guest(test: &str) -> Option<Guest> {
 /// comes back on vmrun's stdout; the guest console is kept in
 /// `<bundle>/console.log`). Panics if vmrun hangs past the boot timeout.
 pub fn run_vm(guest: &Guest, bundle: &Bundle, id: &str) -> RunOutput {
+    run_vm_with(guest, bundle, id, &[])
+}
+
+/// [`run_vm`] with extra `vmrun run` flags (e.g. `--no-pivot`).
+pub fn run_vm_with(guest: &Guest, bundle: &Bundle, id: &str, extra: &[&str]) -> RunOutput {
     let console = bundle.path().join("console.log");
     let utf8 = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
     let (kernel, initrd, console, dir) = (
@@ -359,7 +371,7 @@ pub fn run_vm(guest: &Guest, bundle: &Bundle, id: &str) -> RunOutput {
         utf8(&console),
         utf8(bundle.path()),
     );
-    let args = [
+    let mut args = vec![
         "run",
         "--kernel",
         &kernel,
@@ -367,10 +379,9 @@ pub fn run_vm(guest: &Guest, bundle: &Bundle, id: &str) -> RunOutput {
         &initrd,
         "--console-log",
         &console,
-        "--bundle",
-        &dir,
-        id,
     ];
+    args.extend_from_slice(extra);
+    args.extend(["--bundle", &dir, id]);
     let out = vmrun_tests::run_vmrun(&args, vmrun_tests::boot_timeout());
     println!("--- vmrun run (microVM): {}", out.describe());
     assert!(out.finished(), "vmrun run {id} hung: {}", out.describe());
@@ -417,4 +428,84 @@ pub fn vm_half(name: &str, config: &Value, min: usize) -> Option<RunOutput> {
     let out = run_vm(&guest, &bundle, &format!("{name}-vm"));
     assert_vm_all_pass(&format!("vmrun run (microVM) {name}"), &out, min);
     Some(out)
+}
+
+// --- the root escape probes (checker module chroot_escape) ---------------
+
+/// [`base_config`] plus CAP_SYS_CHROOT and CAP_SYS_ADMIN and both of the
+/// checker's root escape probes: the classic `..` climb must stay
+/// `contained` (pivot_root and `--no-pivot` alike), the mount-namespace
+/// re-entry (lazy umount of `/`, setns into the own mount namespace) must
+/// leave the container's root; the tests then check *where* it landed
+/// ([`escape_landing`]).
+pub fn root_escape_config() -> Value {
+    let mut c = base_config();
+    for set in ["bounding", "effective", "permitted"] {
+        let caps = c["process"]["capabilities"][set].as_array_mut().unwrap();
+        caps.push("CAP_SYS_CHROOT".into());
+        caps.push("CAP_SYS_ADMIN".into());
+    }
+    c["annotations"] = json!({
+        "vmrun.checker/chroot-escape": "contained",
+        "vmrun.checker/mntns-escape": "escapes"
+    });
+    c
+}
+
+/// The checker's passing line for probe `check` (panics if the probe did
+/// not pass: it did not run, or the outcome was not the expected one).
+pub fn probe_line<'a>(who: &str, text: &'a str, check: &str) -> &'a str {
+    let prefix = format!("PASS {check}:");
+    text.lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("{who}: no passing {check:?} probe:\n{text}"))
+}
+
+/// Where the mount-namespace escape landed: `/`'s (st_dev, st_ino) after it.
+pub fn escape_landing(who: &str, text: &str) -> (u64, u64) {
+    let line = probe_line(who, text, "chroot escape (umount / + setns mnt)");
+    line.split("after the escape ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|id| id.split_once(':'))
+        .and_then(|(d, i)| Some((d.parse().ok()?, i.parse().ok()?)))
+        .unwrap_or_else(|| panic!("{who}: no landing in {line}"))
+}
+
+/// This process's `/` as (st_dev, st_ino): the runtime's root on this host.
+pub fn host_root_id() -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/").unwrap();
+    (m.dev(), m.ino())
+}
+
+/// Asserts the probes' outcome on this host: the `..` climb stayed inside,
+/// and the mount-namespace escape reached the runtime's (this host's) `/`
+/// exactly when `no_pivot`.
+pub fn assert_host_escapes(who: &str, text: &str, no_pivot: bool) {
+    let climb = probe_line(who, text, "chroot escape (.. climb)");
+    assert!(climb.contains("contained"), "{who}: {climb}");
+    let landed = escape_landing(who, text);
+    assert_eq!(
+        landed == host_root_id(),
+        no_pivot,
+        "{who}: the mount-namespace escape landed on {landed:?}, the host's / is {:?} \
+         (no_pivot={no_pivot})\n{text}",
+        host_root_id()
+    );
+}
+
+/// Asserts the probes' outcome in a microVM: the `..` climb stayed inside,
+/// and the mount-namespace escape reached the agent's root (which holds the
+/// agent binary as `/init`, unlike the container's rootfs) exactly when
+/// `no_pivot`; with pivot_root it finds only the agent's emptied initramfs.
+pub fn assert_vm_escapes(who: &str, text: &str, no_pivot: bool) {
+    let climb = probe_line(who, text, "chroot escape (.. climb)");
+    assert!(climb.contains("contained"), "{who}: {climb}");
+    let line = probe_line(who, text, "chroot escape (umount / + setns mnt)");
+    assert_eq!(
+        line.contains("\"init\""),
+        no_pivot,
+        "{who}: reached the agent's root (/init) must be {no_pivot}: {line}"
+    );
 }
