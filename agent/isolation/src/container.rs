@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use crate::console::{console_size, set_window_size, ConsoleSocket};
 use crate::oci_spec::runtime::{RootBuilder, Spec};
 use crate::validate::Warning;
-use crate::{cgroups, ns_paths, rootfs_check, validate, IsolationError};
+use crate::{cgroups, mount_propagation, ns_paths, rootfs_check, validate, IsolationError};
 
 /// The container's standard streams, owned by the caller until [`run`]
 /// hands them to the container (they are closed in the calling process
@@ -279,6 +279,20 @@ fn create_and_start(
         }
         None => None,
     };
+    // libcontainer made the mounts but dropped their propagation options:
+    // apply them while the init waits for the start signal.
+    let propagation = mount_propagation::changes(spec).and_then(|changes| match container.pid() {
+        Some(pid) => mount_propagation::apply(pid, &changes),
+        None if changes.is_empty() => Ok(()),
+        None => Err(IsolationError::invalid(
+            "id",
+            "container created without a pid",
+        )),
+    });
+    if let Err(e) = propagation {
+        let _ = container.delete(true);
+        return Err(e);
+    }
     if let Err(e) = container.start() {
         let _ = container.delete(true);
         return Err(runtime_err("start", e));

@@ -12,6 +12,8 @@
 //!   destinations, soft rlimit above hard, mappings without a user namespace,
 //!   malformed `linux.resources.devices` rules, ...) and turn fields the
 //!   guest cannot honour into warnings or errors;
+//! - [`mount_propagation`]: apply the propagation options of `mounts`
+//!   (`rshared`, `slave`, `unbindable`, ...), which libcontainer 0.7 drops;
 //! - [`ns_paths::check_namespace_paths`]: refuse a `linux.namespaces[].path`
 //!   that is missing, not a namespace file, or a namespace of another type;
 //! - [`rootfs_check::check_rootfs`]: refuse a rootfs whose `/proc`, `/dev`,
@@ -60,6 +62,7 @@ pub mod cgroups;
 pub mod console;
 mod container;
 mod error;
+pub mod mount_propagation;
 pub mod ns_paths;
 pub mod rootfs_check;
 pub mod self_exe;

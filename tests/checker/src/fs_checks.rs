@@ -94,8 +94,13 @@ fn check_root_propagation(spec: &Value, r: &mut Report) {
     let Some(root) = table.iter().rev().find(|e| e.mount_point == "/") else {
         return r.fail("rootfsPropagation", "no / in mountinfo");
     };
-    let has = |p: &str| root.tags.iter().any(|t| t.starts_with(p));
-    let got = if has("shared:") {
+    check_propagation("rootfsPropagation", root, prop, r);
+}
+
+/// The propagation type mountinfo shows for a mount.
+fn propagation_of(m: &MountInfo) -> &'static str {
+    let has = |p: &str| m.tags.iter().any(|t| t.starts_with(p));
+    if has("shared:") {
         "shared"
     } else if has("master:") {
         "slave"
@@ -103,17 +108,31 @@ fn check_root_propagation(spec: &Value, r: &mut Report) {
         "unbindable"
     } else {
         "private"
-    };
-    let want = prop.trim_start_matches('r');
+    }
+}
+
+/// Is `option` (`rshared`, `private`, ...) the propagation of `m`?
+fn check_propagation(name: &str, m: &MountInfo, option: &str, r: &mut Report) {
+    let got = propagation_of(m);
+    let want = option.trim_start_matches('r');
     // A slave of a private mount has no master: it looks private.
     if want == "slave" && got == "private" {
-        return r.pass(
-            "rootfsPropagation",
-            "slave (of a private parent: shows as private)",
-        );
+        return r.pass(name, "slave (of a private parent: shows as private)");
     }
-    r.eq("rootfsPropagation", got, want);
+    r.eq(name, got, want);
 }
+
+/// The propagation options of a mount (the last one wins, as in mount(8)).
+const PROPAGATION: [&str; 8] = [
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "private",
+    "rprivate",
+    "unbindable",
+    "runbindable",
+];
 
 fn check_masked(p: &str, r: &mut Report) {
     let name = format!("maskedPaths {p}");
@@ -170,6 +189,9 @@ fn check_mounts(spec: &Value, r: &mut Report) {
         }
         if opts.contains(&"rw") && found.options.iter().any(|o| o == "ro") {
             problems.push("ro instead of rw".into());
+        }
+        if let Some(prop) = opts.iter().rev().find(|o| PROPAGATION.contains(o)) {
+            check_propagation(&format!("{name} propagation"), found, prop, r);
         }
         if problems.is_empty() {
             r.pass(

@@ -192,6 +192,47 @@ fn rootfs_propagation() {
     }
 }
 
+/// Propagation options on `mounts` (`rshared`, `runbindable`, `rprivate`,
+/// `rslave`): the checker compares each with the mount's optional fields in
+/// /proc/self/mountinfo. libcontainer 0.7 drops these options;
+/// vmrun-isolation applies them before the container starts (see its
+/// mount_propagation module), and runc shows the checker right.
+#[test]
+fn mount_propagation_options() {
+    let config = |bind_source: &str| {
+        let mut c = base_config();
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        for (dest, opts) in [
+            ("/prop-shared", json!(["nosuid", "rshared"])),
+            ("/prop-unbindable", json!(["nosuid", "runbindable"])),
+        ] {
+            mounts.push(
+                json!({"destination": dest, "type": "tmpfs", "source": "tmpfs",
+                               "options": opts}),
+            );
+        }
+        for (dest, prop) in [("/prop-private", "rprivate"), ("/prop-slave", "rslave")] {
+            mounts.push(
+                json!({"destination": dest, "type": "bind", "source": bind_source,
+                               "options": ["rbind", "ro", prop]}),
+            );
+        }
+        c
+    };
+    let shown = [
+        "PASS mount /prop-shared propagation: \"shared\"",
+        "PASS mount /prop-unbindable propagation: \"unbindable\"",
+        "PASS mount /prop-private propagation: \"private\"",
+    ];
+    on_host("propagation", &config("/bin"), 43, None);
+    // In the guest, bind the agent's /tmp (the guest has no /bin).
+    if let Some(out) = vm_half("propagation", &config("/tmp"), 43) {
+        for line in shown {
+            assert!(out.stdout.contains(line), "no {line:?}: {}", out.describe());
+        }
+    }
+}
+
 /// `--no-pivot` (MS_MOVE + chroot instead of pivot_root) through
 /// vmrun-isolation, runc and `vmrun run --no-pivot`: every check still
 /// passes, and the checker's root escape probes show what `--no-pivot`
