@@ -1,7 +1,8 @@
 //! File-system checks: read-only root and paths, masked paths, mounts,
 //! device nodes.
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 
 use serde_json::Value;
 
@@ -65,6 +66,7 @@ pub fn check(spec: &Value, r: &mut Report) {
     check_mounts(spec, r);
     check_devices(spec, r);
     check_dev_symlinks(r);
+    check_pty(spec, r);
     check_root_propagation(spec, r);
 }
 
@@ -75,6 +77,7 @@ fn check_dev_symlinks(r: &mut Report) {
         ("/dev/stdin", "/proc/self/fd/0"),
         ("/dev/stdout", "/proc/self/fd/1"),
         ("/dev/stderr", "/proc/self/fd/2"),
+        ("/dev/ptmx", "pts/ptmx"),
     ] {
         let got = std::fs::read_link(link).map(|t| t.display().to_string());
         r.eq(
@@ -83,6 +86,40 @@ fn check_dev_symlinks(r: &mut Report) {
             Some(target.to_owned()),
         );
     }
+}
+
+/// With a devpts mount on /dev/pts: /dev/ptmx hands out a pty whose slave
+/// shows up in that /dev/pts (the container's own devpts instance).
+fn check_pty(spec: &Value, r: &mut Report) {
+    let has_devpts = spec["mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|m| m["destination"] == "/dev/pts" && m["type"] == "devpts");
+    if !has_devpts {
+        return r.skip("pty", "no devpts mount on /dev/pts in the spec");
+    }
+    let master = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/ptmx")
+    {
+        Ok(f) => f,
+        Err(e) => return r.fail("pty", format!("open /dev/ptmx: {e}")),
+    };
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int to the pointer we pass.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return r.fail("pty", format!("TIOCGPTN on /dev/ptmx: {e}"));
+    }
+    let slave = format!("/dev/pts/{n}");
+    let is_pty = std::fs::metadata(&slave)
+        .map(|m| m.file_type().is_char_device() && libc::major(m.rdev()) == 136)
+        .unwrap_or(false);
+    r.eq("pty", (slave.clone(), is_pty), (slave, true));
 }
 
 /// `linux.rootfsPropagation` shows as the optional fields of `/`.

@@ -121,6 +121,15 @@ fn namespace_path_of_the_wrong_type() {
     );
 }
 
+/// A resource cgroup v2 cannot apply (net_cls/net_prio are cgroup v1
+/// only) is refused naming it, not silently dropped; in the guest too.
+#[test]
+fn unsupported_cgroup_resource() {
+    let mut c = base_config();
+    c["linux"]["resources"]["network"] = json!({"classID": 1048577});
+    refused("cgnet", c, "linux.resources.network");
+}
+
 #[test]
 fn relative_cwd() {
     let mut c = base_config();
