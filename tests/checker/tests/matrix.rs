@@ -201,6 +201,9 @@ fn rootfs_propagation() {
 fn mount_propagation_options() {
     let config = |bind_source: &str| {
         let mut c = base_config();
+        // The runtime makes the mount points: in the guest a read-only
+        // root is shared read-only.
+        c["root"]["readonly"] = false.into();
         let mounts = c["mounts"].as_array_mut().unwrap();
         for (dest, opts) in [
             ("/prop-shared", json!(["nosuid", "rshared"])),

@@ -95,6 +95,9 @@ fn joined_namespaces_config(ns_dir: &str) -> serde_json::Value {
     // libcontainer (unlike runc) leaves the hostname of a joined uts
     // namespace alone; vmrun-isolation warns about it (see validate).
     c.as_object_mut().unwrap().remove("hostname");
+    // The runtime makes /run/ref-ns: in the guest a read-only root is
+    // shared read-only.
+    c["root"]["readonly"] = false.into();
     c["mounts"].as_array_mut().unwrap().push(json!({
         "destination": "/run/ref-ns", "type": "bind", "source": ns_dir,
         "options": ["bind", "ro", "nosuid", "nodev", "noexec"]
