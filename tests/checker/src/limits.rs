@@ -90,7 +90,9 @@ fn shares_to_weight(shares: u64) -> u64 {
 
 fn check_cgroup(spec: &Value, r: &mut Report) {
     let res = &spec["linux"]["resources"];
-    let wants_any = ["memory", "cpu", "pids"].iter().any(|k| !res[k].is_null());
+    let wants_any = ["memory", "cpu", "pids", "unified"]
+        .iter()
+        .any(|k| !res[k].is_null());
     if !wants_any {
         return;
     }
@@ -163,6 +165,14 @@ fn check_cgroup(spec: &Value, r: &mut Report) {
             "cgroup cpuset.cpus",
             read(&dir, "cpuset.cpus"),
             Some(cpus.to_owned()),
+        );
+    }
+    // linux.resources.unified: cgroup v2 files written as given.
+    for (file, want) in res["unified"].as_object().into_iter().flatten() {
+        r.eq(
+            &format!("cgroup unified {file}"),
+            read(&dir, file),
+            want.as_str().map(|w| w.trim().to_owned()),
         );
     }
     if !res["pids"]["limit"].is_null() {

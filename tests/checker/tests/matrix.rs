@@ -364,7 +364,10 @@ fn cgroup_v2_resources() {
     let c = cgroup_v2_config();
     // The guest is always cgroup2: this is where the limits are really set.
     if let Some(out) = vm_half("cgroup2", &c, 40) {
-        for check in CGROUP_CHECKS.iter().chain(&["cpuset.cpus"]) {
+        for check in CGROUP_CHECKS
+            .iter()
+            .chain(&["cpuset.cpus", "unified memory.high"])
+        {
             assert!(
                 out.stdout.contains(&format!("PASS cgroup {check}")),
                 "{check} not checked in the microVM:\n{}",
@@ -395,14 +398,16 @@ fn cgroup_v2_resources() {
 }
 
 /// linux.resources for memory (limit, reservation, swap), cpu (shares,
-/// quota/period, cpuset) and pids, with a cgroup2 mount.
+/// quota/period, cpuset), pids and a `unified` cgroup v2 file, with a
+/// cgroup2 mount.
 fn cgroup_v2_config() -> Value {
     let mut c = base_config();
     c["linux"]["resources"] = json!({
         "devices": [{"allow": false, "access": "rwm"}],
         "memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728},
         "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"},
-        "pids": {"limit": 64}
+        "pids": {"limit": 64},
+        "unified": {"memory.high": "50331648"}
     });
     c["mounts"][6] = json!({"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup",
                            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]});
