@@ -3,8 +3,10 @@
 //!
 //! The kernel starts `/init` on `rootfs`, the initial ramfs, which has no
 //! parent mount and therefore can never be pivoted away from: a runtime on
-//! it must fall back to `MS_MOVE` + `chroot` (runc's `--no-pivot`), and a
-//! chroot is escapable by a process holding `CAP_SYS_CHROOT`. Like
+//! it must fall back to `MS_MOVE` + `chroot` (runc's `--no-pivot`), which
+//! leaves the runtime's root mounted under the container's: a process with
+//! `CAP_SYS_ADMIN` and `CAP_SYS_CHROOT` can unmount the container's root and
+//! re-enter its mount namespace there (the checker's escape probe). Like
 //! `switch_root(8)`, the agent copies the initramfs onto a fresh tmpfs,
 //! frees the originals, moves the tmpfs over `/`, chroots into it and
 //! re-executes `/init`; from then on `/` is a real mount and the container

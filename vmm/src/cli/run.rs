@@ -49,7 +49,8 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub detach: bool,
     /// Do not use pivot_root to jail the process inside the rootfs: use
-    /// MS_MOVE + chroot (as runc; weaker against CAP_SYS_CHROOT holders).
+    /// MS_MOVE + chroot (as runc). Insecure, as with runc: a process with
+    /// CAP_SYS_ADMIN and CAP_SYS_CHROOT can reach the agent's root.
     #[arg(long = "no-pivot")]
     pub no_pivot: bool,
     /// Do not create a new session keyring for the container (accepted for
