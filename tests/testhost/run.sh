@@ -24,6 +24,9 @@
 #                    never (run directly whatever `vmrun check` says)
 #   VMRUN_TESTHOST_KERNEL  kernel for the test host (default: newest
 #                    generic /boot/vmlinuz-*-amd64)
+#   VMRUN_TESTHOST_QEMU_OPTS  extra QEMU options for the test host (e.g.
+#                    "-d cpu_reset,guest_errors -D /tmp/qemu.log" to log its
+#                    CPU resets, such as a triple fault of the test host)
 #   VMRUN_*, RUST_*  passed on to CMD (also inside the test host)
 set -euo pipefail
 
@@ -148,7 +151,7 @@ set +e
 timeout --kill-after=30 "$timeout_secs" \
     "$vng" -r "$kernel" --verbose --disable-kvm --force-9p --disable-microvm \
     --cpus "${VMRUN_TESTHOST_CPUS:-2}" --memory "${VMRUN_TESTHOST_MEMORY:-2G}" \
-    --qemu-opts="-cpu max" --rwdir "$results" "${share_cache[@]}" \
+    --qemu-opts="-cpu max ${VMRUN_TESTHOST_QEMU_OPTS:-}" --rwdir "$results" "${share_cache[@]}" \
     -- "$inner" </dev/null >"$results/testhost-console.log" 2>&1 &
 vng_pid=$!
 # Stream CMD's output from the results file while the test host runs.
