@@ -2,6 +2,7 @@
 //! `RUST_LOG`).
 
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use tracing_subscriber::EnvFilter;
@@ -27,7 +28,11 @@ pub fn init(global: &GlobalOpts) -> Result<(), CliError> {
             }
         }
         (None, LogFormat::Json) => builder.json().with_writer(std::io::stderr).try_init(),
-        (None, LogFormat::Text) => builder.with_writer(std::io::stderr).try_init(),
+        // Colours only for a terminal: a pipe or file gets plain text.
+        (None, LogFormat::Text) => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .try_init(),
     };
     // Already initialised (e.g. by a test harness): keep the existing one.
     let _ = result;
