@@ -72,8 +72,9 @@ export VMRUN_REQUIRE_GUEST=1
 # nested-virtualisation trouble TESTHOST.md describes, not a test result:
 # the group is run once more in a fresh test host, loudly, after printing
 # the dead test host's console. A failing test (any other status) is final.
-# Such deaths come at random boots (measured: about 3 in 90 microVM boots),
-# so the ~60 boots are split into two groups with a test host each: a death
+# Such deaths came at random boots (about 3 in 90 microVM boots, before the
+# test host held an idle KVM VM and ran on one vCPU, see run.sh), so the
+# ~60 boots are split into two groups with a test host each: a death
 # re-runs only its group.
 #   run_group NAME RESULTS_DIR BINARY... -> the group's final status
 run_group() {
