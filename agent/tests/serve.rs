@@ -189,13 +189,18 @@ fn run(
         client.call(create(id, world.spec(args), &stdio)).unwrap(),
         Response::Ok
     );
-    assert_eq!(client.call(start(id)).unwrap(), Response::Ok);
+    assert_eq!(client.call(start(id)).unwrap(), started());
     let (out, err) = stdio.collect();
     let Response::Exited { status } = client.call(wait(id)).unwrap() else {
         panic!("wait did not answer Exited");
     };
     println!("  {id}: {status:?} stdout={out:?} stderr={err:?}");
     (status, out, err)
+}
+
+/// `Start`'s answer for a spec the guest applies in full.
+fn started() -> Response {
+    Response::Started { warnings: vec![] }
 }
 
 fn agent_error(result: Result<Response, ProtocolError>) -> String {
@@ -223,6 +228,38 @@ fn echo_reaches_stdout_and_stderr_stays_separate(world: &World) {
     drop(client);
     // No Shutdown: the dropped connection ends the serve loop.
     assert_eq!(agent.end().unwrap(), ServeEnd::ConnectionLost);
+}
+
+fn ignored_lsm_fields_come_back_as_warnings(world: &World) {
+    let mut agent = world.agent("lsm");
+    let client = agent.client();
+    let mut spec = world.spec(&["true"]);
+    spec["process"]["apparmorProfile"] = json!("containers-default-0.50.1");
+    spec["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0");
+    let stdio = HostStdio::listen(world, None);
+    assert_eq!(
+        client.call(create("lsm", spec, &stdio)).unwrap(),
+        Response::Ok
+    );
+    let Response::Started { warnings } = client.call(start("lsm")).unwrap() else {
+        panic!("start did not answer Started");
+    };
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("process.apparmorProfile: "),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("process.selinuxLabel: "),
+        "{warnings:?}"
+    );
+    stdio.collect();
+    let Response::Exited { status } = client.call(wait("lsm")).unwrap() else {
+        panic!("wait did not answer Exited");
+    };
+    assert_eq!(status, ExitStatus::Code(0));
+    drop(client);
+    expect_connection_lost(agent);
 }
 
 fn container_starts_with_default_signals_and_leaves_no_state(world: &World) {
@@ -304,7 +341,7 @@ fn killed_by_a_signal(world: &World) {
         client.call(create("killed", spec, &stdio)).unwrap(),
         Response::Ok
     );
-    assert_eq!(client.call(start("killed")).unwrap(), Response::Ok);
+    assert_eq!(client.call(start("killed")).unwrap(), started());
     assert_eq!(stdio.collect(), (String::new(), String::new()));
     let Response::Exited { status } = client.call(wait("killed")).unwrap() else {
         panic!("wait did not answer Exited");
@@ -325,7 +362,7 @@ fn stdin_bytes_and_eof_reach_the_process(world: &World) {
         client.call(create("cat", spec, &stdio)).unwrap(),
         Response::Ok
     );
-    assert_eq!(client.call(start("cat")).unwrap(), Response::Ok);
+    assert_eq!(client.call(start("cat")).unwrap(), started());
     let mut stdout = stdio.stdout.as_ref().expect("listener").accept().unwrap().0;
     let mut echoed = Vec::new();
     stdout.read_to_end(&mut echoed).unwrap();
@@ -352,7 +389,7 @@ fn signal_requests_reach_the_process_while_wait_is_pending(world: &World) {
         client.call(create("trap", spec, &stdio)).unwrap(),
         Response::Ok
     );
-    assert_eq!(client.call(start("trap")).unwrap(), Response::Ok);
+    assert_eq!(client.call(start("trap")).unwrap(), started());
     let waiter = {
         let client = Arc::clone(&client);
         std::thread::spawn(move || client.call(wait("trap")))
@@ -386,7 +423,7 @@ fn signal_requests_reach_the_process_while_wait_is_pending(world: &World) {
         client.call(create("sleeper", spec, &stdio)).unwrap(),
         Response::Ok
     );
-    assert_eq!(client.call(start("sleeper")).unwrap(), Response::Ok);
+    assert_eq!(client.call(start("sleeper")).unwrap(), started());
     let kill = Request::Signal {
         id: "sleeper".into(),
         signal: 9,
@@ -469,7 +506,7 @@ fn bad_requests_get_errors_naming_the_field(world: &World) {
     assert!(agent_error(client.call(early)).contains("not started"));
     let dup = agent_error(client.call(create("later", world.spec(&["true"]), &stdio)));
     assert!(dup.contains("already exists"), "{dup}");
-    assert_eq!(client.call(start("later")).unwrap(), Response::Ok);
+    assert_eq!(client.call(start("later")).unwrap(), started());
     assert!(agent_error(client.call(start("later"))).contains("already started"));
     assert_eq!(
         client.call(wait("later")).unwrap(),
@@ -554,7 +591,7 @@ fn lost_connection_kills_the_container(world: &World) {
         client.call(create("orphan", spec, &stdio)).unwrap(),
         Response::Ok
     );
-    assert_eq!(client.call(start("orphan")).unwrap(), Response::Ok);
+    assert_eq!(client.call(start("orphan")).unwrap(), started());
     drop(client);
     assert_eq!(agent.end().unwrap(), ServeEnd::ConnectionLost);
     // The process is gone: its stdio connections are closed.
@@ -571,7 +608,7 @@ fn shutdown_kills_and_answers(world: &World) {
         client.call(create("doomed", spec, &stdio)).unwrap(),
         Response::Ok
     );
-    assert_eq!(client.call(start("doomed")).unwrap(), Response::Ok);
+    assert_eq!(client.call(start("doomed")).unwrap(), started());
     let never_started = HostStdio::listen(world, None);
     let spec = world.spec(&["true"]);
     assert_eq!(
@@ -627,7 +664,7 @@ fn terminal_gets_a_pty_with_its_size_input_and_resizes(world: &World) {
     };
     let message = agent_error(client.call(resize(40, 120)));
     assert!(message.contains("not started"), "{message}");
-    assert_eq!(client.call(start("tty")).unwrap(), Response::Ok);
+    assert_eq!(client.call(start("tty")).unwrap(), started());
     // Resize and type only once the shell waits in `read`.
     let mut seen = Vec::new();
     let mut byte = [0u8; 1];
@@ -667,7 +704,7 @@ fn terminal_gets_a_pty_with_its_size_input_and_resizes(world: &World) {
             .unwrap(),
         Response::Ok
     );
-    assert_eq!(client.call(start("notty")).unwrap(), Response::Ok);
+    assert_eq!(client.call(start("notty")).unwrap(), started());
     let message = agent_error(client.call(Request::Resize {
         id: "notty".into(),
         rows: 1,
@@ -687,6 +724,10 @@ const CASES: &[Case] = &[
     (
         "echo_reaches_stdout_and_stderr_stays_separate",
         echo_reaches_stdout_and_stderr_stays_separate,
+    ),
+    (
+        "ignored_lsm_fields_come_back_as_warnings",
+        ignored_lsm_fields_come_back_as_warnings,
     ),
     (
         "container_starts_with_default_signals_and_leaves_no_state",

@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 /// Version of this protocol; bumped on any incompatible change.
 ///
 /// History: 1 = Create/Start/Signal/Wait/Shutdown; 2 = adds `Resize`,
-/// terminal (pty) stdio and `Create.no_pivot`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// terminal (pty) stdio and `Create.no_pivot`; 3 = `Start` is answered with
+/// `Started` (carrying the spec fields the guest ignored).
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Guest vsock port the agent listens on for the control connection.
 pub const CONTROL_PORT: u32 = 1024;
 /// Guest CID the VMM gives the guest.
@@ -159,6 +160,14 @@ pub enum Response {
     },
     /// The request succeeded.
     Ok,
+    /// Answer to `Start`: the container's process runs.
+    Started {
+        /// Spec fields the guest ignored, one sentence each naming the
+        /// field (e.g. `process.apparmorProfile: ...`), for the host to
+        /// show its user.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+    },
     /// Answer to `Wait`: the process exited.
     Exited {
         /// How it ended.

@@ -57,6 +57,10 @@ fn all_responses() -> Vec<Response> {
     vec![
         Response::Hello { version: 1 },
         Response::Ok,
+        Response::Started { warnings: vec![] },
+        Response::Started {
+            warnings: vec!["process.apparmorProfile: ignored".into()],
+        },
         Response::Exited {
             status: ExitStatus::Code(42),
         },

@@ -209,7 +209,9 @@ impl Server<'_> {
             } => self
                 .create(cid, &spec, &rootfs, &stdio, no_pivot)
                 .map(|()| Response::Ok),
-            Request::Start { id: cid } => self.start(&cid).map(|()| Response::Ok),
+            Request::Start { id: cid } => self
+                .start(&cid)
+                .map(|warnings| Response::Started { warnings }),
             Request::Signal { id: cid, signal } => self.signal(&cid, signal).map(|()| Response::Ok),
             Request::Resize {
                 id: cid,
@@ -318,7 +320,8 @@ impl Server<'_> {
         })
     }
 
-    fn start(&self, id: &str) -> Result<()> {
+    /// Starts container `id`; returns the spec fields the guest ignored.
+    fn start(&self, id: &str) -> Result<Vec<String>> {
         let (prepared, rootfs, cell) = {
             let mut table = container::lock(&self.containers);
             let container = table
@@ -366,6 +369,7 @@ impl Server<'_> {
         };
         let exited = self.env.reaper.watch(Pid::from_raw(process.pid()));
         tracing::info!("started container {id} (pid {})", process.pid());
+        let warnings = process.warnings().iter().map(|w| w.to_string()).collect();
         if let Some(c) = container::lock(&self.containers).get_mut(id) {
             c.state = State::Running(Box::new(process));
             c.tty = tty.clone();
@@ -377,7 +381,8 @@ impl Server<'_> {
             exited,
             cell,
             tty,
-        )
+        )?;
+        Ok(warnings)
     }
 
     fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<()> {

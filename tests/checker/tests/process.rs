@@ -335,8 +335,8 @@ fn exit_cleans_up_state_and_cgroup() {
 /// AppArmor/SELinux fields are ignored with a warning (the guest kernel has
 /// neither LSM); the container still runs.
 ///
-/// In the microVM the warnings are the agent's: they go to its log on the
-/// guest console (vmrun's --console-log), not to vmrun's stderr.
+/// In the microVM the agent logs them on the guest console and sends them
+/// back with its answer to Start: vmrun prints them on its stderr.
 #[test]
 fn lsm_fields_warn_and_run() {
     let mut c = shell("echo ran");
@@ -352,6 +352,12 @@ fn lsm_fields_warn_and_run() {
             assert!(
                 console.contains(&format!("{field}: ignored")),
                 "no warning for {field} in the guest console:\n{console}"
+            );
+            assert!(
+                out.stderr
+                    .contains(&format!("vmrun: warning: {field}: ignored")),
+                "no warning for {field} on vmrun's stderr: {}",
+                out.describe()
             );
         }
     }

@@ -384,14 +384,23 @@ pub fn run_container(
     } else {
         None
     };
-    expect_ok(
-        &client,
-        "Start",
-        Request::Start {
-            id: config.id.clone(),
-        },
-    )
-    .map_err(|e| vm_failure_or(&mut vm, e))?;
+    let warnings = match client.call(Request::Start {
+        id: config.id.clone(),
+    }) {
+        Ok(Response::Started { warnings }) => warnings,
+        Ok(other) => return Err(ContainerRunError::Unexpected("Start", other)),
+        Err(e) => {
+            return Err(vm_failure_or(
+                &mut vm,
+                ContainerRunError::Request("Start", e),
+            ))
+        }
+    };
+    // Spec fields the guest ignored (e.g. AppArmor: its kernel has no LSM).
+    let eol = if raw_mode.is_some() { "\r\n" } else { "\n" };
+    for warning in &warnings {
+        eprint!("vmrun: warning: {warning}{eol}");
+    }
     if raw_mode.is_some() {
         // A resize between Create and Start found no container yet.
         send_host_size(&client, &config.id);
