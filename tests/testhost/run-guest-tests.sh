@@ -70,12 +70,13 @@ export VMRUN_REQUIRE_GUEST=1
 # does not boot (98) or dies without writing the batch's exit status (99,
 # e.g. QEMU or the test host's kernel going down under nested TCG) is the
 # nested-virtualisation trouble TESTHOST.md describes, not a test result:
-# the group is run once more in a fresh test host, loudly, after printing
-# the dead test host's console. A failing test (any other status) is final.
-# Such deaths came at random boots (about 3 in 90 microVM boots, before the
-# test host held an idle KVM VM and ran on one vCPU, see run.sh), so the
-# ~60 boots are split into two groups with a test host each: a death
-# re-runs only its group.
+# the group is run again in a fresh test host (at most twice), loudly,
+# after printing the dead test host's console. A failing test (any other
+# status) is final. Such deaths came at random boots (about 3 in 90
+# microVM boots before the test host held an idle KVM VM and ran on one
+# vCPU, see run.sh; one freeze in ~130 boots since), so the ~60 boots are
+# split into two groups with a test host each: a death re-runs only its
+# group.
 #   run_group NAME RESULTS_DIR BINARY... -> the group's final status
 run_group() {
     local name="$1" results="$2" status why attempt=1
@@ -92,7 +93,7 @@ run_group() {
             99) why="the test host died before the batch finished" ;;
             *) return "$status" ;;
         esac
-        [ "$attempt" -lt 2 ] || return "$status"
+        [ "$attempt" -lt 3 ] || return "$status"
         if [ -s "$results/testhost-console.log" ]; then
             log "the dead test host's console (last 80 lines of $results/testhost-console.log):"
             tail -n 80 "$results/testhost-console.log" >&2 || true
