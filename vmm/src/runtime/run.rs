@@ -255,16 +255,17 @@ fn vm_failure_or(vm: &mut VmHandle, err: ContainerRunError) -> ContainerRunError
     }
 }
 
-fn expect_ok(
+/// Sends `request` (`what`, for errors) to the agent; when it fails
+/// because the microVM went down, the error is the VM's own reason.
+fn call_agent(
     client: &ControlClient,
+    vm: &mut VmHandle,
     what: &'static str,
     request: Request,
-) -> Result<(), ContainerRunError> {
-    match client.call(request) {
-        Ok(Response::Ok) => Ok(()),
-        Ok(other) => Err(ContainerRunError::Unexpected(what, other)),
-        Err(e) => Err(ContainerRunError::Request(what, e)),
-    }
+) -> Result<Response, ContainerRunError> {
+    client
+        .call(request)
+        .map_err(|e| vm_failure_or(vm, ContainerRunError::Request(what, e)))
 }
 
 /// Sends vmrun's terminal size to the container's terminal.
@@ -347,8 +348,9 @@ pub fn run_container(
             terminal::set_console_size(&mut spec, size);
         }
     }
-    expect_ok(
+    let created = call_agent(
         &client,
+        &mut vm,
         "Create",
         Request::Create {
             id: config.id.clone(),
@@ -361,8 +363,10 @@ pub fn run_container(
             },
             no_pivot: config.no_pivot,
         },
-    )
-    .map_err(|e| vm_failure_or(&mut vm, e))?;
+    )?;
+    if created != Response::Ok {
+        return Err(ContainerRunError::Unexpected("Create", created));
+    }
     let stdin = accept(&stdin_l, "stdin")?;
     let stdout = accept(&stdout_l, "stdout")?;
     let stderr = accept(&stderr_l, "stderr")?;
@@ -384,17 +388,12 @@ pub fn run_container(
     } else {
         None
     };
-    let warnings = match client.call(Request::Start {
+    let start = Request::Start {
         id: config.id.clone(),
-    }) {
-        Ok(Response::Started { warnings }) => warnings,
-        Ok(other) => return Err(ContainerRunError::Unexpected("Start", other)),
-        Err(e) => {
-            return Err(vm_failure_or(
-                &mut vm,
-                ContainerRunError::Request("Start", e),
-            ))
-        }
+    };
+    let warnings = match call_agent(&client, &mut vm, "Start", start)? {
+        Response::Started { warnings } => warnings,
+        other => return Err(ContainerRunError::Unexpected("Start", other)),
     };
     // Spec fields the guest ignored (e.g. AppArmor: its kernel has no LSM).
     let eol = if raw_mode.is_some() { "\r\n" } else { "\n" };
@@ -405,17 +404,12 @@ pub fn run_container(
         // A resize between Create and Start found no container yet.
         send_host_size(&client, &config.id);
     }
-    let status = match client.call(Request::Wait {
+    let wait = Request::Wait {
         id: config.id.clone(),
-    }) {
-        Ok(Response::Exited { status }) => status,
-        Ok(other) => return Err(ContainerRunError::Unexpected("Wait", other)),
-        Err(e) => {
-            return Err(vm_failure_or(
-                &mut vm,
-                ContainerRunError::Request("Wait", e),
-            ))
-        }
+    };
+    let status = match call_agent(&client, &mut vm, "Wait", wait)? {
+        Response::Exited { status } => status,
+        other => return Err(ContainerRunError::Unexpected("Wait", other)),
     };
     *target.lock().unwrap_or_else(|p| p.into_inner()) = SignalTarget::Exited;
     tracing::debug!(?status, "container exited");
