@@ -10,17 +10,12 @@ use crate::artifacts::repo_root;
 /// Panics with the script's stderr if it fails (a test set-up error).
 pub fn build_busybox_bundle(dir: &Path) {
     let script = repo_root().join("rootfs/build-busybox-bundle.sh");
-    let out = Command::new(&script)
-        .arg("--no-install")
-        .arg(dir)
-        .arg("true")
-        .output()
-        .expect("run build-busybox-bundle.sh");
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
+    crate::run_ok(
+        Command::new(&script)
+            .arg("--no-install")
+            .arg(dir)
+            .arg("true"),
+        &script.display().to_string(),
     );
 }
 

@@ -17,5 +17,5 @@ pub mod scratch;
 pub use artifacts::{busybox_initrd, guest_initrd, guest_kernel, vmrun_bin};
 pub use console::ReadyLine;
 pub use guest_env::{guest_ready, GuestReadiness};
-pub use process::{boot_timeout, run_vmrun, wait_until, RunOutput};
+pub use process::{boot_timeout, run_ok, run_vmrun, wait_until, RunOutput};
 pub use scratch::scratch_dir;

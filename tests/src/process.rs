@@ -138,6 +138,20 @@ pub fn run_with_timeout(bin: &Path, args: &[&str], limit: Duration) -> RunOutput
     }
 }
 
+/// Runs a set-up command (`what` names it in messages) to completion and
+/// panics with its stderr unless it succeeds (a test set-up error).
+pub fn run_ok(command: &mut Command, what: &str) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs the `vmrun` binary under test (see [`crate::vmrun_bin`]).
 pub fn run_vmrun(args: &[&str], limit: Duration) -> RunOutput {
     run_with_timeout(&crate::vmrun_bin(), args, limit)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use vmrun_tests::bundle::{build_busybox_bundle, edit_config};
 use vmrun_tests::guest_env::GuestReadiness;
-use vmrun_tests::{boot_timeout, guest_ready, scratch_dir, vmrun_bin, wait_until};
+use vmrun_tests::{boot_timeout, guest_ready, run_ok, scratch_dir, vmrun_bin, wait_until};
 
 /// A scratch directory for bundles. In the test host the work tree and
 /// /tmp are overlays (over 9p): bundles live on a tmpfs mounted here, as a
@@ -35,16 +35,9 @@ fn base_bundle() -> &'static Path {
 /// A fresh copy of the busybox bundle whose process runs `args`.
 fn bundle(name: &str, args: &[&str]) -> PathBuf {
     let dir = scratch().join(name);
-    let out = Command::new("cp")
-        .arg("-a")
-        .arg(base_bundle())
-        .arg(&dir)
-        .output()
-        .expect("run cp");
-    assert!(
-        out.status.success(),
-        "copying the bundle: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("cp").arg("-a").arg(base_bundle()).arg(&dir),
+        "copying the bundle (cp -a)",
     );
     edit_config(&dir, |spec| {
         spec["process"]["args"] = serde_json::json!(args)
@@ -486,17 +479,13 @@ fn a_bundle_on_a_virtio_blk_ext4_image_runs() {
         ],
     );
     let image = scratch().join("blk.ext4");
-    let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(b.join("rootfs"))
-        .arg(&image)
-        .arg("64M")
-        .output()
-        .expect("run mkfs.ext4");
-    assert!(
-        out.status.success(),
-        "mkfs.ext4: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-d"])
+            .arg(b.join("rootfs"))
+            .arg(&image)
+            .arg("64M"),
+        "mkfs.ext4",
     );
     let image_arg = image.to_str().expect("UTF-8");
     let ran = run_with(&g, &b, "blk", &["--rootfs-image", image_arg], None);
@@ -633,14 +622,9 @@ fn busybox_image_layout() -> PathBuf {
         w = work.display(),
         r = base_bundle().join("rootfs").display(),
     );
-    let out = Command::new("sh")
-        .args(["-c", &script])
-        .output()
-        .expect("run umoci");
-    assert!(
-        out.status.success(),
-        "building the OCI layout with umoci: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("sh").args(["-c", &script]),
+        "building the OCI layout with umoci",
     );
     layout
 }
