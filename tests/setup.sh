@@ -49,7 +49,7 @@ ensure_packages build-essential pkg-config git ca-certificates curl jq \
 # umoci/skopeo/podman/docker-registry (images), e2fsprogs (virtio-blk rootfs).
 ensure_packages runc umoci skopeo podman docker-registry e2fsprogs
 
-# 2. Rust. Debian's rustc is too old (the workspace needs >= 1.80).
+# 2. Rust. Debian's rustc is too old (the workspace needs >= 1.88: rust-version in Cargo.toml).
 log "2/6 Rust toolchain"
 if ! command -v cargo >/dev/null 2>&1; then
     log "cargo not found: installing Rust with rustup (https://rustup.rs)"

@@ -1,23 +1,11 @@
 //! The guest kernel command line.
 
 use linux_loader::cmdline::Cmdline;
-use vm_memory::GuestAddress;
 
 use crate::arch::x86_64::layout::CMDLINE_MAX_SIZE;
 
 /// The command line `vmrun boot` uses when none is given (team contract 3).
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 pci=off nomodule quiet";
-
-/// A virtio-mmio device to announce with `virtio_mmio.device=<size>@<base>:<irq>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VirtioMmioDevice {
-    /// Size of the device's MMIO window.
-    pub size: u64,
-    /// Guest physical base of the window.
-    pub base: u64,
-    /// The device's interrupt line (GSI).
-    pub irq: u32,
-}
 
 /// Errors building the command line.
 #[derive(Debug, thiserror::Error)]
@@ -27,17 +15,14 @@ pub enum CmdlineError {
     Invalid(#[source] linux_loader::cmdline::Error),
 }
 
-/// Builds the command line: `base`, then one `virtio_mmio.device=` per device.
-pub fn build_cmdline(base: &str, devices: &[VirtioMmioDevice]) -> Result<Cmdline, CmdlineError> {
+/// Builds the command line: `base`, then each of `words` (e.g. the
+/// `virtio_mmio.device=` words of the attached devices).
+pub fn build_cmdline(base: &str, words: &[String]) -> Result<Cmdline, CmdlineError> {
     let mut cmdline = Cmdline::new(CMDLINE_MAX_SIZE).map_err(CmdlineError::Invalid)?;
-    let base = base.trim();
-    if !base.is_empty() {
-        cmdline.insert_str(base).map_err(CmdlineError::Invalid)?;
-    }
-    for dev in devices {
-        cmdline
-            .add_virtio_mmio_device(dev.size, GuestAddress(dev.base), dev.irq, None)
-            .map_err(CmdlineError::Invalid)?;
+    for part in std::iter::once(base.trim()).chain(words.iter().map(|w| w.trim())) {
+        if !part.is_empty() {
+            cmdline.insert_str(part).map_err(CmdlineError::Invalid)?;
+        }
     }
     Ok(cmdline)
 }
@@ -51,24 +36,16 @@ mod tests {
     }
 
     #[test]
-    fn default_then_virtio_devices() {
-        let devs = [
-            VirtioMmioDevice {
-                size: 0x1000,
-                base: 0xc000_0000,
-                irq: 5,
-            },
-            VirtioMmioDevice {
-                size: 0x1000,
-                base: 0xc000_1000,
-                irq: 6,
-            },
+    fn default_then_device_words() {
+        let words = [
+            "virtio_mmio.device=0x1000@0xd0000000:5".to_string(),
+            "virtio_mmio.device=0x1000@0xd0001000:6".to_string(),
         ];
-        let c = build_cmdline(DEFAULT_CMDLINE, &devs).unwrap();
+        let c = build_cmdline(DEFAULT_CMDLINE, &words).unwrap();
         assert_eq!(
             text(&c),
             format!(
-                "{DEFAULT_CMDLINE} virtio_mmio.device=4K@0xc0000000:5 virtio_mmio.device=4K@0xc0001000:6"
+                "{DEFAULT_CMDLINE} virtio_mmio.device=0x1000@0xd0000000:5 virtio_mmio.device=0x1000@0xd0001000:6"
             )
         );
     }

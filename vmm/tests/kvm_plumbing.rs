@@ -10,9 +10,12 @@ use vmrun::arch::x86_64::regs::BootEntry;
 use vmrun::devices::bus::BusDevice;
 use vmrun::devices::console::SharedBuffer;
 use vmrun::exit::VmExit;
+use vmrun::machine::builder::MachineBuilder;
 use vmrun::machine::config::MachineConfig;
 use vmrun::machine::{CleanExit, Machine, RunError};
 use vmrun::timings::{Phase, Timings};
+use vmrun_virtio::mmio::MMIO_WINDOW_SIZE;
+use vmrun_virtio::Vsock;
 
 /// Where the tiny guests' code goes.
 const CODE: u64 = 0x1000;
@@ -59,7 +62,11 @@ fn config(vcpus: u8, irqchip: bool) -> MachineConfig {
 fn run_guest(cfg: MachineConfig, entry: BootEntry, setup: impl FnOnce(&Machine)) -> Outcome {
     let console = SharedBuffer::new();
     let timings = Arc::new(Timings::new(Instant::now()));
-    let machine = Machine::new(&cfg, Box::new(console.clone()), timings.clone())
+    let machine = MachineBuilder::new(cfg)
+        .expect("valid machine config")
+        .console(Box::new(console.clone()))
+        .timings(timings.clone())
+        .build()
         .expect("machine builds on /dev/kvm");
     setup(&machine);
     machine.set_boot_entry(&entry).expect("boot entry");
@@ -348,45 +355,39 @@ fn triple_fault_is_an_error() {
 
 #[test]
 fn machine_config_is_validated_before_touching_kvm() {
-    let err = Machine::new(
-        &config(0, false),
-        Box::new(std::io::sink()),
-        Arc::new(Timings::new(Instant::now())),
-    )
-    .unwrap_err();
+    let err = MachineBuilder::new(config(0, false)).unwrap_err();
     assert!(vmrun::error_chain(&err).contains("--cpus"), "{err}");
 }
 
 #[test]
-fn virtio_mmio_slots_are_mounted_and_reachable() {
+fn virtio_devices_get_consecutive_slots_and_answer_there() {
     if !kvm_usable() {
         return;
     }
-    let cfg = config(1, true);
     let console = SharedBuffer::new();
-    let mut machine = Machine::new(
-        &cfg,
-        Box::new(console.clone()),
-        Arc::new(Timings::new(Instant::now())),
-    )
-    .unwrap();
-    let probe = Arc::new(Mutex::new(MmioProbe::default()));
-    let first = machine.allocate_mmio_slot().unwrap();
-    let evt = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap();
-    machine.vm().register_irqfd(&evt, first.irq).unwrap();
-    machine.mount_mmio_device(first, probe.clone()).unwrap();
-    let second = machine.allocate_mmio_slot().unwrap();
-    assert_eq!(second.base, first.base + first.size);
+    let mut machine = MachineBuilder::new(config(1, true))
+        .unwrap()
+        .console(Box::new(console.clone()))
+        .build()
+        .unwrap();
+    let first = machine
+        .attach_virtio(Box::new(Vsock::new(3).unwrap()))
+        .unwrap();
+    let second = machine
+        .attach_virtio(Box::new(Vsock::new(3).unwrap()))
+        .unwrap();
+    assert_eq!(second.base, first.base + MMIO_WINDOW_SIZE);
     assert_eq!(second.irq, first.irq + 1);
-    assert_eq!(machine.mmio_devices(), &[first]);
-    // A guest store to the slot's first register reaches the device.
-    let addr = first.base.to_le_bytes();
-    let code = [
-        0xb8, addr[0], addr[1], addr[2], addr[3], // mov eax, base
-        0xc7, 0x00, 0x01, 0x00, 0x00, 0x00, // mov dword [eax], 1
-        0xb0, 0xfe, 0xe6, 0x64, // i8042 reset
-        0xeb, 0xfe,
-    ];
+    assert_eq!(machine.virtio_slots(), &[first, second]);
+    // A guest load from each slot's first register (the "virt" magic)
+    // reaches that slot's transport.
+    let mut code = vec![0x66, 0xba, 0xf8, 0x03]; // mov dx, 0x3f8
+    for base in [first.base, second.base] {
+        code.push(0xa1); // mov eax, [base]
+        code.extend_from_slice(&u32::try_from(base).unwrap().to_le_bytes());
+        code.push(0xee); // out dx, al
+    }
+    code.extend_from_slice(&[0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe]); // i8042 reset; jmp $
     put(&machine, CODE, &code);
     machine
         .set_boot_entry(&BootEntry::Pvh {
@@ -395,5 +396,5 @@ fn virtio_mmio_slots_are_mounted_and_reachable() {
         })
         .unwrap();
     assert_eq!(machine.run(), Ok(CleanExit::Reset));
-    assert_eq!(probe.lock().unwrap().writes, vec![(0, vec![1, 0, 0, 0])]);
+    assert_eq!(console.bytes(), b"vv");
 }

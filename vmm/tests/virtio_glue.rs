@@ -1,4 +1,4 @@
-//! The virtio glue (`devices::virtio`) on this machine's `/dev/kvm` with a
+//! The virtio device manager (`machine::mmio_devices`) on this machine's `/dev/kvm` with a
 //! tiny hand-assembled guest: the vsock and virtio-fs transports are
 //! mounted where the slots say, answer the virtio-mmio registers, and
 //! survive a sweep of hostile writes. Skips loudly without a usable
@@ -10,10 +10,11 @@ use std::time::Instant;
 use vm_memory::{Bytes, GuestAddress};
 use vmrun::arch::x86_64::regs::BootEntry;
 use vmrun::devices::console::SharedBuffer;
-use vmrun::devices::virtio::{add_fs, add_vsock};
+use vmrun::machine::builder::MachineBuilder;
 use vmrun::machine::config::MachineConfig;
-use vmrun::machine::{CleanExit, Machine};
+use vmrun::machine::CleanExit;
 use vmrun::timings::Timings;
+use vmrun_virtio::{Fs, Vsock};
 
 const CODE: u64 = 0x1000;
 
@@ -37,17 +38,24 @@ fn vsock_and_fs_answer_on_their_slots_and_survive_a_write_sweep() {
         memory_mib: 16,
         irqchip: true,
     };
-    let mut machine = Machine::new(
-        &cfg,
-        Box::new(console.clone()),
-        Arc::new(Timings::new(Instant::now())),
-    )
-    .expect("machine");
     let shared = tempfile::tempdir().expect("tempdir");
-    let _host = add_vsock(&mut machine, 3).expect("vsock");
-    add_fs(&mut machine, "rootfs", shared.path(), true).expect("fs");
-    let [vsock, fs] = machine.mmio_devices() else {
-        panic!("expected two mounted devices: {:?}", machine.mmio_devices());
+    let vsock = Vsock::new(3).expect("vsock");
+    let _host = vsock.host();
+    let machine = MachineBuilder::new(cfg)
+        .expect("valid config")
+        .console(Box::new(console.clone()))
+        .timings(Arc::new(Timings::new(Instant::now())))
+        .virtio(Box::new(vsock))
+        .virtio(Box::new(
+            Fs::new("rootfs", shared.path(), true).expect("fs"),
+        ))
+        .build()
+        .expect("machine");
+    let [vsock, fs] = machine.virtio_slots() else {
+        panic!(
+            "expected two attached devices: {:?}",
+            machine.virtio_slots()
+        );
     };
     let (vsock_base, fs_base) = (vsock.base, fs.base);
 

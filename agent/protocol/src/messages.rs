@@ -29,8 +29,9 @@ pub const PROTOCOL_VERSION: u32 = 3;
 pub const CONTROL_PORT: u32 = 1024;
 /// Guest CID the VMM gives the guest.
 pub const GUEST_CID: u64 = 3;
-/// CID of the host.
-pub const HOST_CID: u64 = 2;
+/// CID of the host (the kernel's `VMADDR_CID_HOST`, as the VMM's vsock
+/// device uses it).
+pub const HOST_CID: u64 = libc::VMADDR_CID_HOST as u64;
 
 /// A message plus the id that ties a response to its request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

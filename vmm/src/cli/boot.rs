@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{CliError, GlobalOpts};
 use crate::check::{default_initrd, default_kernel, ensure_host_can_run_guests};
 use crate::cmdline::DEFAULT_CMDLINE;
-use crate::machine::builder::{boot, BootError};
+use crate::machine::builder::{BootError, MachineBuilder};
 use crate::machine::config::{BootConfig, MachineConfig, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS};
 use crate::timings::{Phase, Timings};
 
@@ -93,13 +93,18 @@ pub fn run(_global: &GlobalOpts, args: BootArgs) -> Result<i32, CliError> {
     // Bad input is reported by name first, whatever host this is.
     let config = args.boot_config();
     check_defaults_built(&args, &config)?;
-    config.validate().map_err(BootError::from)?;
+    let builder = MachineBuilder::for_boot(config).map_err(BootError::from)?;
     ensure_host_can_run_guests()?;
     let console: Box<dyn Write + Send> = match &args.serial_log {
         Some(path) => Box::new(File::create(path).map_err(|e| CliError::Write(path.clone(), e))?),
         None => Box::new(std::io::stdout()),
     };
-    let result = boot(&config, console, timings.clone());
+    let result = builder
+        .console(console)
+        .timings(timings.clone())
+        .build()
+        .map_err(BootError::from)
+        .and_then(|machine| Ok(machine.run()?));
     timings.record(Phase::Exit);
     super::report_timings(args.timings, args.timings_json.as_deref(), &timings)?;
     let exit = result?;

@@ -12,7 +12,8 @@ use std::time::Duration;
 use super::{CliError, GlobalOpts};
 use crate::check::{default_initrd, default_kernel, ensure_host_can_run_guests};
 use crate::cmdline::DEFAULT_CMDLINE;
-use crate::machine::config::{MachineConfig, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS};
+use crate::machine::builder::{BootError, MachineBuilder};
+use crate::machine::config::{BootConfig, MachineConfig, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS};
 use crate::runtime::console_tail::ConsoleTail;
 use crate::runtime::{run_container, signals, Bundle, ContainerRunError, RunConfig};
 use crate::timings::{Phase, Timings};
@@ -220,7 +221,6 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32, CliError> {
     }
     let bundle_dir = image_bundle(global, &args)?.unwrap_or_else(|| args.bundle.clone());
     let bundle = Bundle::load(&bundle_dir, args.rootfs_image.as_deref())?;
-    ensure_host_can_run_guests()?;
     let kernel = artifact(
         &args.kernel,
         default_kernel(),
@@ -235,6 +235,18 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32, CliError> {
         "rootfs/build-initramfs.sh",
         "initrd",
     )?;
+    let machine = MachineBuilder::for_boot(BootConfig {
+        machine: MachineConfig {
+            vcpus: args.cpus,
+            memory_mib: args.memory,
+            irqchip: true,
+        },
+        kernel,
+        initrd: Some(initrd),
+        cmdline: DEFAULT_CMDLINE.to_string(),
+    })
+    .map_err(BootError::from)?;
+    ensure_host_can_run_guests()?;
     let console = match &args.console_log {
         Some(path) => ConsoleTail::with_copy(Box::new(
             File::create(path).map_err(|e| CliError::Write(path.clone(), e))?,
@@ -248,19 +260,12 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32, CliError> {
     let config = RunConfig {
         id: args.id.clone(),
         bundle,
-        machine: MachineConfig {
-            vcpus: args.cpus,
-            memory_mib: args.memory,
-            irqchip: true,
-        },
-        kernel,
-        initrd,
-        cmdline: DEFAULT_CMDLINE.to_string(),
+        machine,
         agent_timeout: Duration::from_secs(args.agent_timeout),
         console: console.clone(),
         no_pivot: args.no_pivot,
     };
-    let result = run_container(&config, timings.clone());
+    let result = run_container(config, timings.clone());
     timings.record(Phase::Exit);
     super::report_timings(args.timings, args.timings_json.as_deref(), &timings)?;
     match result {
@@ -268,7 +273,10 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32, CliError> {
         Err(e) => {
             if !matches!(
                 e,
-                ContainerRunError::Machine(_) | ContainerRunError::Devices(_)
+                ContainerRunError::Machine(_)
+                    | ContainerRunError::Vsock(_)
+                    | ContainerRunError::Fs(..)
+                    | ContainerRunError::Block(..)
             ) {
                 show_console_tail(&console);
             }

@@ -1,13 +1,17 @@
 //! A microVM: KVM VM + guest memory + devices + vCPUs, and its run loop.
 //!
-//! [`Machine::new`] builds the hardware; [`Machine::load_linux`] (or, for
-//! hand-made guests, writing code into [`Machine::memory`] and calling
-//! [`Machine::set_boot_entry`]) prepares the boot; [`Machine::run`] starts one
-//! thread per vCPU and returns when the guest resets, halts or fails.
+//! Machines are made by [`builder::MachineBuilder`] (the one path for
+//! `vmrun boot`, containers and tests: it validates the configuration once,
+//! creates the hardware, attaches the virtio devices and loads the guest).
+//! [`Machine::attach_virtio`] is the one place devices are wired in (see
+//! [`mmio_devices`]); hand-made guests write code into [`Machine::memory`]
+//! and call [`Machine::set_boot_entry`]; [`Machine::run`] starts one thread
+//! per vCPU and returns when the guest resets, halts or fails.
 
 pub mod builder;
 pub mod config;
 pub mod kernel;
+pub mod mmio_devices;
 pub mod vcpu_thread;
 
 use std::io::Write;
@@ -17,15 +21,16 @@ use std::sync::{Arc, Mutex};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
+use vmrun_virtio::VirtioDevice;
+
 use crate::arch::x86_64::layout::{
-    I8042_PORT_BASE, I8042_PORT_SIZE, IRQ_MAX, SERIAL_IRQ, SERIAL_PORT_BASE, SERIAL_PORT_SIZE,
-    VIRTIO_IRQ_START, VIRTIO_MMIO_DEVICE_SIZE, VIRTIO_MMIO_START,
+    I8042_PORT_BASE, I8042_PORT_SIZE, SERIAL_IRQ, SERIAL_PORT_BASE, SERIAL_PORT_SIZE,
 };
 use crate::arch::x86_64::memory_map::ram_regions;
 use crate::arch::x86_64::regs::BootEntry;
-use crate::cmdline::{build_cmdline, CmdlineError, VirtioMmioDevice};
+use crate::cmdline::{build_cmdline, CmdlineError};
 use crate::devices::boot_timer::BootTimer;
-use crate::devices::bus::{Bus, BusError, SharedDevice};
+use crate::devices::bus::{Bus, BusError};
 use crate::devices::cmos::{CmosPlaceholder, CMOS_PORT_BASE, CMOS_PORT_SIZE};
 use crate::devices::console::{ConsoleWriter, PanicSlot};
 use crate::devices::i8042::I8042;
@@ -35,8 +40,9 @@ use crate::timings::{Phase, Timings};
 use crate::vstate::memory::{create_guest_memory, MemoryError};
 use crate::vstate::vcpu::{Vcpu, VcpuError};
 use crate::vstate::vm::{Vm, VmError};
-use config::{ConfigError, MachineConfig};
+use config::MachineConfig;
 use kernel::KernelError;
+use mmio_devices::{AttachError, MmioDeviceManager, MmioSlot};
 use vcpu_thread::{install_kick_handler, run_vcpu, stop_vcpus, BusIo, VcpuContext};
 
 pub use config::BootConfig;
@@ -44,9 +50,6 @@ pub use config::BootConfig;
 /// Errors building a machine.
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
-    /// The configuration is invalid.
-    #[error("invalid configuration")]
-    Config(#[from] ConfigError),
     /// A VM-level KVM operation failed.
     #[error("KVM VM set-up failed")]
     Vm(#[from] VmError),
@@ -65,9 +68,9 @@ pub enum MachineError {
     /// The kernel command line is invalid.
     #[error("invalid kernel command line")]
     Cmdline(#[from] CmdlineError),
-    /// No interrupt line is left for another MMIO device.
-    #[error("no IRQ left for another virtio-mmio device (IRQs {VIRTIO_IRQ_START}..={IRQ_MAX} are in use)")]
-    OutOfIrqs,
+    /// A virtio device could not be attached.
+    #[error("cannot attach a virtio device")]
+    Attach(#[from] AttachError),
     /// The kernel, initrd or boot structures could not be loaded.
     #[error("cannot load the guest")]
     Kernel(#[from] KernelError),
@@ -156,7 +159,7 @@ pub struct Machine {
     timings: Arc<Timings>,
     panic: PanicSlot,
     serial: Arc<Mutex<SerialDevice>>,
-    mmio_devices: Vec<VirtioMmioDevice>,
+    virtio: MmioDeviceManager,
 }
 
 impl std::fmt::Debug for Machine {
@@ -171,13 +174,13 @@ impl std::fmt::Debug for Machine {
 
 impl Machine {
     /// Creates the VM, its memory, the legacy devices (serial to `console`,
-    /// i8042, boot timer) and the vCPUs. `config` must be valid.
-    pub fn new(
+    /// i8042, boot timer) and the vCPUs. `config` was validated by the
+    /// [`builder::MachineBuilder`], the only caller.
+    fn create(
         config: &MachineConfig,
         console: Box<dyn Write + Send>,
         timings: Arc<Timings>,
     ) -> Result<Self, MachineError> {
-        config.validate_with_host_memory(None)?;
         let mut vm = Vm::new()?;
         timings.record(Phase::VmCreated);
         if config.irqchip {
@@ -237,7 +240,7 @@ impl Machine {
             timings,
             panic,
             serial,
-            mmio_devices: Vec::new(),
+            virtio: MmioDeviceManager::default(),
         })
     }
 
@@ -276,47 +279,25 @@ impl Machine {
         &self.timings
     }
 
-    /// Reserves the next virtio-mmio window and interrupt line (GSI).
-    ///
-    /// A virtio device is added in three steps: take a slot, register the
-    /// device's interrupt EventFd with `vm().register_irqfd(&evt, slot.irq)`
-    /// (and queue-notify ioeventfds at `slot.base + 0x50`), then
-    /// [`Machine::mount_mmio_device`]. Mounted devices are announced to the
-    /// guest with `virtio_mmio.device=` by [`Machine::load_linux`].
-    pub fn allocate_mmio_slot(&self) -> Result<VirtioMmioDevice, MachineError> {
-        let index = self.mmio_devices.len() as u64;
-        let irq = VIRTIO_IRQ_START + index as u32;
-        if irq > IRQ_MAX {
-            return Err(MachineError::OutOfIrqs);
-        }
-        Ok(VirtioMmioDevice {
-            size: VIRTIO_MMIO_DEVICE_SIZE,
-            base: VIRTIO_MMIO_START + index * VIRTIO_MMIO_DEVICE_SIZE,
-            irq,
-        })
-    }
-
-    /// Mounts `device` on the MMIO bus at `slot` (from
-    /// [`Machine::allocate_mmio_slot`]) and records it for the command line.
-    pub fn mount_mmio_device(
+    /// Attaches a virtio device: next MMIO window and IRQ, ioeventfds,
+    /// irqfd, bus mount, command-line word (see [`mmio_devices`]). Devices
+    /// attached after [`Machine::load_linux`] are not announced to the guest.
+    pub fn attach_virtio(
         &mut self,
-        slot: VirtioMmioDevice,
-        device: SharedDevice,
-    ) -> Result<(), MachineError> {
-        self.mmio
-            .insert(slot.base, slot.size, device)
-            .map_err(|e| MachineError::Bus("mmio", e))?;
-        self.mmio_devices.push(slot);
-        Ok(())
+        device: Box<dyn VirtioDevice>,
+    ) -> Result<MmioSlot, MachineError> {
+        Ok(self
+            .virtio
+            .attach_virtio(&self.vm, &self.memory, &self.mmio, device)?)
     }
 
-    /// The mounted virtio-mmio devices, in mount order.
-    pub fn mmio_devices(&self) -> &[VirtioMmioDevice] {
-        &self.mmio_devices
+    /// The attached virtio devices' slots, in attachment order.
+    pub fn virtio_slots(&self) -> &[MmioSlot] {
+        self.virtio.slots()
     }
 
     /// Loads a Linux kernel, initrd and command line (`cmdline` plus one
-    /// `virtio_mmio.device=` per mounted device) and points the vCPUs at
+    /// `virtio_mmio.device=` per attached device) and points the vCPUs at
     /// the kernel's entry.
     pub fn load_linux(
         &mut self,
@@ -324,7 +305,7 @@ impl Machine {
         initrd: Option<&Path>,
         cmdline: &str,
     ) -> Result<BootEntry, MachineError> {
-        let cmdline = build_cmdline(cmdline, &self.mmio_devices)?;
+        let cmdline = build_cmdline(cmdline, &self.virtio.cmdline_entries())?;
         let entry = kernel::load_linux(
             &self.memory,
             self.config.memory_bytes(),

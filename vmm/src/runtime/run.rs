@@ -4,7 +4,6 @@
 //! while stdio and signals are relayed.
 
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -13,17 +12,18 @@ use vmrun_protocol::{
     ControlClient, ExitStatus, ProtocolError, Request, Response, RootfsSource, StdioPorts,
     CONTROL_PORT, GUEST_CID,
 };
-use vmrun_virtio::{VsockHost, VsockListener};
+use vmrun_virtio::block::BlockError;
+use vmrun_virtio::fs::FsError;
+use vmrun_virtio::{Block, Fs, VirtioDevice, Vsock, VsockHost, VsockListener};
 
 use super::bundle::{Bundle, HostRootfs};
 use super::console_tail::ConsoleTail;
 use super::signals::{SignalForwarder, RESIZE};
 use super::stdio::{relay_stdin, OutputRelay};
 use super::terminal::{self, RawMode, HOST_TTY_FD};
-use crate::devices::virtio::{add_block, add_fs, add_vsock, VirtioSetupError};
 use crate::exit::{ExitState, VmExit};
-use crate::machine::config::MachineConfig;
-use crate::machine::{CleanExit, Machine, MachineError, RunError};
+use crate::machine::builder::MachineBuilder;
+use crate::machine::{CleanExit, MachineError, RunError};
 use crate::timings::Timings;
 
 /// The virtio-fs tag of the container's root filesystem.
@@ -48,14 +48,9 @@ pub struct RunConfig {
     pub id: String,
     /// The validated bundle.
     pub bundle: Bundle,
-    /// The VM's shape.
-    pub machine: MachineConfig,
-    /// Guest kernel.
-    pub kernel: PathBuf,
-    /// Initramfs with the agent as /init.
-    pub initrd: PathBuf,
-    /// Base kernel command line (`vmrun_action=serve` is appended).
-    pub cmdline: String,
+    /// The VM: its shape, kernel, initramfs with the agent as /init, and
+    /// base command line (`vmrun_action=serve` and the devices are added).
+    pub machine: MachineBuilder,
     /// How long the agent may take to answer on its control port.
     pub agent_timeout: Duration,
     /// Where the guest console goes (kept in memory for error reports).
@@ -71,9 +66,15 @@ pub enum ContainerRunError {
     /// The VM could not be built or loaded.
     #[error("cannot build the microVM")]
     Machine(#[from] MachineError),
-    /// A virtio device could not be added.
-    #[error("cannot add the virtio devices")]
-    Devices(#[from] VirtioSetupError),
+    /// The vsock device could not be created.
+    #[error("cannot create the virtio-vsock device")]
+    Vsock(#[source] std::io::Error),
+    /// The virtio-fs device could not share the rootfs directory.
+    #[error("cannot share {0} over virtio-fs")]
+    Fs(std::path::PathBuf, #[source] FsError),
+    /// The block device could not open the rootfs image.
+    #[error("cannot use {0} as a virtio-blk disk")]
+    Block(std::path::PathBuf, #[source] BlockError),
     /// A thread or socket could not be set up.
     #[error("cannot {0}")]
     Io(&'static str, #[source] std::io::Error),
@@ -155,32 +156,50 @@ impl Drop for VmHandle {
     }
 }
 
+/// The rootfs device for the bundle and how the agent finds it.
+fn rootfs_device(
+    bundle: &Bundle,
+) -> Result<(Box<dyn VirtioDevice>, RootfsSource), ContainerRunError> {
+    let readonly = bundle.readonly;
+    Ok(match &bundle.rootfs {
+        HostRootfs::Dir(dir) => {
+            let fs = Fs::new(ROOTFS_TAG, dir, readonly)
+                .map_err(|e| ContainerRunError::Fs(dir.clone(), e))?;
+            let source = RootfsSource::VirtioFs {
+                tag: ROOTFS_TAG.into(),
+            };
+            (Box::new(fs), source)
+        }
+        HostRootfs::Image { path, fstype } => {
+            let block = Block::open(path, readonly)
+                .map_err(|e| ContainerRunError::Block(path.clone(), e))?;
+            let source = RootfsSource::Block {
+                device: ROOTFS_BLOCK_DEVICE.into(),
+                fstype: fstype.clone(),
+            };
+            (Box::new(block), source)
+        }
+    })
+}
+
 /// Builds and starts the VM: vsock (guest CID 3), the rootfs device, the
 /// kernel with `vmrun_action=serve`.
 fn start_vm(
-    config: &RunConfig,
+    machine: MachineBuilder,
+    bundle: &Bundle,
+    console: &ConsoleTail,
     timings: Arc<Timings>,
 ) -> Result<(VmHandle, VsockHost, RootfsSource), ContainerRunError> {
-    let mut machine = Machine::new(&config.machine, Box::new(config.console.clone()), timings)?;
-    let host = add_vsock(&mut machine, GUEST_CID)?;
-    let readonly = config.bundle.readonly;
-    let rootfs = match &config.bundle.rootfs {
-        HostRootfs::Dir(dir) => {
-            add_fs(&mut machine, ROOTFS_TAG, dir, readonly)?;
-            RootfsSource::VirtioFs {
-                tag: ROOTFS_TAG.into(),
-            }
-        }
-        HostRootfs::Image { path, fstype } => {
-            add_block(&mut machine, path, readonly)?;
-            RootfsSource::Block {
-                device: ROOTFS_BLOCK_DEVICE.into(),
-                fstype: fstype.clone(),
-            }
-        }
-    };
-    let cmdline = format!("{} {SERVE_CMDLINE_WORD}", config.cmdline);
-    machine.load_linux(&config.kernel, Some(&config.initrd), &cmdline)?;
+    let vsock = Vsock::new(GUEST_CID).map_err(ContainerRunError::Vsock)?;
+    let host = vsock.host();
+    let (rootfs_device, rootfs) = rootfs_device(bundle)?;
+    let machine = machine
+        .console(Box::new(console.clone()))
+        .timings(timings)
+        .cmdline_word(SERVE_CMDLINE_WORD)
+        .virtio(Box::new(vsock))
+        .virtio(rootfs_device)
+        .build()?;
     let exit = machine.exit_state().clone();
     let thread = std::thread::Builder::new()
         .name("vm".into())
@@ -292,7 +311,7 @@ fn send_host_size(client: &ControlClient, id: &str) {
 /// (stderr stays empty), and vmrun's terminal, if stdin is one, is in raw
 /// mode while the process runs (see [`super::terminal`]).
 pub fn run_container(
-    config: &RunConfig,
+    config: RunConfig,
     timings: Arc<Timings>,
 ) -> Result<ExitStatus, ContainerRunError> {
     let target: Arc<Mutex<SignalTarget>> = Arc::default();
@@ -332,7 +351,8 @@ pub fn run_container(
     })
     .map_err(|e| ContainerRunError::Io("start the signal thread", e))?;
 
-    let (mut vm, host, rootfs) = start_vm(config, timings)?;
+    let (mut vm, host, rootfs) =
+        start_vm(config.machine, &config.bundle, &config.console, timings)?;
     let client = Arc::new(connect_agent(&mut vm, &host, config.agent_timeout)?);
     let listen = |port| {
         host.listen(port)

@@ -36,15 +36,9 @@ fn main() {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+/// `a: b: c` for an error and its sources (anyhow's alternate form).
+fn error_chain(e: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::new(e))
 }
 
 fn real_main() -> Result<i32, String> {
@@ -84,12 +78,12 @@ fn real_main() -> Result<i32, String> {
         }
     }
     if sealed {
-        vmrun_isolation::self_exe::ensure_sealed_self_exe().map_err(|e| error_chain(&e))?;
+        vmrun_isolation::self_exe::ensure_sealed_self_exe().map_err(error_chain)?;
     }
     let bundle = bundle.ok_or("--bundle DIR is required")?;
     opts.id = id.ok_or("container ID is required")?;
-    let spec = vmrun_isolation::spec::load_spec(&bundle.join("config.json"))
-        .map_err(|e| error_chain(&e))?;
+    let spec =
+        vmrun_isolation::spec::load_spec(&bundle.join("config.json")).map_err(error_chain)?;
     let root = spec.root().as_ref().ok_or("invalid spec: root: missing")?;
     let rootfs = bundle.join(root.path());
     let dup = |fd: std::os::fd::BorrowedFd<'_>| -> Result<OwnedFd, String> {
@@ -101,12 +95,12 @@ fn real_main() -> Result<i32, String> {
         stdout: dup(std::io::stdout().as_fd())?,
         stderr: dup(std::io::stderr().as_fd())?,
     };
-    let mut container = run(&spec, &rootfs, stdio, &opts).map_err(|e| error_chain(&e))?;
+    let mut container = run(&spec, &rootfs, stdio, &opts).map_err(error_chain)?;
     for w in container.warnings() {
         eprintln!("vmrun-checker-run: warning: {w}");
     }
     if let Some(sig) = signal_after_start {
-        container.signal(sig).map_err(|e| error_chain(&e))?;
+        container.signal(sig).map_err(error_chain)?;
     }
     // With process.terminal the container talks to a pty: copy its output
     // to our stdout (EIO once the last slave fd is closed).
@@ -129,7 +123,7 @@ fn real_main() -> Result<i32, String> {
         container.exited(status);
         status
     } else {
-        container.wait().map_err(|e| error_chain(&e))?
+        container.wait().map_err(error_chain)?
     };
     if let Some(relay) = relay {
         let _ = relay.join();

@@ -41,10 +41,9 @@ pub const MMIO_GAP_SIZE: u64 = 768 << 20;
 pub const MMIO_GAP_START: u64 = (1 << 32) - MMIO_GAP_SIZE;
 /// End of the MMIO hole (4 GiB).
 pub const MMIO_GAP_END: u64 = 1 << 32;
-/// Address where virtio-mmio devices are placed (start of the MMIO hole).
+/// Address where virtio-mmio devices are placed (start of the MMIO hole),
+/// one `vmrun_virtio::mmio::MMIO_WINDOW_SIZE` window each.
 pub const VIRTIO_MMIO_START: u64 = MMIO_GAP_START;
-/// Size reserved for each virtio-mmio device.
-pub const VIRTIO_MMIO_DEVICE_SIZE: u64 = 0x1000;
 /// First IRQ (GSI) handed out to virtio-mmio devices.
 pub const VIRTIO_IRQ_START: u32 = 5;
 /// Last IRQ (GSI) routable through the IOAPIC.
