@@ -26,8 +26,10 @@
 //! event loop has nothing else to poll; the host side of vsock is used
 //! through [`vsock::VsockHost`] from any thread.
 
+pub mod activation;
 pub mod block;
 pub mod chain;
+pub mod common;
 pub mod defs;
 pub mod device;
 pub mod fs;
@@ -37,8 +39,10 @@ pub mod mmio;
 pub mod vsock;
 pub mod worker;
 
+pub use activation::{ActivateError, ActiveQueue, GuestLink};
 pub use block::Block;
-pub use device::{ActivateError, ActiveQueue, VirtioDevice};
+pub use common::VirtioCommon;
+pub use device::VirtioDevice;
 pub use fs::Fs;
 pub use interrupt::Interrupt;
 pub use mmio::MmioTransport;

@@ -20,11 +20,12 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemory, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::activation::ActiveQueue;
 use crate::defs::{
     feature, STATUS_ACKNOWLEDGE, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER, STATUS_DRIVER_OK,
     STATUS_FAILED, STATUS_FEATURES_OK, VIRTIO_F_VERSION_1,
 };
-use crate::device::{ActiveQueue, VirtioDevice};
+use crate::device::VirtioDevice;
 use crate::interrupt::Interrupt;
 
 /// Size of the MMIO window of one device (use it in `virtio_mmio.device=`).
@@ -106,7 +107,7 @@ pub struct MmioTransport {
 impl std::fmt::Debug for MmioTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MmioTransport")
-            .field("device_type", &self.device.device_type())
+            .field("device_type", &self.device_type())
             .field("status", &self.status)
             .field("active", &self.active)
             .finish_non_exhaustive()
@@ -121,7 +122,7 @@ impl MmioTransport {
     ) -> Result<Self, TransportError> {
         let mut queues = Vec::new();
         let mut queue_evts = Vec::new();
-        for (index, &size) in device.queue_max_sizes().iter().enumerate() {
+        for (index, &size) in device.common().queue_max_sizes().iter().enumerate() {
             queues
                 .push(Queue::new(size).map_err(|_| TransportError::QueueMaxSize { index, size })?);
             queue_evts.push(EventFd::new(EFD_NONBLOCK).map_err(TransportError::EventFd)?);
@@ -161,7 +162,7 @@ impl MmioTransport {
 
     /// The virtio device id of the wrapped device.
     pub fn device_type(&self) -> u32 {
-        self.device.device_type()
+        self.device.common().device_type()
     }
 
     /// Current value of the device status register.
@@ -180,7 +181,7 @@ impl MmioTransport {
     }
 
     fn offered_features(&self) -> u64 {
-        self.device.avail_features() | feature(VIRTIO_F_VERSION_1)
+        self.device.common().avail_features() | feature(VIRTIO_F_VERSION_1)
     }
 
     fn selected_queue(&self) -> Option<&Queue> {
@@ -208,7 +209,7 @@ impl MmioTransport {
     pub fn bus_read(&mut self, offset: u64, data: &mut [u8]) {
         if offset >= CONFIG_SPACE_OFFSET {
             if let Some(config_offset) = offset.checked_sub(CONFIG_SPACE_OFFSET) {
-                self.device.read_config(config_offset, data);
+                self.device.common().read_config(config_offset, data);
             }
             return;
         }
@@ -229,7 +230,7 @@ impl MmioTransport {
         match offset {
             reg::MAGIC => MAGIC_VALUE,
             reg::VERSION => MMIO_VERSION,
-            reg::DEVICE_ID => self.device.device_type(),
+            reg::DEVICE_ID => self.device_type(),
             reg::VENDOR_ID => VENDOR_ID,
             reg::DEVICE_FEATURES => match self.device_features_sel {
                 0 => self.offered_features() as u32,
@@ -449,7 +450,7 @@ impl MmioTransport {
             debug!("virtio-mmio: legacy driver (no VIRTIO_F_VERSION_1); FEATURES_OK refused");
             return;
         }
-        self.device.ack_features(self.driver_features);
+        self.device.common_mut().ack_features(self.driver_features);
         self.status = value;
     }
 
@@ -496,7 +497,7 @@ impl MmioTransport {
     /// Marks the device as needing a reset and tells the driver.
     fn fail(&mut self, why: &str) {
         warn!(
-            device_type = self.device.device_type(),
+            device_type = self.device_type(),
             "virtio-mmio: {why}; device needs reset"
         );
         self.status |= STATUS_DEVICE_NEEDS_RESET;

@@ -10,8 +10,7 @@ use tracing::warn;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::device::ActivateError;
-use crate::interrupt::Interrupt;
+use crate::activation::ActivateError;
 
 /// Token reserved for the stop `EventFd`.
 const STOP_TOKEN: u64 = u64::MAX;
@@ -64,24 +63,6 @@ impl WorkerSlot {
         if let Some(mut worker) = self.0.take() {
             worker.stop();
         }
-    }
-}
-
-/// Raises the used-ring interrupt after a queue pass that returned chains;
-/// logs a broken queue (the device then waits for the driver's reset).
-pub fn signal_used(
-    interrupt: &Interrupt,
-    device: &str,
-    result: Result<usize, crate::chain::ChainError>,
-) {
-    match result {
-        Ok(0) => {}
-        Ok(_) => {
-            if let Err(e) = interrupt.signal_used_queue() {
-                warn!(error = %e, "{device}: cannot raise interrupt");
-            }
-        }
-        Err(e) => warn!(error = %e, "{device}: queue broken; waiting for a reset"),
     }
 }
 

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{Epoll, EventSet};
 
+use crate::activation::{ActivateError, ActiveQueue, GuestLink};
 use crate::chain::process_queue;
+use crate::common::VirtioCommon;
 use crate::defs::{feature, TYPE_BLOCK, VIRTIO_RING_F_INDIRECT_DESC};
-use crate::device::{expect_queues, ActivateError, ActiveQueue, VirtioDevice};
+use crate::device::VirtioDevice;
 use crate::interrupt::Interrupt;
-use crate::worker::{signal_used, EventHandler, WorkerSlot};
+use crate::worker::EventHandler;
 use request::{Disk, ID_BYTES, SECTOR_SIZE};
 
 /// Feature bit: `seg_max` in the config space is valid.
@@ -49,10 +51,8 @@ pub enum BlockError {
 /// A virtio-blk device.
 #[derive(Debug)]
 pub struct Block {
+    common: VirtioCommon,
     disk: Arc<Disk>,
-    config: [u8; 16],
-    worker: WorkerSlot,
-    queue_sizes: [u16; 1],
 }
 
 impl Block {
@@ -91,21 +91,22 @@ impl Block {
     /// Wraps an already open disk.
     pub fn from_disk(disk: Disk) -> Self {
         // capacity (u64), size_max (u32, not offered), seg_max (u32).
-        let mut config = [0u8; 16];
-        for (d, s) in config.iter_mut().zip(
-            disk.sectors
-                .to_le_bytes()
-                .into_iter()
-                .chain(0u32.to_le_bytes())
-                .chain(u32::from(QUEUE_SIZE - 2).to_le_bytes()),
-        ) {
-            *d = s;
+        let config = disk
+            .sectors
+            .to_le_bytes()
+            .into_iter()
+            .chain(0u32.to_le_bytes())
+            .chain(u32::from(QUEUE_SIZE - 2).to_le_bytes())
+            .collect();
+        let mut features = feature(VIRTIO_BLK_F_FLUSH)
+            | feature(VIRTIO_BLK_F_SEG_MAX)
+            | feature(VIRTIO_RING_F_INDIRECT_DESC);
+        if disk.read_only {
+            features |= feature(VIRTIO_BLK_F_RO);
         }
         Self {
-            config,
+            common: VirtioCommon::new(TYPE_BLOCK, "virtio-blk", &[QUEUE_SIZE], features, config),
             disk: Arc::new(disk),
-            worker: WorkerSlot::default(),
-            queue_sizes: [QUEUE_SIZE],
         }
     }
 
@@ -113,33 +114,15 @@ impl Block {
     pub fn sectors(&self) -> u64 {
         self.disk.sectors
     }
-
-    fn read_only(&self) -> bool {
-        self.disk.read_only
-    }
 }
 
 impl VirtioDevice for Block {
-    fn device_type(&self) -> u32 {
-        TYPE_BLOCK
+    fn common(&self) -> &VirtioCommon {
+        &self.common
     }
 
-    fn queue_max_sizes(&self) -> &[u16] {
-        &self.queue_sizes
-    }
-
-    fn avail_features(&self) -> u64 {
-        let mut f = feature(VIRTIO_BLK_F_FLUSH)
-            | feature(VIRTIO_BLK_F_SEG_MAX)
-            | feature(VIRTIO_RING_F_INDIRECT_DESC);
-        if self.read_only() {
-            f |= feature(VIRTIO_BLK_F_RO);
-        }
-        f
-    }
-
-    fn config_space(&self) -> &[u8] {
-        &self.config
+    fn common_mut(&mut self) -> &mut VirtioCommon {
+        &mut self.common
     }
 
     fn activate(
@@ -148,25 +131,17 @@ impl VirtioDevice for Block {
         interrupt: Arc<Interrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError> {
-        let [queue] = expect_queues(queues)?;
-        let handler = BlockWorker {
-            mem,
-            interrupt,
-            queue,
-            disk: self.disk.clone(),
-        };
-        self.worker.start("virtio-blk", handler)
-    }
-
-    fn reset(&mut self) {
-        self.worker.stop();
+        let disk = self.disk.clone();
+        self.common
+            .activate(mem, interrupt, queues, |link, [queue]| {
+                Ok(BlockWorker { link, queue, disk })
+            })
     }
 }
 
 /// The block device's event handling: one queue, one notification fd.
 struct BlockWorker {
-    mem: GuestMemoryMmap,
-    interrupt: Arc<Interrupt>,
+    link: GuestLink,
     queue: ActiveQueue,
     disk: Arc<Disk>,
 }
@@ -175,10 +150,10 @@ impl BlockWorker {
     /// Serves every pending request; raises the interrupt if any completed.
     fn process(&mut self) {
         let disk = &self.disk;
-        let result = process_queue(&self.mem, &mut self.queue.queue, |mem, chain| {
+        let result = process_queue(&self.link.mem, &mut self.queue.queue, |mem, chain| {
             request::execute(mem, disk, chain)
         });
-        signal_used(&self.interrupt, "virtio-blk", result);
+        self.link.finish_pass("requests", result);
     }
 }
 

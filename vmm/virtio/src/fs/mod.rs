@@ -16,11 +16,13 @@ use virtio_queue::QueueT;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{Epoll, EventSet};
 
+use crate::activation::{ActivateError, ActiveQueue, GuestLink};
 use crate::chain::{complete, pop_raw_chain};
+use crate::common::VirtioCommon;
 use crate::defs::{feature, TYPE_FS, VIRTIO_RING_F_INDIRECT_DESC};
-use crate::device::{expect_queues, ActivateError, ActiveQueue, VirtioDevice};
+use crate::device::VirtioDevice;
 use crate::interrupt::Interrupt;
-use crate::worker::{signal_used, EventHandler, WorkerSlot};
+use crate::worker::EventHandler;
 
 /// Size of the hiprio and request queues.
 pub const QUEUE_SIZE: u16 = 256;
@@ -48,11 +50,9 @@ type FsServer = Server<Arc<PassthroughFs>>;
 
 /// A virtio-fs device.
 pub struct Fs {
-    config: Vec<u8>,
+    common: VirtioCommon,
     server: Arc<FsServer>,
     read_only: bool,
-    worker: WorkerSlot,
-    queue_sizes: [u16; 2],
 }
 
 impl std::fmt::Debug for Fs {
@@ -106,12 +106,11 @@ impl Fs {
         if let Some(n) = config.get_mut(MAX_TAG_LEN) {
             *n = 1;
         }
+        let features = feature(VIRTIO_RING_F_INDIRECT_DESC);
         Ok(Self {
-            config,
+            common: VirtioCommon::new(TYPE_FS, "virtio-fs", &[QUEUE_SIZE; 2], features, config),
             server: Arc::new(Server::new(Arc::new(fs))),
             read_only,
-            worker: WorkerSlot::default(),
-            queue_sizes: [QUEUE_SIZE; 2],
         })
     }
 }
@@ -125,20 +124,12 @@ impl Fs {
 }
 
 impl VirtioDevice for Fs {
-    fn device_type(&self) -> u32 {
-        TYPE_FS
+    fn common(&self) -> &VirtioCommon {
+        &self.common
     }
 
-    fn queue_max_sizes(&self) -> &[u16] {
-        &self.queue_sizes
-    }
-
-    fn avail_features(&self) -> u64 {
-        feature(VIRTIO_RING_F_INDIRECT_DESC)
-    }
-
-    fn config_space(&self) -> &[u8] {
-        &self.config
+    fn common_mut(&mut self) -> &mut VirtioCommon {
+        &mut self.common
     }
 
     fn activate(
@@ -147,26 +138,22 @@ impl VirtioDevice for Fs {
         interrupt: Arc<Interrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError> {
-        let queues: [ActiveQueue; 2] = expect_queues(queues)?;
-        let handler = FsWorker {
-            mem,
-            interrupt,
-            queues: queues.into(),
-            server: self.server.clone(),
-            read_only: self.read_only,
-        };
-        self.worker.start("virtio-fs", handler)
-    }
-
-    fn reset(&mut self) {
-        self.worker.stop();
+        let (server, read_only) = (self.server.clone(), self.read_only);
+        self.common
+            .activate(mem, interrupt, queues, |link, queues: [ActiveQueue; 2]| {
+                Ok(FsWorker {
+                    link,
+                    queues: queues.into(),
+                    server,
+                    read_only,
+                })
+            })
     }
 }
 
 /// The event glue of an active virtio-fs device.
 struct FsWorker {
-    mem: GuestMemoryMmap,
-    interrupt: Arc<Interrupt>,
+    link: GuestLink,
     queues: Vec<ActiveQueue>,
     server: Arc<FsServer>,
     read_only: bool,
@@ -189,8 +176,9 @@ impl EventHandler for FsWorker {
             return;
         };
         let _ = q.notify.read();
-        let result = process_fs_queue(&self.mem, &mut q.queue, &self.server, self.read_only);
-        signal_used(&self.interrupt, "virtio-fs", result);
+        let result = process_fs_queue(&self.link.mem, &mut q.queue, &self.server, self.read_only);
+        let queue = if token == 0 { "hiprio" } else { "requests" };
+        self.link.finish_pass(queue, result);
     }
 }
 

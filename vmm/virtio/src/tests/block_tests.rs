@@ -118,7 +118,7 @@ fn read_only_disk_refuses_writes() {
     assert_eq!(first, [0, 1, 2, 3]);
     let blk = Block::from_disk(disk(&f, true));
     use crate::device::VirtioDevice;
-    assert_ne!(blk.avail_features() & feature(VIRTIO_BLK_F_RO), 0);
+    assert_ne!(blk.common().avail_features() & feature(VIRTIO_BLK_F_RO), 0);
 }
 
 #[test]

@@ -3,38 +3,34 @@ use std::sync::Arc;
 
 use vm_memory::GuestMemoryMmap;
 
+use crate::activation::{ActivateError, ActiveQueue};
+use crate::common::VirtioCommon;
 use crate::defs::*;
-use crate::device::{read_config_bytes, ActivateError, ActiveQueue, VirtioDevice};
+use crate::device::VirtioDevice;
 use crate::interrupt::Interrupt;
 use crate::mmio::MmioTransport;
 use crate::testing::*;
 
 struct Dummy {
-    config: [u8; 8],
+    common: VirtioCommon,
     activations: Arc<AtomicUsize>,
     resets: Arc<AtomicUsize>,
 }
 
 impl VirtioDevice for Dummy {
-    fn device_type(&self) -> u32 {
-        42
+    fn common(&self) -> &VirtioCommon {
+        &self.common
     }
-    fn queue_max_sizes(&self) -> &[u16] {
-        &[16, 16]
-    }
-    fn avail_features(&self) -> u64 {
-        feature(VIRTIO_RING_F_INDIRECT_DESC)
-    }
-    fn ack_features(&mut self, _features: u64) {}
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
+    fn common_mut(&mut self) -> &mut VirtioCommon {
+        &mut self.common
     }
     fn write_config(&mut self, offset: u64, data: &[u8]) {
+        let config = self.common.config_mut();
         for (i, b) in data.iter().enumerate() {
             if let Some(slot) = usize::try_from(offset)
                 .ok()
                 .and_then(|o| o.checked_add(i))
-                .and_then(|o| self.config.get_mut(o))
+                .and_then(|o| config.get_mut(o))
             {
                 *slot = *b;
             }
@@ -51,6 +47,7 @@ impl VirtioDevice for Dummy {
         Ok(())
     }
     fn reset(&mut self) {
+        self.common.reset();
         self.resets.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -59,7 +56,13 @@ fn transport() -> (MmioTransport, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let activations = Arc::new(AtomicUsize::new(0));
     let resets = Arc::new(AtomicUsize::new(0));
     let dev = Dummy {
-        config: *b"abcdefgh",
+        common: VirtioCommon::new(
+            42,
+            "dummy",
+            &[16, 16],
+            feature(VIRTIO_RING_F_INDIRECT_DESC),
+            b"abcdefgh".to_vec(),
+        ),
         activations: activations.clone(),
         resets: resets.clone(),
     };

@@ -2,6 +2,7 @@
 
 mod block_tests;
 mod chain_tests;
+mod common_tests;
 mod fs_tests;
 mod fuzz_tests;
 mod mmio_tests;

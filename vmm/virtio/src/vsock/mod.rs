@@ -24,15 +24,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use tracing::warn;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{Epoll, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::activation::{ActivateError, ActiveQueue, GuestLink};
+use crate::common::VirtioCommon;
 use crate::defs::TYPE_VSOCK;
-use crate::device::{expect_queues, ActivateError, ActiveQueue, VirtioDevice};
+use crate::device::VirtioDevice;
 use crate::interrupt::Interrupt;
-use crate::worker::{EventHandler, WorkerSlot};
+use crate::worker::EventHandler;
 use muxer::{Command, ListenerSink, Muxer, Shared, FIRST_CONN_TOKEN};
 
 /// Size of each of the three queues.
@@ -43,15 +44,13 @@ const TX_TOKEN: u64 = 1;
 const EVENT_TOKEN: u64 = 2;
 const WAKE_TOKEN: u64 = 3;
 
-/// The virtio-vsock device.
+/// The virtio-vsock device. A reset stops its worker, which drops every
+/// connection: host ends read EOF.
 #[derive(Debug)]
 pub struct Vsock {
+    common: VirtioCommon,
     guest_cid: u64,
-    /// Config space: the guest CID, little endian.
-    config: [u8; 8],
     shared: Arc<Shared>,
-    worker: WorkerSlot,
-    queue_sizes: [u16; 3],
 }
 
 impl Vsock {
@@ -63,12 +62,12 @@ impl Vsock {
                 format!("invalid guest CID {guest_cid}: must be in 3..=4294967295"),
             ));
         }
+        // Config space: the guest CID, little endian.
+        let config = guest_cid.to_le_bytes().to_vec();
         Ok(Self {
+            common: VirtioCommon::new(TYPE_VSOCK, "virtio-vsock", &[QUEUE_SIZE; 3], 0, config),
             guest_cid,
-            config: guest_cid.to_le_bytes(),
             shared: Arc::new(Shared::new()?),
-            worker: WorkerSlot::default(),
-            queue_sizes: [QUEUE_SIZE; 3],
         })
     }
 
@@ -232,20 +231,12 @@ impl AsRawFd for VsockListener {
 }
 
 impl VirtioDevice for Vsock {
-    fn device_type(&self) -> u32 {
-        TYPE_VSOCK
+    fn common(&self) -> &VirtioCommon {
+        &self.common
     }
 
-    fn queue_max_sizes(&self) -> &[u16] {
-        &self.queue_sizes
-    }
-
-    fn avail_features(&self) -> u64 {
-        0
-    }
-
-    fn config_space(&self) -> &[u8] {
-        &self.config
+    fn common_mut(&mut self) -> &mut VirtioCommon {
+        &mut self.common
     }
 
     fn activate(
@@ -254,46 +245,34 @@ impl VirtioDevice for Vsock {
         interrupt: Arc<Interrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError> {
-        let [rx, tx, event] = expect_queues(queues)?;
-        let handler = VsockWorker {
-            mem,
-            interrupt,
-            rx,
-            tx,
-            event,
-            wake: self
-                .shared
-                .wake
-                .try_clone()
-                .map_err(ActivateError::Worker)?,
-            muxer: Muxer::new(self.guest_cid, self.shared.clone()),
-        };
-        self.worker.start("virtio-vsock", handler)
-    }
-
-    fn reset(&mut self) {
-        // Dropping the worker drops every connection: host ends read EOF.
-        self.worker.stop();
+        let wake = self
+            .shared
+            .wake
+            .try_clone()
+            .map_err(ActivateError::Worker)?;
+        let muxer = Muxer::new(self.guest_cid, self.shared.clone());
+        self.common
+            .activate(mem, interrupt, queues, |link, [rx, tx, event]| {
+                Ok(VsockWorker {
+                    link,
+                    rx,
+                    tx,
+                    event,
+                    wake,
+                    muxer,
+                })
+            })
     }
 }
 
 /// The event glue of an active vsock device.
 struct VsockWorker {
-    mem: GuestMemoryMmap,
-    interrupt: Arc<Interrupt>,
+    link: GuestLink,
     rx: ActiveQueue,
     tx: ActiveQueue,
     event: ActiveQueue,
     wake: EventFd,
     muxer: Muxer,
-}
-
-impl VsockWorker {
-    fn signal(&self) {
-        if let Err(e) = self.interrupt.signal_used_queue() {
-            warn!(error = %e, "virtio-vsock: cannot raise interrupt");
-        }
-    }
 }
 
 impl EventHandler for VsockWorker {
@@ -314,10 +293,10 @@ impl EventHandler for VsockWorker {
             }
             TX_TOKEN => {
                 let _ = self.tx.notify.read();
-                match self.muxer.process_tx(&self.mem, &mut self.tx.queue, epoll) {
-                    Ok(n) => used += n,
-                    Err(e) => warn!(error = %e, "virtio-vsock: TX queue broken"),
-                }
+                let result = self
+                    .muxer
+                    .process_tx(&self.link.mem, &mut self.tx.queue, epoll);
+                used += self.link.chains_used("TX", result);
             }
             EVENT_TOKEN => {
                 let _ = self.event.notify.read();
@@ -326,12 +305,12 @@ impl EventHandler for VsockWorker {
             t if t >= FIRST_CONN_TOKEN => self.muxer.socket_event(t, events, epoll),
             _ => {}
         }
-        match self.muxer.fill_rx(&self.mem, &mut self.rx.queue, epoll) {
-            Ok(n) => used += n,
-            Err(e) => warn!(error = %e, "virtio-vsock: RX queue broken"),
-        }
+        let result = self
+            .muxer
+            .fill_rx(&self.link.mem, &mut self.rx.queue, epoll);
+        used += self.link.chains_used("RX", result);
         if used > 0 {
-            self.signal();
+            self.link.signal_used();
         }
     }
 }
