@@ -9,6 +9,7 @@ use std::path::Path;
 use oci_spec::image::{DescriptorBuilder, ImageConfiguration, ImageManifestBuilder, MediaType};
 use serde::Deserialize;
 
+use crate::decompress::Compression;
 use crate::digest::{Algorithm, Digest, HashingReader};
 use crate::error::{ImageError, Result};
 use crate::fetch::FetchStats;
@@ -168,11 +169,11 @@ pub fn import(
             .reader(&m)?
             .read(&mut magic)
             .map_err(|e| ImageError::io("reading", path, e))?;
-        let (media_type, digest) = match &magic[..got] {
-            [0x1f, 0x8b, ..] => (MediaType::ImageLayerGzip, None),
-            [0x28, 0xb5, 0x2f, 0xfd] => (MediaType::ImageLayerZstd, None),
+        let (media_type, digest) = match Compression::detect(&magic[..got]) {
+            Compression::Gzip => (MediaType::ImageLayerGzip, None),
+            Compression::Zstd => (MediaType::ImageLayerZstd, None),
             // Uncompressed: the blob digest is the diff_id.
-            _ => (MediaType::ImageLayer, Some(diff_id.parse::<Digest>()?)),
+            Compression::None => (MediaType::ImageLayer, Some(diff_id.parse::<Digest>()?)),
         };
         let digest = match digest {
             Some(d) => d,

@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::unpack::UnpackError;
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;
 
@@ -169,7 +171,7 @@ pub enum ImageError {
         digest: String,
         /// The cause.
         #[source]
-        source: crate::unpack::UnpackError,
+        source: LayerError,
     },
     /// The runtime configuration could not be generated.
     #[error("{reference}: generating config.json: {field}: {reason}")]
@@ -196,6 +198,27 @@ pub enum ImageError {
         reference: String,
         /// The store root.
         store: PathBuf,
+    },
+}
+
+/// Why one layer blob could not be applied to the rootfs.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// The unpacker rejected or failed on the layer's tar stream.
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    /// The compressed blob could not be read or its compression set up.
+    #[error("reading the compressed layer blob")]
+    Read(#[source] io::Error),
+    /// The content differs from what the manifest and config say.
+    #[error("{what} is {actual}, expected {expected}")]
+    Mismatch {
+        /// "compressed blob digest", "blob size" or "uncompressed tar (diff_id) digest".
+        what: &'static str,
+        /// The value from the manifest or config.
+        expected: String,
+        /// The value of the content read.
+        actual: String,
     },
 }
 

@@ -6,8 +6,8 @@
 //! [`Store`] that verifies every blob coming from outside.
 
 pub mod bundle;
-pub mod bundle_config;
 pub mod cli;
+pub mod decompress;
 pub mod digest;
 pub mod docker_archive;
 pub mod error;

@@ -1,6 +1,6 @@
 //! Progress bars on stderr, shown only when stderr is a terminal.
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal, Read};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -40,6 +40,14 @@ impl Progress {
         }
     }
 
+    /// Wrap `inner` so that every byte read through it advances this bar.
+    pub fn reader<R: Read>(&self, inner: R) -> ProgressReader<'_, R> {
+        ProgressReader {
+            inner,
+            progress: self,
+        }
+    }
+
     /// Finish and clear the bar.
     pub fn finish(&self) {
         if let Some(b) = &self.0 {
@@ -51,5 +59,19 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// A reader that advances a [`Progress`] bar (see [`Progress::reader`]).
+pub struct ProgressReader<'a, R> {
+    inner: R,
+    progress: &'a Progress,
+}
+
+impl<R: Read> Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
     }
 }

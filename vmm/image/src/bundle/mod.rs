@@ -1,16 +1,20 @@
 //! Turning an image into an OCI runtime bundle (`rootfs/` + `config.json`).
 
+pub mod config;
+mod unpack_image;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::bundle_config;
+pub use unpack_image::unpack_image;
+
 use crate::digest::Digest;
 use crate::error::{ImageError, Result};
 use crate::fetch::FetchStats;
 use crate::registry::PullOptions;
 use crate::source::{resolve, ImageSource, PullPolicy};
 use crate::store::{write_atomic, Store};
-use crate::unpack::{safe_path::Root, unpack_image, UnpackLimits, UnpackStats};
+use crate::unpack::{safe_path::Root, UnpackLimits, UnpackStats};
 
 /// Marker file recording which image a bundle's rootfs was unpacked from.
 pub const MARKER: &str = ".vmrun-image";
@@ -119,7 +123,7 @@ pub fn prepare_bundle(
             write_atomic(bundle_dir, &marker, format!("{manifest_str}\n").as_bytes())?;
         }
         let root = Root::open(&rootfs).map_err(io("opening", &rootfs))?;
-        let spec = bundle_config::generate(&image.reference, &image.config, &root, args_override)?;
+        let spec = config::generate(&image.reference, &image.config, &root, args_override)?;
         let json = serde_json::to_vec_pretty(&spec).map_err(|e| ImageError::Json {
             reference: image.reference.clone(),
             what: "generated config.json".into(),
