@@ -6,14 +6,14 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use oci_spec::image::{DescriptorBuilder, ImageConfiguration, ImageManifestBuilder, MediaType};
+use oci_spec::image::{DescriptorBuilder, ImageManifestBuilder, MediaType};
 use serde::Deserialize;
 
 use crate::decompress::Compression;
 use crate::digest::{Algorithm, Digest, HashingReader};
 use crate::error::{ImageError, Result};
 use crate::fetch::FetchStats;
-use crate::image::{parse_json, ResolvedImage};
+use crate::image::{parse_config, parse_json, ResolvedImage};
 use crate::progress::Progress;
 use crate::store::{Store, MAX_JSON_BYTES};
 
@@ -149,7 +149,7 @@ pub fn import(
 
     let config_bytes = archive.read_small(&chosen.config)?;
     let config_digest = store.put_bytes(&name, &config_bytes)?;
-    let config: ImageConfiguration = parse_json(&name, "image config", &config_bytes)?;
+    let config = parse_config(&name, &config_bytes)?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != chosen.layers.len() {
         return Err(ImageError::InvalidImage {
@@ -215,8 +215,7 @@ pub fn import(
         source: e,
     })?;
     let manifest_digest = store.put_bytes(&name, &body)?;
-    let img =
-        ResolvedImage::from_manifest(store, &name, manifest_digest, body.len() as u64, &manifest)?;
+    let img = ResolvedImage::new(&name, manifest_digest, body.len() as u64, &manifest, config)?;
     Ok((img, stats))
 }
 

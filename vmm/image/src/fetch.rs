@@ -4,11 +4,11 @@
 
 use std::io::Read;
 
-use oci_spec::image::{Descriptor, ImageManifest};
+use oci_spec::image::Descriptor;
 
 use crate::digest::Digest;
 use crate::error::{ImageError, Result};
-use crate::image::{classify, parse_index, parse_json, DocKind, ResolvedImage};
+use crate::image::{classify, parse_index, parse_manifest, DocKind, ResolvedImage};
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::store::Store;
@@ -91,10 +91,9 @@ pub fn fetch(
                 desc = platform.select(src.name(), &index)?.clone();
             }
             DocKind::Manifest => {
-                let m: ImageManifest = parse_json(src.name(), "image manifest", &body)?;
+                let m = parse_manifest(src.name(), &body)?;
                 ensure_blob(store, src, BlobKind::Blob, m.config(), quiet, &mut stats)?;
-                let img =
-                    ResolvedImage::from_manifest(store, src.name(), d, body.len() as u64, &m)?;
+                let img = store.image_from_manifest(src.name(), d, body.len() as u64, &m)?;
                 for l in m.layers() {
                     ensure_blob(store, src, BlobKind::Blob, l, quiet, &mut stats)?;
                 }

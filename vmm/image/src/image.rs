@@ -1,10 +1,13 @@
-//! A resolved single-platform image: manifest, config and layer list.
+//! Image documents (index, manifest, config) parsed from bytes, and a
+//! resolved single-platform image: manifest, config and layer list.
+//!
+//! Nothing here reads files or the store: the parsers take the untrusted
+//! bytes and return typed documents or an [`ImageError`].
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 
 use crate::digest::Digest;
 use crate::error::{ImageError, Result};
-use crate::store::Store;
 
 /// OCI image manifest media type.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -79,6 +82,16 @@ pub fn parse_index(reference: &str, body: &[u8]) -> Result<ImageIndex> {
     parse_json(reference, "image index", body)
 }
 
+/// Parse an image manifest.
+pub fn parse_manifest(reference: &str, body: &[u8]) -> Result<ImageManifest> {
+    parse_json(reference, "image manifest", body)
+}
+
+/// Parse an image config.
+pub fn parse_config(reference: &str, body: &[u8]) -> Result<ImageConfiguration> {
+    parse_json(reference, "image config", body)
+}
+
 /// One layer of an image.
 #[derive(Debug, Clone)]
 pub struct Layer {
@@ -112,32 +125,17 @@ pub struct ResolvedImage {
 }
 
 impl ResolvedImage {
-    /// Load from the store, verifying manifest and config digests.
-    pub fn load(store: &Store, reference: &str, manifest: &Descriptor) -> Result<Self> {
-        let manifest_digest = Digest::from_oci(manifest.digest())?;
-        let body = store.read_blob(reference, &manifest_digest, Some(manifest.size()))?;
-        let mt = manifest.media_type().to_string();
-        if classify(reference, Some(&mt), &body)? != DocKind::Manifest {
-            return Err(ImageError::InvalidImage {
-                reference: reference.to_string(),
-                reason: format!("{manifest_digest} is an index, not an image manifest"),
-            });
-        }
-        let m: ImageManifest = parse_json(reference, "image manifest", &body)?;
-        Self::from_manifest(store, reference, manifest_digest, body.len() as u64, &m)
-    }
-
-    /// Build from a parsed manifest whose config is already in the store.
-    pub fn from_manifest(
-        store: &Store,
+    /// Build from a parsed manifest and its parsed config: one layer per
+    /// manifest layer, with the config's diff_id, of a media type this
+    /// crate can unpack.
+    pub fn new(
         reference: &str,
         manifest_digest: Digest,
         manifest_size: u64,
         m: &ImageManifest,
+        config: ImageConfiguration,
     ) -> Result<Self> {
         let config_digest = Digest::from_oci(m.config().digest())?;
-        let body = store.read_blob(reference, &config_digest, Some(m.config().size()))?;
-        let config: ImageConfiguration = parse_json(reference, "image config", &body)?;
         let diff_ids = config.rootfs().diff_ids();
         if diff_ids.len() != m.layers().len() {
             return Err(ImageError::InvalidImage {

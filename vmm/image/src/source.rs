@@ -125,10 +125,7 @@ pub fn resolve(
                     None => true,
                 });
                 if let Some(desc) = stored {
-                    return Ok((
-                        ResolvedImage::load(store, &name, &desc)?,
-                        FetchStats::default(),
-                    ));
+                    return Ok((store.load_image(&name, &desc)?, FetchStats::default()));
                 }
                 if policy == PullPolicy::Never {
                     return Err(ImageError::NotInStore {

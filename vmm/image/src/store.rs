@@ -12,11 +12,11 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType};
 
 use crate::digest::{self, Digest, HashingReader};
 use crate::error::{ImageError, Result};
-use crate::image::ResolvedImage;
+use crate::image::{classify, parse_config, parse_manifest, DocKind, ResolvedImage};
 use crate::progress::Progress;
 
 /// Environment variable that overrides the default store location.
@@ -208,6 +208,37 @@ impl Store {
         })
     }
 
+    /// Load the image whose manifest `manifest` describes, verifying the
+    /// manifest and config blobs.
+    pub fn load_image(&self, reference: &str, manifest: &Descriptor) -> Result<ResolvedImage> {
+        let manifest_digest = Digest::from_oci(manifest.digest())?;
+        let body = self.read_blob(reference, &manifest_digest, Some(manifest.size()))?;
+        let mt = manifest.media_type().to_string();
+        if classify(reference, Some(&mt), &body)? != DocKind::Manifest {
+            return Err(ImageError::InvalidImage {
+                reference: reference.to_string(),
+                reason: format!("{manifest_digest} is an index, not an image manifest"),
+            });
+        }
+        let m = parse_manifest(reference, &body)?;
+        self.image_from_manifest(reference, manifest_digest, body.len() as u64, &m)
+    }
+
+    /// The image of a parsed manifest whose config blob is in the store
+    /// (read and verified here).
+    pub fn image_from_manifest(
+        &self,
+        reference: &str,
+        manifest_digest: Digest,
+        manifest_size: u64,
+        m: &ImageManifest,
+    ) -> Result<ResolvedImage> {
+        let config_digest = Digest::from_oci(m.config().digest())?;
+        let body = self.read_blob(reference, &config_digest, Some(m.config().size()))?;
+        let config = parse_config(reference, &body)?;
+        ResolvedImage::new(reference, manifest_digest, manifest_size, m, config)
+    }
+
     fn lock(&self) -> Result<LockGuard> {
         let path = self.root.join("lock");
         let f = File::options()
@@ -295,7 +326,7 @@ impl Store {
         let map = self.read_index()?;
         let mut out = Vec::new();
         for (name, desc) in map {
-            let size = match ResolvedImage::load(self, &name, &desc) {
+            let size = match self.load_image(&name, &desc) {
                 Ok(img) => img.total_size(),
                 Err(e) => {
                     tracing::warn!("image {name}: {e}");
@@ -316,7 +347,7 @@ impl Store {
         let _g = self.lock()?;
         let mut keep = HashSet::new();
         for (name, desc) in self.read_index()? {
-            let img = ResolvedImage::load(self, &name, &desc)?;
+            let img = self.load_image(&name, &desc)?;
             keep.insert(img.manifest_digest.clone());
             keep.insert(img.config_digest.clone());
             for l in &img.layers {
