@@ -59,16 +59,7 @@ fn unpack(
     };
     prepare_bundle(&s.store, &src, &bundle, None, &opts)
         .map(|_| bundle)
-        .map_err(|e| {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
-            msg
-        })
+        .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
 }
 
 fn expect_rejected(name: &str, layers: Vec<(Vec<u8>, Comp)>, limits: UnpackLimits, want: &[&str]) {

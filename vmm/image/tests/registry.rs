@@ -48,17 +48,6 @@ fn unpack_layout(store: &Store, layout: &Path, tag: &str, bundle: &Path) {
     prepare_bundle(store, &src, bundle, None, &BundleOptions::default()).unwrap();
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
-}
-
 #[test]
 fn pull_reuse_offline_corruption_rmi() {
     let Some((registry_bin, skopeo)) = tools() else {
@@ -269,7 +258,7 @@ fn corrupted_blobs_in_registry_are_detected() {
 
     let store = Store::open(tmp.path().join("store")).unwrap();
     let err = run_pull(&pull_args(&[&format!("{host}/test/corrupt:v1")]), &store).unwrap_err();
-    let msg = error_chain(&err);
+    let msg = format!("{:#}", anyhow::Error::new(err));
     assert!(msg.contains(&layer) && msg.contains("refusing"), "{msg}");
     assert!(msg.contains(&format!("{host}/test/corrupt:v1")), "{msg}");
     assert!(
@@ -293,7 +282,7 @@ fn corrupted_blobs_in_registry_are_detected() {
         &store,
     )
     .unwrap_err();
-    let msg = error_chain(&err);
+    let msg = format!("{:#}", anyhow::Error::new(err));
     assert!(msg.contains(&manifest_digest), "{msg}");
 }
 
@@ -348,13 +337,11 @@ fn basic_auth_registry() {
     let store = Store::open(tmp.path().join("store")).unwrap();
     let r = format!("{host}/test/auth:v1");
     let err = run_pull(&pull_args(&[&r]), &store).unwrap_err();
-    assert!(
-        error_chain(&err).contains("requires credentials"),
-        "{}",
-        error_chain(&err)
-    );
+    let msg = format!("{:#}", anyhow::Error::new(err));
+    assert!(msg.contains("requires credentials"), "{msg}");
     let err = run_pull(&pull_args(&["--creds", "vmrun:wrong", &r]), &store).unwrap_err();
-    assert!(error_chain(&err).contains("401"), "{}", error_chain(&err));
+    let msg = format!("{:#}", anyhow::Error::new(err));
+    assert!(msg.contains("401"), "{msg}");
     let ok = run_pull(&pull_args(&["--creds", "vmrun:s3cret", &r]), &store).unwrap();
     assert!(ok.stats.blobs_fetched > 0);
     // Credentials from an auth file.
@@ -411,7 +398,7 @@ fn bearer_token_registry() {
     let r = format!("{host}/test/tok:v1");
     // Anonymous token request is refused by the token server.
     let err = run_pull(&pull_args(&[&r]), &store).unwrap_err();
-    let msg = error_chain(&err);
+    let msg = format!("{:#}", anyhow::Error::new(err));
     assert!(
         msg.contains("token endpoint") && msg.contains("401"),
         "{msg}"
