@@ -9,9 +9,10 @@ use std::os::unix::fs::PermissionsExt;
 
 use tar::EntryType;
 
+use super::error::UnpackError;
 use super::safe_path::{normalize, remove_all, Root};
+use super::sys;
 use super::whiteout::{self, Touched};
-use super::{sys, UnpackError};
 
 /// Ownership/metadata of an entry, with PAX overrides applied.
 struct Meta {

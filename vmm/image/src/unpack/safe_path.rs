@@ -15,8 +15,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use super::error::UnpackError;
 use super::sys;
-use super::UnpackError;
 
 /// Maximum symlinks followed while resolving one path (like the kernel's 40).
 const MAX_SYMLINKS: u32 = 40;

@@ -9,8 +9,9 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 
+use super::error::UnpackError;
 use super::safe_path::{list_dir, remove_all, Root};
-use super::{sys, UnpackError};
+use super::sys;
 
 /// Prefix of whiteout file names.
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
