@@ -8,12 +8,7 @@
 //! only `activate`, usually as one call to [`VirtioCommon::activate`] that
 //! builds its [`EventHandler`] from a [`GuestLink`] and its queues.
 
-use std::sync::Arc;
-
-use vm_memory::GuestMemoryMmap;
-
 use crate::activation::{expect_queues, ActivateError, ActiveQueue, GuestLink};
-use crate::interrupt::Interrupt;
 use crate::worker::{EventHandler, WorkerSlot};
 
 /// The state every device shares (see the module docs).
@@ -96,13 +91,11 @@ impl VirtioCommon {
     /// thread named after the device.
     pub fn activate<const N: usize, H: EventHandler>(
         &mut self,
-        mem: GuestMemoryMmap,
-        interrupt: Arc<Interrupt>,
+        link: GuestLink,
         queues: Vec<ActiveQueue>,
         handler: impl FnOnce(GuestLink, [ActiveQueue; N]) -> Result<H, ActivateError>,
     ) -> Result<(), ActivateError> {
         let queues = expect_queues(queues)?;
-        let link = GuestLink::new(self.name, mem, interrupt);
         self.worker.start(self.name, handler(link, queues)?)
     }
 

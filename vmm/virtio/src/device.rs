@@ -1,12 +1,7 @@
 //! The interface every virtio device implements, independent of the transport.
 
-use std::sync::Arc;
-
-use vm_memory::GuestMemoryMmap;
-
-use crate::activation::{ActivateError, ActiveQueue};
+use crate::activation::{ActivateError, ActiveQueue, GuestLink};
 use crate::common::VirtioCommon;
-use crate::interrupt::Interrupt;
 
 /// A virtio device model (block, vsock, fs, ...), driven by a transport.
 ///
@@ -18,15 +13,10 @@ pub trait VirtioDevice: Send {
     fn common(&self) -> &VirtioCommon;
     /// Mutable access to [`VirtioDevice::common`].
     fn common_mut(&mut self) -> &mut VirtioCommon;
-    /// Starts the device with the driver's queues (one per entry of
-    /// [`VirtioCommon::queue_max_sizes`], in order), typically through
-    /// [`VirtioCommon::activate`].
-    fn activate(
-        &mut self,
-        mem: GuestMemoryMmap,
-        interrupt: Arc<Interrupt>,
-        queues: Vec<ActiveQueue>,
-    ) -> Result<(), ActivateError>;
+    /// Starts the device with its link to the guest and the driver's
+    /// queues (one per entry of [`VirtioCommon::queue_max_sizes`], in
+    /// order), typically through [`VirtioCommon::activate`].
+    fn activate(&mut self, link: GuestLink, queues: Vec<ActiveQueue>) -> Result<(), ActivateError>;
     /// Writes the device configuration space. Default: read-only, ignored.
     fn write_config(&mut self, offset: u64, data: &[u8]) {
         tracing::warn!(

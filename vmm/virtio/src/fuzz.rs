@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::epoll::Epoll;
 
 use crate::block::request::{execute, Disk, ID_BYTES};
 use crate::block::Block;
 use crate::chain::process_queue;
 use crate::mmio::MmioTransport;
-use crate::vsock::muxer::{Muxer, Shared};
+use crate::vsock::host::{Shared, VsockHost};
+use crate::vsock::router::Router;
+use crate::vsock::{rx, tx};
 
 /// Guest RAM of the fuzzing machine.
 const MEM_SIZE: usize = 0x2_0000;
@@ -75,16 +76,16 @@ pub fn fuzz_vsock_queues(data: &[u8]) {
     let Some((mem, mut q)) = guest(data) else {
         return;
     };
-    let (Ok(shared), Ok(epoll)) = (Shared::new(), Epoll::new()) else {
+    let Ok(shared) = Shared::new() else {
         return;
     };
     let shared = Arc::new(shared);
-    let host = crate::vsock::VsockHost::from_shared(shared.clone());
+    let host = VsockHost::from_shared(shared.clone());
     let _listener = host.listen(1024);
-    let mut muxer = Muxer::new(3, shared);
-    let _ = muxer.process_tx(&mem, &mut q, &epoll);
+    let mut router = Router::new(3, shared);
+    let _ = tx::process_tx(&mut router, &mem, &mut q);
     q.set_next_avail(0);
-    let _ = muxer.fill_rx(&mem, &mut q, &epoll);
+    let _ = rx::fill_rx(&mut router, &mem, &mut q);
 }
 
 /// Interprets `data` as a sequence of MMIO accesses (op, width, offset,

@@ -20,7 +20,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemory, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::activation::ActiveQueue;
+use crate::activation::{ActiveQueue, GuestLink};
 use crate::defs::{
     feature, STATUS_ACKNOWLEDGE, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER, STATUS_DRIVER_OK,
     STATUS_FAILED, STATUS_FEATURES_OK, VIRTIO_F_VERSION_1,
@@ -482,10 +482,9 @@ impl MmioTransport {
                 }
             }
         }
-        match self
-            .device
-            .activate(self.mem.clone(), self.interrupt.clone(), active)
-        {
+        let name = self.device.common().name();
+        let link = GuestLink::new(name, self.mem.clone(), self.interrupt.clone());
+        match self.device.activate(link, active) {
             Ok(()) => {
                 self.status = value;
                 self.active = true;

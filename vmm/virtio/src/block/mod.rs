@@ -7,7 +7,6 @@ use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{Epoll, EventSet};
 
 use crate::activation::{ActivateError, ActiveQueue, GuestLink};
@@ -15,7 +14,6 @@ use crate::chain::process_queue;
 use crate::common::VirtioCommon;
 use crate::defs::{feature, TYPE_BLOCK, VIRTIO_RING_F_INDIRECT_DESC};
 use crate::device::VirtioDevice;
-use crate::interrupt::Interrupt;
 use crate::worker::EventHandler;
 use request::{Disk, ID_BYTES, SECTOR_SIZE};
 
@@ -125,17 +123,11 @@ impl VirtioDevice for Block {
         &mut self.common
     }
 
-    fn activate(
-        &mut self,
-        mem: GuestMemoryMmap,
-        interrupt: Arc<Interrupt>,
-        queues: Vec<ActiveQueue>,
-    ) -> Result<(), ActivateError> {
+    fn activate(&mut self, link: GuestLink, queues: Vec<ActiveQueue>) -> Result<(), ActivateError> {
         let disk = self.disk.clone();
-        self.common
-            .activate(mem, interrupt, queues, |link, [queue]| {
-                Ok(BlockWorker { link, queue, disk })
-            })
+        self.common.activate(link, queues, |link, [queue]| {
+            Ok(BlockWorker { link, queue, disk })
+        })
     }
 }
 

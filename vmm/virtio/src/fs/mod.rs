@@ -21,7 +21,6 @@ use crate::chain::{complete, pop_raw_chain};
 use crate::common::VirtioCommon;
 use crate::defs::{feature, TYPE_FS, VIRTIO_RING_F_INDIRECT_DESC};
 use crate::device::VirtioDevice;
-use crate::interrupt::Interrupt;
 use crate::worker::EventHandler;
 
 /// Size of the hiprio and request queues.
@@ -132,15 +131,10 @@ impl VirtioDevice for Fs {
         &mut self.common
     }
 
-    fn activate(
-        &mut self,
-        mem: GuestMemoryMmap,
-        interrupt: Arc<Interrupt>,
-        queues: Vec<ActiveQueue>,
-    ) -> Result<(), ActivateError> {
+    fn activate(&mut self, link: GuestLink, queues: Vec<ActiveQueue>) -> Result<(), ActivateError> {
         let (server, read_only) = (self.server.clone(), self.read_only);
         self.common
-            .activate(mem, interrupt, queues, |link, queues: [ActiveQueue; 2]| {
+            .activate(link, queues, |link, queues: [ActiveQueue; 2]| {
                 Ok(FsWorker {
                     link,
                     queues: queues.into(),

@@ -37,7 +37,8 @@ fn queues(n: usize) -> Vec<ActiveQueue> {
 
 fn activate(c: &mut VirtioCommon, n: usize) -> Result<(), ActivateError> {
     let interrupt = Arc::new(Interrupt::new().unwrap());
-    c.activate(memory(), interrupt, queues(n), |link, queues| {
+    let link = GuestLink::new("test-dev", memory(), interrupt);
+    c.activate(link, queues(n), |link, queues| {
         Ok(Idle {
             _link: link,
             queues,

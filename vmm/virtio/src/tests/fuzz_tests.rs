@@ -1,19 +1,7 @@
 //! Runs the fuzz entry points on pseudo-random and structured inputs.
 
 use crate::fuzz::{fuzz_block_queue, fuzz_mmio, fuzz_vsock_queues};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+use crate::testing::Rng;
 
 /// Random rings: an avail index and descriptors with small indices/lengths so
 /// chains actually get walked, not just rejected at the first check.

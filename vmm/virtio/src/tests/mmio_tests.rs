@@ -1,13 +1,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use vm_memory::GuestMemoryMmap;
-
-use crate::activation::{ActivateError, ActiveQueue};
+use crate::activation::{ActivateError, ActiveQueue, GuestLink};
 use crate::common::VirtioCommon;
 use crate::defs::*;
 use crate::device::VirtioDevice;
-use crate::interrupt::Interrupt;
 use crate::mmio::MmioTransport;
 use crate::testing::*;
 
@@ -38,8 +35,7 @@ impl VirtioDevice for Dummy {
     }
     fn activate(
         &mut self,
-        _mem: GuestMemoryMmap,
-        _interrupt: Arc<Interrupt>,
+        _link: GuestLink,
         queues: Vec<ActiveQueue>,
     ) -> Result<(), ActivateError> {
         assert_eq!(queues.len(), 2);
@@ -303,17 +299,6 @@ fn config_writes_reach_the_device_and_bump_generation() {
     t.bus_read(0x100, &mut b);
     assert_eq!(&b, b"zz");
     assert_ne!(mmio_read(&mut t, 0xfc), gen);
-}
-
-/// A tiny deterministic PRNG (xorshift) so the sweep is reproducible.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 #[test]

@@ -6,5 +6,5 @@ mod common_tests;
 mod fs_tests;
 mod fuzz_tests;
 mod mmio_tests;
-mod vsock_tests;
+mod vsock;
 mod worker_tests;
