@@ -8,9 +8,9 @@
 //! # Wiring a device into the VMM
 //!
 //! ```text
-//! let dev = vsock::Vsock::new(3)?;               // or block::Block::open(path, ro)?
+//! let dev = Vsock::new(3)?;                       // or Block::open(path, ro)?, Fs::new(tag, dir, ro)?
 //! let host = dev.host();                          // vsock only: host endpoints
-//! let t = MmioTransport::new(mem.clone(), Box::new(dev))?;  // fs::Fs::new(tag, dir, ro)?
+//! let t = MmioTransport::new(mem.clone(), Box::new(dev))?;
 //! for (i, evt) in t.queue_evts().iter().enumerate() {
 //!     vm.register_ioevent(evt, IoEventAddress::Mmio(base + mmio::NOTIFY_REG_OFFSET),
 //!                         Some(i as u32))?;       // 4-byte datamatch = queue index
@@ -21,10 +21,31 @@
 //! ```
 //!
 //! The bus forwards guest accesses with [`MmioTransport::bus_read`] /
-//! [`MmioTransport::bus_write`] (offset relative to `base`). Each device
-//! runs its own worker thread from DRIVER_OK until reset/drop, so the VMM
-//! event loop has nothing else to poll; the host side of vsock is used
-//! through [`vsock::VsockHost`] from any thread.
+//! [`MmioTransport::bus_write`] (offset relative to `base`).
+//! [`mmio::MMIO_WINDOW_SIZE`] and [`MmioTransport::cmdline_entry`] are the
+//! one definition of a device's window and its `virtio_mmio.device=` word.
+//! Each device runs its own worker thread from DRIVER_OK until reset/drop,
+//! so the VMM event loop has nothing else to poll; the host side of vsock is
+//! used through [`VsockHost`] from any thread.
+//!
+//! # Shape
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`mmio`] | the virtio-mmio v2 register interface; hands the queues over at DRIVER_OK |
+//! | [`device`] | the small [`VirtioDevice`] trait a transport drives |
+//! | [`common`] | [`VirtioCommon`], embedded by every device: identity, features, config space, worker start/stop |
+//! | [`activation`] | what a device gets at DRIVER_OK: [`ActiveQueue`]s and a [`GuestLink`] (memory + interrupt) |
+//! | [`worker`] | one epoll thread per active device, stopped on reset or drop |
+//! | [`chain`] | descriptor chains validated before any device reads them |
+//! | [`interrupt`], [`defs`] | the interrupt-status word + irqfd; virtio constants |
+//! | [`block`], [`fs`] | virtio-blk over an image file; virtio-fs over fuse-backend-rs |
+//! | [`vsock`] | virtio-vsock: a connection state machine per stream, a router that returns the epoll changes it wants (so the protocol is tested without epoll), host handles, RX/TX queue code, epoll glue |
+//! | [`fuzz`] | entry points that drive device code with arbitrary bytes |
+//!
+//! A device embeds a [`VirtioCommon`] and implements only
+//! [`VirtioDevice::activate`]: build its worker's handler from the
+//! [`GuestLink`] and the queues handed over.
 
 pub mod activation;
 pub mod block;
