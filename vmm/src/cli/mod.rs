@@ -3,9 +3,11 @@
 
 pub mod boot;
 pub mod check;
+pub mod features;
 pub mod image;
 pub mod logging;
 pub mod run;
+pub mod spec;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -8,6 +8,7 @@
 
 pub mod bundle;
 pub mod console_tail;
+pub mod host_cgroup;
 pub mod run;
 pub mod signals;
 pub mod stdio;
