@@ -1,82 +1,22 @@
-//! Running one container: [`run`] and the [`ContainerProcess`] it returns.
+//! A started container: [`ContainerProcess`], its init to wait on and
+//! signal, and the operations of runc's lifecycle on it (pause, resume,
+//! exec, and through [`ContainerCgroup`] update, stats and ps).
 
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
-use libcontainer::syscall::syscall::SyscallType;
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::console::{console_size, set_window_size, ConsoleSocket};
-use crate::oci_spec::runtime::{RootBuilder, Spec};
+use crate::cgroup_control::ContainerCgroup;
+use crate::exec::ExecContext;
+use crate::oci_spec::runtime::Spec;
+use crate::options::{ExitStatus, RunOptions};
 use crate::validate::Warning;
-use crate::{cgroups, mount_propagation, ns_paths, rootfs_check, validate, IsolationError};
-
-/// The container's standard streams, owned by the caller until [`run`]
-/// hands them to the container (they are closed in the calling process
-/// afterwards, so EOF propagates). Ignored for fd 0-2 when
-/// `process.terminal` is true: the pty slave is used instead.
-#[derive(Debug)]
-pub struct Stdio {
-    /// Becomes fd 0 of the container process.
-    pub stdin: OwnedFd,
-    /// Becomes fd 1.
-    pub stdout: OwnedFd,
-    /// Becomes fd 2.
-    pub stderr: OwnedFd,
-}
-
-/// How to run a container, beyond what `config.json` says.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Container id: `[A-Za-z0-9_.-]+`, unique among running containers.
-    pub id: String,
-    /// Where bundles and libcontainer's state live (a tmpfs in the guest).
-    pub state_dir: PathBuf,
-    /// The cgroup2 mount.
-    pub cgroup_root: PathBuf,
-    /// Use `MS_MOVE` + `chroot` instead of `pivot_root` (runc `--no-pivot`).
-    pub no_pivot: bool,
-    /// Pass fds 3..3+N of the calling process through to the container.
-    pub preserve_fds: i32,
-}
-
-impl RunOptions {
-    /// Defaults for the guest: state under `/run/vmrun`, cgroup2 at
-    /// `/sys/fs/cgroup`, pivot_root, no extra fds.
-    pub fn new(id: impl Into<String>) -> Self {
-        Self {
-            id: id.into(),
-            state_dir: PathBuf::from("/run/vmrun"),
-            cgroup_root: PathBuf::from(cgroups::DEFAULT_CGROUP_ROOT),
-            no_pivot: false,
-            preserve_fds: 0,
-        }
-    }
-}
-
-/// How the container's init process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// It called exit with this code.
-    Exited(i32),
-    /// It was killed by this signal number.
-    Signaled(i32),
-}
-
-impl ExitStatus {
-    /// The status runc's callers expect: the code, or 128 + signal.
-    pub fn code(self) -> i32 {
-        match self {
-            Self::Exited(c) => c,
-            Self::Signaled(s) => 128 + s,
-        }
-    }
-}
+use crate::IsolationError;
 
 /// A started container. Reap it with [`ContainerProcess::wait`] (or, when
 /// the caller's own reaper collected it, report that with
@@ -89,6 +29,11 @@ pub struct ContainerProcess {
     pty_master: Option<OwnedFd>,
     warnings: Vec<Warning>,
     status: Option<ExitStatus>,
+    /// The validated spec libcontainer runs (execs inherit from it).
+    spec: Spec,
+    cgroup: ContainerCgroup,
+    paused: bool,
+    opts: RunOptions,
 }
 
 impl std::fmt::Debug for ContainerProcess {
@@ -97,217 +42,48 @@ impl std::fmt::Debug for ContainerProcess {
             .field("id", &self.container.id())
             .field("pid", &self.pid)
             .field("status", &self.status)
+            .field("paused", &self.paused)
             .finish_non_exhaustive()
     }
 }
 
-/// Validates `spec`, then creates and starts the container with `rootfs`
-/// as its root (overriding `root.path`; `root.readonly` is kept), the
-/// given stdio, and everything else the spec says. Returns once the
-/// container process is running (it has exec'd `process.args` or is about
-/// to). Warnings (ignored LSM fields, resources the guest lacks) are logged
-/// and available through [`ContainerProcess::warnings`].
-///
-/// Must be called from a process that can `waitpid` the container (the
-/// container's init becomes a child of the caller).
-pub fn run(
-    spec: &Spec,
-    rootfs: &Path,
-    stdio: Stdio,
-    opts: &RunOptions,
-) -> Result<ContainerProcess, IsolationError> {
-    check_id(&opts.id)?;
-    let (mut spec, mut warnings) = validate::validate(spec)?;
-    ns_paths::check_namespace_paths(&spec)?;
-    let rootfs = std::fs::canonicalize(rootfs)
-        .map_err(|e| IsolationError::io(format!("rootfs {}", rootfs.display()), e))?;
-    rootfs_check::check_rootfs(&rootfs, &spec)?;
-    warnings.extend(cgroups::check_resources(&spec, &opts.cgroup_root)?);
-    for w in &warnings {
-        tracing::warn!(container = %opts.id, "{w}");
-    }
-    point_root_at(&mut spec, &rootfs)?;
-    if let Some(linux) = spec.linux_mut() {
-        if linux.cgroups_path().is_none() {
-            linux.set_cgroups_path(Some(PathBuf::from(format!("/vmrun/{}", opts.id))));
-        }
-    }
-
-    let bundle_dir = opts.state_dir.join("bundles").join(&opts.id);
-    write_bundle(&bundle_dir, &spec)?;
-    match create_and_start(&spec, &bundle_dir, stdio, opts) {
-        Ok((container, pid, pty_master)) => Ok(ContainerProcess {
+impl ContainerProcess {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        container: Container,
+        pid: Pid,
+        bundle_dir: PathBuf,
+        pty_master: Option<OwnedFd>,
+        warnings: Vec<Warning>,
+        spec: Spec,
+        cgroup: ContainerCgroup,
+        opts: RunOptions,
+    ) -> Self {
+        Self {
             container,
             pid,
             bundle_dir,
             pty_master,
             warnings,
             status: None,
-        }),
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&bundle_dir);
-            Err(e)
+            spec,
+            cgroup,
+            paused: false,
+            opts,
         }
     }
-}
 
-fn check_id(id: &str) -> Result<(), IsolationError> {
-    let ok = !id.is_empty()
-        && id != "."
-        && id != ".."
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(IsolationError::invalid(
-            "id",
-            format!("{id:?} must be [A-Za-z0-9_.-]+"),
-        ))
+    /// Lets the created container's init exec `process.args`.
+    pub(crate) fn start(&mut self) -> Result<(), IsolationError> {
+        self.container
+            .start()
+            .map_err(|source| IsolationError::Runtime {
+                action: "start",
+                id: self.container.id().to_owned(),
+                source: Box::new(source),
+            })
     }
-}
 
-fn point_root_at(spec: &mut Spec, rootfs: &Path) -> Result<(), IsolationError> {
-    let readonly = spec.root().as_ref().and_then(|r| r.readonly());
-    let mut root = RootBuilder::default().path(rootfs);
-    if let Some(ro) = readonly {
-        root = root.readonly(ro);
-    }
-    let root = root
-        .build()
-        .map_err(|e| IsolationError::invalid("root", e.to_string()))?;
-    spec.set_root(Some(root));
-    Ok(())
-}
-
-fn write_bundle(bundle_dir: &Path, spec: &Spec) -> Result<(), IsolationError> {
-    if bundle_dir.exists() {
-        return Err(IsolationError::invalid(
-            "id",
-            format!(
-                "a container bundle already exists at {}",
-                bundle_dir.display()
-            ),
-        ));
-    }
-    std::fs::create_dir_all(bundle_dir)
-        .map_err(|e| IsolationError::io(format!("creating {}", bundle_dir.display()), e))?;
-    let json = serde_json::to_vec(spec).map_err(|source| IsolationError::Parse {
-        field: ".".into(),
-        source,
-    })?;
-    let path = bundle_dir.join("config.json");
-    std::fs::write(&path, json)
-        .map_err(|e| IsolationError::io(format!("writing {}", path.display()), e))
-}
-
-type Started = (Container, Pid, Option<OwnedFd>);
-
-fn create_and_start(
-    spec: &Spec,
-    bundle_dir: &Path,
-    stdio: Stdio,
-    opts: &RunOptions,
-) -> Result<Started, IsolationError> {
-    let runtime_err = |action, source| IsolationError::Runtime {
-        action,
-        id: opts.id.clone(),
-        source: Box::new(source),
-    };
-    let terminal = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false);
-    let size = match spec.process() {
-        Some(process) if terminal => console_size(process)?,
-        _ => None,
-    };
-    let console = if terminal {
-        Some(ConsoleSocket::bind(
-            &opts
-                .state_dir
-                .join("bundles")
-                .join(&opts.id)
-                .join("console.sock"),
-        )?)
-    } else {
-        None
-    };
-    let state_root = opts.state_dir.join("state");
-    std::fs::create_dir_all(&state_root)
-        .map_err(|e| IsolationError::io(format!("creating {}", state_root.display()), e))?;
-    let mut builder = ContainerBuilder::new(opts.id.clone(), SyscallType::Linux)
-        .with_root_path(&state_root)
-        .map_err(|e| runtime_err("configure", e))?
-        .with_preserved_fds(opts.preserve_fds)
-        .with_console_socket(console.as_ref().map(|c| c.path().to_path_buf()));
-    if !terminal {
-        builder = builder
-            .with_stdin(stdio.stdin)
-            .with_stdout(stdio.stdout)
-            .with_stderr(stdio.stderr);
-    }
-    let created = builder
-        .as_init(bundle_dir)
-        .with_systemd(false)
-        .with_detach(true)
-        .with_no_pivot(opts.no_pivot)
-        .build();
-    let mut container = match created {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(state_root.join(&opts.id));
-            return Err(runtime_err("create", e));
-        }
-    };
-    let pty_master = match &console {
-        Some(c) => {
-            let master = c.receive_master().inspect_err(|_| {
-                let _ = container.delete(true);
-            })?;
-            // Before start: the process must see its size from the first
-            // instruction (libcontainer does not apply consoleSize).
-            if let Some((rows, cols)) = size {
-                set_window_size(&master, rows, cols).map_err(|e| {
-                    let _ = container.delete(true);
-                    IsolationError::io("setting the terminal size (process.consoleSize)", e)
-                })?;
-            }
-            Some(master)
-        }
-        None => None,
-    };
-    // libcontainer made the mounts but dropped their propagation options:
-    // apply them while the init waits for the start signal.
-    let propagation = mount_propagation::changes(spec).and_then(|changes| match container.pid() {
-        Some(pid) => mount_propagation::apply(pid, &changes),
-        None if changes.is_empty() => Ok(()),
-        None => Err(IsolationError::invalid(
-            "id",
-            "container created without a pid",
-        )),
-    });
-    if let Err(e) = propagation {
-        let _ = container.delete(true);
-        return Err(e);
-    }
-    if let Err(e) = container.start() {
-        let _ = container.delete(true);
-        return Err(runtime_err("start", e));
-    }
-    let Some(pid) = container.pid() else {
-        let _ = container.delete(true);
-        return Err(IsolationError::invalid(
-            "id",
-            "container started without a pid",
-        ));
-    };
-    Ok((container, pid, pty_master))
-}
-
-impl ContainerProcess {
     /// The container init's pid (in the agent's pid namespace).
     pub fn pid(&self) -> i32 {
         self.pid.as_raw()
@@ -328,12 +104,87 @@ impl ContainerProcess {
         self.pty_master.take()
     }
 
-    /// Sends `signal` to the container's init process.
+    /// The container's cgroup (limits, statistics, its processes).
+    pub fn cgroup(&self) -> &ContainerCgroup {
+        &self.cgroup
+    }
+
+    /// The container's cgroup, to update its limits.
+    pub fn cgroup_mut(&mut self) -> &mut ContainerCgroup {
+        &mut self.cgroup
+    }
+
+    /// Sends `signal` to the container's init process. On a cgroup v1
+    /// host (tests) SIGKILL to a paused container also thaws it, since v1
+    /// freezes even fatal signals (cgroup v2 delivers them to frozen
+    /// tasks).
     pub fn signal(&self, signal: Signal) -> Result<(), IsolationError> {
         if self.status.is_some() {
             return Err(self.process_err("signal", Errno::ESRCH));
         }
-        kill(self.pid, signal).map_err(|e| self.process_err("signal", e))
+        kill(self.pid, signal).map_err(|e| self.process_err("signal", e))?;
+        self.thaw_for_kill(signal)
+    }
+
+    /// Sends `signal` to every process of the container (runc's
+    /// `kill --all`), see [`ContainerCgroup::signal_all`]; SIGKILL thaws a
+    /// paused container on cgroup v1 as [`signal`](Self::signal) does.
+    pub fn signal_all(&self, signal: Signal) -> Result<(), IsolationError> {
+        self.cgroup.signal_all(signal, self.paused)?;
+        self.thaw_for_kill(signal)
+    }
+
+    fn thaw_for_kill(&self, signal: Signal) -> Result<(), IsolationError> {
+        if signal == Signal::SIGKILL && self.paused && !self.cgroup.is_unified()? {
+            self.cgroup.thaw()?;
+        }
+        Ok(())
+    }
+
+    /// Freezes every process of the container (runc's `pause`).
+    pub fn pause(&mut self) -> Result<(), IsolationError> {
+        self.check_running()?;
+        if self.paused {
+            return Err(self.state_err("is already paused"));
+        }
+        self.container
+            .pause()
+            .map_err(|e| IsolationError::cgroup("freezing the container", self.id(), e))?;
+        self.paused = true;
+        Ok(())
+    }
+
+    /// Thaws a paused container (runc's `resume`).
+    pub fn resume(&mut self) -> Result<(), IsolationError> {
+        self.check_running()?;
+        if !self.paused {
+            return Err(self.state_err("is not paused"));
+        }
+        self.container
+            .resume()
+            .map_err(|e| IsolationError::cgroup("thawing the container", self.id(), e))?;
+        self.paused = false;
+        Ok(())
+    }
+
+    /// Is the container frozen by [`pause`](Self::pause)?
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// What [`ExecContext::exec`] needs to run a new process in this
+    /// running container; an error while it is paused or has exited.
+    pub fn exec_context(&self) -> Result<ExecContext, IsolationError> {
+        self.check_running()?;
+        if self.paused {
+            return Err(self.state_err("is paused"));
+        }
+        Ok(ExecContext::new(
+            self.id(),
+            &self.opts.state_dir,
+            &self.bundle_dir,
+            &self.spec,
+        ))
     }
 
     /// Blocks until the container's init exits, then removes its cgroup
@@ -369,8 +220,9 @@ impl ContainerProcess {
 
     /// For a caller whose own reaper (PID 1's `waitpid(-1)` loop) collected
     /// the init's exit: records `status` and removes the container's
-    /// cgroup and state, without ever signalling the (possibly reused) pid.
-    /// Later [`wait`](Self::wait) calls return `status`.
+    /// cgroup (killing what is left in it) and state, without ever
+    /// signalling the (possibly reused) pid. Later [`wait`](Self::wait)
+    /// calls return `status`.
     pub fn exited(&mut self, status: ExitStatus) {
         if self.status.is_none() {
             self.status = Some(status);
@@ -379,6 +231,11 @@ impl ContainerProcess {
     }
 
     fn cleanup(&mut self) {
+        if self.paused {
+            // A frozen cgroup cannot be emptied (cgroup v1).
+            let _ = self.cgroup.thaw();
+            self.paused = false;
+        }
         // The init is reaped: forget its pid so libcontainer's delete sees
         // a stopped container and never signals a recycled pid.
         self.container.state.pid = None;
@@ -386,6 +243,20 @@ impl ContainerProcess {
             tracing::warn!(container = %self.container.id(), "deleting container state: {e}");
         }
         let _ = std::fs::remove_dir_all(&self.bundle_dir);
+    }
+
+    fn check_running(&self) -> Result<(), IsolationError> {
+        match self.status {
+            Some(_) => Err(self.state_err("is stopped")),
+            None => Ok(()),
+        }
+    }
+
+    fn state_err(&self, reason: &str) -> IsolationError {
+        IsolationError::State {
+            id: self.id().to_owned(),
+            reason: reason.to_owned(),
+        }
     }
 
     fn process_err(&self, what: &'static str, source: Errno) -> IsolationError {
@@ -401,8 +272,9 @@ impl Drop for ContainerProcess {
     fn drop(&mut self) {
         if self.status.is_none() {
             let _ = kill(self.pid, Signal::SIGKILL);
-            if self.wait().is_err() {
-                // Someone else reaped it (ECHILD): clean up all the same.
+            if self.opts.reaped_by_caller || self.wait().is_err() {
+                // Someone else reaps it (or did: ECHILD): clean up all the
+                // same; the cgroup's removal kills what is left.
                 self.cleanup();
             }
         }

@@ -14,6 +14,16 @@ pub enum IsolationError {
         #[source]
         source: serde_json::Error,
     },
+    /// An OCI object of a request (an exec's `process`, an update's
+    /// `resources`) does not match the runtime spec.
+    #[error("malformed {field}")]
+    Malformed {
+        /// JSON path of the offending field, e.g. `process.args`.
+        field: String,
+        /// The deserializer's complaint.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The spec parsed but is not acceptable.
     #[error("invalid spec: {field}: {reason}")]
     InvalidSpec {
@@ -58,6 +68,27 @@ pub enum IsolationError {
         #[source]
         source: Box<libcontainer::error::LibcontainerError>,
     },
+    /// Reading or changing the container's cgroup failed (freezer, limits,
+    /// statistics, process list).
+    #[error("{what} (container {id})")]
+    Cgroup {
+        /// What we were doing, e.g. `freezing the cgroup`.
+        what: String,
+        /// The container id.
+        id: String,
+        /// libcgroups' or the kernel's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The request does not fit the container's state (e.g. exec into a
+    /// paused container).
+    #[error("container {id} {reason}")]
+    State {
+        /// The container id.
+        id: String,
+        /// What is wrong, e.g. `is paused`.
+        reason: String,
+    },
     /// A system call on the container process failed (wait, kill, ...).
     #[error("{what} for container pid {pid}")]
     Process {
@@ -77,6 +108,19 @@ impl IsolationError {
         Self::InvalidSpec {
             field: field.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`IsolationError::Cgroup`].
+    pub(crate) fn cgroup(
+        what: impl Into<String>,
+        id: &str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Cgroup {
+            what: what.into(),
+            id: id.to_owned(),
+            source: Box::new(source),
         }
     }
 

@@ -22,14 +22,25 @@
 //!   cgroup v2 hierarchy cannot apply instead of dropping them;
 //! - [`self_exe::ensure_sealed_self_exe`]: run the agent from a sealed memfd
 //!   so the container can never write to the agent's binary;
-//! - [`run`]: start the container with our own stdio fds and return a
-//!   [`ContainerProcess`] to wait on and signal.
+//! - [`create`]: make the container as `runc create` does (namespaces,
+//!   mounts, cgroup, stdio; its init waits) and return a
+//!   [`CreatedContainer`]; [`CreatedContainer::start`] lets the init exec
+//!   `process.args` and returns the [`ContainerProcess`] to wait on and
+//!   signal; [`run`] is both;
+//! - [`ContainerProcess::pause`]/[`resume`](ContainerProcess::resume)
+//!   (the cgroup freezer) and [`ContainerProcess::exec_context`] +
+//!   [`ExecContext::exec`] (`runc exec`: a new process from an OCI
+//!   `process` object, inheriting the container's capabilities, rlimits,
+//!   `noNewPrivileges` and seccomp filter where runc does);
+//! - [`ContainerCgroup`]: `kill --all`, `update` ([`resources_update`]),
+//!   `events --stats` in runc's JSON shape ([`stats`], read by
+//!   [`stats_v2`] on cgroup v2) and `ps` ([`processes`]).
 //!
 //! # How the agent uses it
 //!
 //! ```no_run
 //! use std::os::fd::OwnedFd;
-//! use vmrun_isolation::{run, spec, RunOptions, Stdio};
+//! use vmrun_isolation::{create, spec, RunOptions, Stdio};
 //!
 //! # fn fds() -> (OwnedFd, OwnedFd, OwnedFd) { unimplemented!() }
 //! # fn main() -> Result<(), vmrun_isolation::IsolationError> {
@@ -41,36 +52,54 @@
 //! let (stdin, stdout, stderr) = fds(); // e.g. vsock streams
 //! let mut opts = RunOptions::new("my-container");
 //! opts.state_dir = "/run/vmrun".into();
-//! let mut container = run(&spec, "/run/vmrun/rootfs/my-container".as_ref(),
-//!                         Stdio { stdin, stdout, stderr }, &opts)?;
-//! let _pty = container.take_pty_master(); // Some(..) when process.terminal
+//! let mut created = create(&spec, "/run/vmrun/rootfs/my-container".as_ref(),
+//!                          Stdio { stdin, stdout, stderr }, &opts)?;
+//! let _pty = created.take_pty_master(); // Some(..) when process.terminal
+//! let mut container = created.start()?;
 //! // container.signal(nix::sys::signal::Signal::SIGTERM)?;
+//! // let stats = container.cgroup().stats()?;
 //! let status = container.wait()?; // reaps, deletes cgroup + state
 //! std::process::exit(status.code()); // 128+N when killed by signal N
 //! # }
 //! ```
 //!
-//! `run` forks (clone3) from the calling thread; the container's init
-//! becomes a child of the calling process, so the agent (PID 1) must not
-//! reap it with a blanket `waitpid(-1)` before [`ContainerProcess::wait`]
-//! does (reap other children by pid, or call `try_wait` from the reaper).
-//! libcontainer briefly changes the process cwd while connecting the
-//! console socket (terminal containers): don't rely on relative paths in
-//! other threads around `run`.
+//! `create` and [`ExecContext::exec`] fork (clone3) from the calling
+//! thread; the container's init and exec'd processes become children of
+//! the calling process, so the agent (PID 1) must not reap them with a
+//! blanket `waitpid(-1)` before [`ContainerProcess::wait`] does (reap
+//! other children by pid, or set [`RunOptions::reaped_by_caller`] and
+//! report exits with [`ContainerProcess::exited`]). libcontainer briefly
+//! changes the process cwd while connecting the console socket (terminal
+//! containers and execs): don't rely on relative paths in other threads
+//! around `create` and `exec`.
 
+pub mod cgroup_control;
 pub mod cgroups;
 pub mod console;
 mod container;
+mod create;
 mod error;
+pub mod exec;
+mod exec_workload;
 pub mod mount_propagation;
 pub mod ns_paths;
+mod options;
+pub mod process_check;
+pub mod processes;
+pub mod resources_update;
 pub mod rootfs_check;
 pub mod self_exe;
 pub mod spec;
+pub mod stats;
+pub mod stats_v2;
 pub mod validate;
 
-pub use container::{run, ContainerProcess, ExitStatus, RunOptions, Stdio};
+pub use cgroup_control::ContainerCgroup;
+pub use container::ContainerProcess;
+pub use create::{create, run, CreatedContainer};
 pub use error::IsolationError;
+pub use exec::{ExecContext, ExecProcess};
 /// The OCI runtime-spec types this crate works with (re-exported from
 /// libcontainer, so the agent uses exactly the version libcontainer does).
 pub use libcontainer::oci_spec;
+pub use options::{ExitStatus, RunOptions, Stdio};

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::oci_spec::runtime::{
     LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespaceType, LinuxSeccompAction, Spec,
 };
-use crate::IsolationError;
+use crate::{process_check, IsolationError};
 
 /// Something in the spec the guest ignores on purpose.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,11 @@ impl std::fmt::Display for Warning {
 pub fn validate(spec: &Spec) -> Result<(Spec, Vec<Warning>), IsolationError> {
     check_version(spec)?;
     check_root(spec)?;
-    check_process(spec)?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| IsolationError::invalid("process", "missing"))?;
+    process_check::check_process(process)?;
     check_mounts(spec)?;
     let namespaces = check_namespaces(spec)?;
     check_linux(spec, &namespaces)?;
@@ -102,84 +106,6 @@ fn check_root(spec: &Spec) -> Result<(), IsolationError> {
         .ok_or_else(|| IsolationError::invalid("root", "missing"))?;
     if root.path().as_os_str().is_empty() {
         return Err(IsolationError::invalid("root.path", "empty"));
-    }
-    Ok(())
-}
-
-fn check_process(spec: &Spec) -> Result<(), IsolationError> {
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| IsolationError::invalid("process", "missing"))?;
-    match process.args() {
-        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
-        _ => return Err(IsolationError::invalid("process.args", "empty")),
-    }
-    let cwd = process.cwd();
-    if !cwd.is_absolute() {
-        return Err(IsolationError::invalid(
-            "process.cwd",
-            format!("{} is not an absolute path", cwd.display()),
-        ));
-    }
-    // CVE-2024-21626: a cwd through /proc/self/fd can reach a leaked host
-    // directory. No container has a reason to start in /proc.
-    if cwd.starts_with("/proc") {
-        return Err(IsolationError::invalid(
-            "process.cwd",
-            format!("{} is inside /proc", cwd.display()),
-        ));
-    }
-    if process.terminal().unwrap_or(false) && process.console_size().is_some() {
-        // Size is applied by the agent on the pty master; nothing to check.
-    }
-    if let Some(env) = process.env() {
-        for (i, var) in env.iter().enumerate() {
-            if !var.contains('=') || var.starts_with('=') {
-                return Err(IsolationError::invalid(
-                    format!("process.env[{i}]"),
-                    format!("{var:?} is not NAME=value"),
-                ));
-            }
-        }
-    }
-    if let Some(umask) = process.user().umask() {
-        if umask > 0o777 {
-            return Err(IsolationError::invalid(
-                "process.user.umask",
-                format!("{umask:#o} has bits outside 0777"),
-            ));
-        }
-    }
-    if let Some(rlimits) = process.rlimits() {
-        let mut seen = HashSet::new();
-        for (i, rl) in rlimits.iter().enumerate() {
-            if rl.soft() > rl.hard() {
-                return Err(IsolationError::invalid(
-                    format!("process.rlimits[{i}]"),
-                    format!(
-                        "{:?} soft limit {} is above hard limit {}",
-                        rl.typ(),
-                        rl.soft(),
-                        rl.hard()
-                    ),
-                ));
-            }
-            if !seen.insert(format!("{:?}", rl.typ())) {
-                return Err(IsolationError::invalid(
-                    format!("process.rlimits[{i}].type"),
-                    format!("{:?} given twice", rl.typ()),
-                ));
-            }
-        }
-    }
-    if let Some(adj) = process.oom_score_adj() {
-        if !(-1000..=1000).contains(&adj) {
-            return Err(IsolationError::invalid(
-                "process.oomScoreAdj",
-                format!("{adj} is outside -1000..=1000"),
-            ));
-        }
     }
     Ok(())
 }
@@ -477,21 +403,14 @@ fn check_seccomp(spec: &Spec) -> Result<(), IsolationError> {
 fn strip_lsm_fields(spec: &Spec) -> (Spec, Vec<Warning>) {
     let mut spec = spec.clone();
     let mut warnings = Vec::new();
-    const WHY: &str = "ignored: the guest kernel has no AppArmor or SELinux";
     if let Some(process) = spec.process_mut() {
-        if process.apparmor_profile().is_some() {
-            process.set_apparmor_profile(None);
-            warnings.push(warn("process.apparmorProfile", WHY));
-        }
-        if process.selinux_label().is_some() {
-            process.set_selinux_label(None);
-            warnings.push(warn("process.selinuxLabel", WHY));
-        }
+        warnings.extend(process_check::strip_lsm_fields(process));
+        process_check::normalize_for_libcontainer(process);
     }
     if let Some(linux) = spec.linux_mut() {
         if linux.mount_label().is_some() {
             linux.set_mount_label(None);
-            warnings.push(warn("linux.mountLabel", WHY));
+            warnings.push(warn("linux.mountLabel", process_check::NO_LSM));
         }
     }
     (spec, warnings)

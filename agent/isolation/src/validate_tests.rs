@@ -301,3 +301,18 @@ fn device_rule_unknown_type_is_a_parse_error_naming_the_field() {
         other => panic!("expected a parse error, got {other:?}"),
     }
 }
+
+#[test]
+fn no_new_privileges_false_is_handed_on_as_absent() {
+    let mut v = base();
+    v["process"]["noNewPrivileges"] = false.into();
+    let (spec, _) = check(v).unwrap();
+    assert_eq!(spec.process().as_ref().unwrap().no_new_privileges(), None);
+    let mut v = base();
+    v["process"]["noNewPrivileges"] = true.into();
+    let (spec, _) = check(v).unwrap();
+    assert_eq!(
+        spec.process().as_ref().unwrap().no_new_privileges(),
+        Some(true)
+    );
+}
