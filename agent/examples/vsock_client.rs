@@ -111,7 +111,8 @@ fn main() -> Result<()> {
         },
         no_pivot: false,
     };
-    call(&mut control, 1, create).context("create")?;
+    let created = call(&mut control, 1, create).context("create")?;
+    eprintln!("vsock_client: {created:?}");
     let stdin = std::thread::spawn(move || -> Result<()> {
         let mut to = accept_one(&stdin_listener)?;
         let mut input = Vec::new();
@@ -121,7 +122,11 @@ fn main() -> Result<()> {
         Ok(())
     });
     call(&mut control, 2, Request::Start { id: "demo".into() }).context("start")?;
-    let answer = call(&mut control, 3, Request::Wait { id: "demo".into() }).context("wait")?;
+    let wait = Request::Wait {
+        id: "demo".into(),
+        exec_id: None,
+    };
+    let answer = call(&mut control, 3, wait).context("wait")?;
     for (name, pump) in [("stdout", stdout), ("stderr", stderr)] {
         if let Ok(Err(err)) = pump.join() {
             eprintln!("vsock_client: {name}: {err:#}");

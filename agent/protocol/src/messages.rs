@@ -23,8 +23,11 @@ use serde::{Deserialize, Serialize};
 ///
 /// History: 1 = Create/Start/Signal/Wait/Shutdown; 2 = adds `Resize`,
 /// terminal (pty) stdio and `Create.no_pivot`; 3 = `Start` is answered with
-/// `Started` (carrying the spec fields the guest ignored).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// `Started` (carrying the spec fields the guest ignored); 4 = the runc
+/// lifecycle: `Create` makes the container's init (answered `Created`, it
+/// waits for `Start`), `Exec` and an `exec_id` on `Signal`/`Resize`/`Wait`,
+/// `Signal.all`, `Pause`/`Resume`, `Update`, `Stats`, `Processes`, `State`.
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Guest vsock port the agent listens on for the control connection.
 pub const CONTROL_PORT: u32 = 1024;
 /// Guest CID the VMM gives the guest.
@@ -99,20 +102,30 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         no_pivot: bool,
     },
-    /// Start the created container's process.
+    /// Start the created container's process (its init execs
+    /// `process.args`); answered with `Started`.
     Start {
         /// Container id.
         id: String,
     },
-    /// Send a signal to the container's process.
+    /// Send a signal to the container's init, to one exec'd process, or to
+    /// every process of the container.
     Signal {
         /// Container id.
         id: String,
         /// Signal number.
         signal: i32,
+        /// Every process in the container (runc's `kill --all`), not just
+        /// its init; absent means false.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all: bool,
+        /// The exec'd process to signal instead of the init.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exec_id: Option<String>,
     },
-    /// Sets the window size of the container's terminal (`process.terminal`).
-    /// Sizes are `u16` as in `struct winsize`; anything else is malformed.
+    /// Sets the window size of the container's terminal (`process.terminal`)
+    /// or of an exec'd process's terminal. Sizes are `u16` as in
+    /// `struct winsize`; anything else is malformed.
     Resize {
         /// Container id.
         id: String,
@@ -120,14 +133,99 @@ pub enum Request {
         rows: u16,
         /// Columns.
         cols: u16,
+        /// The exec'd process whose terminal to resize instead of the init's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exec_id: Option<String>,
     },
-    /// Answered when the container's process has exited.
+    /// Answered (`Exited`) when the container's init, or the exec'd
+    /// process `exec_id`, has exited.
     Wait {
+        /// Container id.
+        id: String,
+        /// The exec'd process to wait for instead of the init.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exec_id: Option<String>,
+    },
+    /// Runs a new process in the running container (runc's `exec`): its
+    /// namespaces, cgroup, root, and the given OCI `process` (args, env,
+    /// cwd, user, capabilities, terminal, ...). Answered `ExecStarted` once
+    /// it runs; its stdio uses `stdio` as `Create`'s does (a terminal
+    /// process uses stdin/stdout only, as the init does).
+    Exec {
+        /// Container id.
+        id: String,
+        /// A name for this process, unique within the container while it
+        /// runs (the host chooses it).
+        exec_id: String,
+        /// The OCI runtime-spec `process` object.
+        process: serde_json::Value,
+        /// Host ports for stdio.
+        stdio: StdioPorts,
+    },
+    /// Freeze every process of the container (its cgroup's freezer).
+    Pause {
+        /// Container id.
+        id: String,
+    },
+    /// Thaw a paused container.
+    Resume {
+        /// Container id.
+        id: String,
+    },
+    /// Change the container's cgroup limits: an OCI `linux.resources`
+    /// object; absent fields are left as they are.
+    Update {
+        /// Container id.
+        id: String,
+        /// The OCI runtime-spec `linux.resources` object.
+        resources: serde_json::Value,
+    },
+    /// The container's resource usage, answered with `Stats`.
+    Stats {
+        /// Container id.
+        id: String,
+    },
+    /// The container's processes (guest pids), answered with `Processes`.
+    Processes {
+        /// Container id.
+        id: String,
+    },
+    /// The container's state as the agent sees it, answered with `State`.
+    State {
         /// Container id.
         id: String,
     },
     /// Stop everything and power the guest off.
     Shutdown,
+}
+
+/// A container's state as the agent sees it (runc's status words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerStatus {
+    /// Created: the init exists and waits for `Start`.
+    Created,
+    /// The init runs.
+    Running,
+    /// Frozen by `Pause`.
+    Paused,
+    /// The init exited (or never started).
+    Stopped,
+}
+
+/// One process of a container, as `Processes` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestProcess {
+    /// Its pid in the guest (the agent's pid namespace).
+    pub pid: i32,
+    /// Its parent's pid in the guest.
+    pub ppid: i32,
+    /// Its real user id.
+    pub uid: u32,
+    /// Its command line (`/proc/PID/cmdline`, arguments joined by spaces),
+    /// or its name when that is empty.
+    pub cmd: String,
 }
 
 /// How a process ended.
@@ -161,6 +259,34 @@ pub enum Response {
     },
     /// The request succeeded.
     Ok,
+    /// Answer to `Create`: the container's init exists and waits for `Start`.
+    Created {
+        /// The init's pid in the guest.
+        pid: i32,
+    },
+    /// Answer to `Exec`: the process runs.
+    ExecStarted {
+        /// Its pid in the guest.
+        pid: i32,
+    },
+    /// Answer to `Stats`: usage in the shape of runc's `events --stats`
+    /// `data` object (`cpu`, `memory`, `pids`, `blkio`, ...).
+    Stats {
+        /// The stats object.
+        stats: serde_json::Value,
+    },
+    /// Answer to `Processes`.
+    Processes {
+        /// The container's processes, init first when it still runs.
+        processes: Vec<GuestProcess>,
+    },
+    /// Answer to `State`.
+    State {
+        /// The container's status.
+        status: ContainerStatus,
+        /// The init's pid in the guest (0 once stopped).
+        pid: i32,
+    },
     /// Answer to `Start`: the container's process runs.
     Started {
         /// Spec fields the guest ignored, one sentence each naming the

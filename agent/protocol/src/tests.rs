@@ -37,18 +37,50 @@ fn all_requests() -> Vec<Request> {
         Request::Signal {
             id: "c1".into(),
             signal: 15,
+            all: false,
+            exec_id: None,
+        },
+        Request::Signal {
+            id: "c1".into(),
+            signal: 9,
+            all: true,
+            exec_id: Some("e1".into()),
         },
         Request::Resize {
             id: "c1".into(),
             rows: 24,
             cols: 80,
+            exec_id: None,
         },
         Request::Resize {
             id: "c1".into(),
             rows: u16::MAX,
             cols: 0,
+            exec_id: Some("e1".into()),
         },
-        Request::Wait { id: "c1".into() },
+        Request::Wait {
+            id: "c1".into(),
+            exec_id: None,
+        },
+        Request::Wait {
+            id: "c1".into(),
+            exec_id: Some("e1".into()),
+        },
+        Request::Exec {
+            id: "c1".into(),
+            exec_id: "e1".into(),
+            process: serde_json::json!({"args": ["/bin/true"], "cwd": "/"}),
+            stdio: StdioPorts::default(),
+        },
+        Request::Pause { id: "c1".into() },
+        Request::Resume { id: "c1".into() },
+        Request::Update {
+            id: "c1".into(),
+            resources: serde_json::json!({"memory": {"limit": 1048576}}),
+        },
+        Request::Stats { id: "c1".into() },
+        Request::Processes { id: "c1".into() },
+        Request::State { id: "c1".into() },
         Request::Shutdown,
     ]
 }
@@ -69,6 +101,23 @@ fn all_responses() -> Vec<Response> {
         },
         Response::Error {
             message: "no such container".into(),
+        },
+        Response::Created { pid: 7 },
+        Response::ExecStarted { pid: 8 },
+        Response::Stats {
+            stats: serde_json::json!({"pids": {"current": 2}}),
+        },
+        Response::Processes {
+            processes: vec![GuestProcess {
+                pid: 7,
+                ppid: 1,
+                uid: 0,
+                cmd: "sleep 10".into(),
+            }],
+        },
+        Response::State {
+            status: ContainerStatus::Paused,
+            pid: 7,
         },
     ]
 }
@@ -221,7 +270,8 @@ fn resize_frames_decode_and_malformed_ones_are_errors() {
             body: Request::Resize {
                 id: "c".into(),
                 rows: 50,
-                cols: 132
+                cols: 132,
+                exec_id: None,
             }
         }
     );
@@ -266,7 +316,13 @@ fn handshake_and_call_over_a_socket() {
     let agent_thread = std::thread::spawn(move || {
         server_handshake(&mut agent).unwrap();
         let req: Envelope<Request> = read_frame(&mut agent).unwrap();
-        assert_eq!(req.body, Request::Wait { id: "c".into() });
+        assert_eq!(
+            req.body,
+            Request::Wait {
+                id: "c".into(),
+                exec_id: None,
+            }
+        );
         let answer = Envelope {
             id: req.id,
             body: Response::Exited {
@@ -276,7 +332,15 @@ fn handshake_and_call_over_a_socket() {
         write_frame(&mut agent, &answer).unwrap();
     });
     client_handshake(&mut host).unwrap();
-    let answer = call(&mut host, 5, Request::Wait { id: "c".into() }).unwrap();
+    let answer = call(
+        &mut host,
+        5,
+        Request::Wait {
+            id: "c".into(),
+            exec_id: None,
+        },
+    )
+    .unwrap();
     assert_eq!(
         answer,
         Response::Exited {
@@ -394,7 +458,12 @@ fn control_client_matches_out_of_order_responses() {
     let client = Arc::new(ControlClient::connect(host).unwrap());
     let waiter = {
         let client = client.clone();
-        std::thread::spawn(move || client.call(Request::Wait { id: "c".into() }))
+        std::thread::spawn(move || {
+            client.call(Request::Wait {
+                id: "c".into(),
+                exec_id: None,
+            })
+        })
     };
     // Make sure Wait is registered before the Signal goes out.
     while client_pending(&client) == 0 {
@@ -403,6 +472,8 @@ fn control_client_matches_out_of_order_responses() {
     let signal = client.call(Request::Signal {
         id: "c".into(),
         signal: 15,
+        all: false,
+        exec_id: None,
     });
     assert_eq!(signal.unwrap(), Response::Ok);
     assert_eq!(

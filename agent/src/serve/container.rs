@@ -1,125 +1,67 @@
-//! One container's life inside the agent: created (rootfs and stdio ready),
-//! running, exited; and how its process is started and its exit observed.
+//! One container's life inside the agent: created (its init waits for
+//! `Start`), running, exited; how its exit is observed, and how every
+//! container is stopped at the end.
 //!
-//! PID 1's reaper reaps every child, so the exit status comes from
-//! [`crate::init::reaper::Reaper::watch`], never from `waitpid` on the container's pid.
+//! PID 1's reaper reaps every child, so exit statuses come from
+//! [`crate::init::reaper::Reaper::watch`], never from `waitpid` on the
+//! container's pid.
 
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use nix::unistd::getpid;
-use vmrun_isolation::oci_spec::runtime::Spec;
-use vmrun_isolation::{ContainerProcess, ExitStatus as IsolationExit, RunOptions, Stdio};
-use vmrun_protocol::ExitStatus;
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
+use vmrun_isolation::{ContainerProcess, CreatedContainer, ExitStatus as IsolationExit};
+use vmrun_protocol::{ContainerStatus, ExitStatus};
 
-use super::tty::{PtyRelay, TerminalStreams};
+use super::exec_table::ExecTable;
+use super::exit_cell::ExitCell;
+use super::tty::PtyRelay;
 use crate::init::reaper::ChildExit;
 
 /// How long a terminal's output may sit idle after its process exited
 /// before it is cut (something else in the guest still holds the pty).
 pub const TTY_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
-/// Longest accepted container id (it becomes a path component).
+/// Longest accepted container or exec id (it becomes a path component).
 pub const MAX_ID_LEN: usize = 128;
 
 /// Checks that `id` is `[A-Za-z0-9_.-]{1,128}` and not `.`/`..`, so it is
 /// safe as a path component.
 pub fn check_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id != "."
-        && id != ".."
-        && id
+    check_name("id", id)
+}
+
+/// [`check_id`] for the request field `field` (`id`, `exec_id`).
+pub fn check_name(field: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_ID_LEN
+        && value != "."
+        && value != ".."
+        && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if !ok {
-        bail!("id: {id:?} must be 1 to {MAX_ID_LEN} characters of [A-Za-z0-9_.-] (not . or ..)");
+        bail!(
+            "{field}: {value:?} must be 1 to {MAX_ID_LEN} characters of [A-Za-z0-9_.-] \
+             (not . or ..)"
+        );
     }
     Ok(())
-}
-
-/// How a container ended, or why it never ran; set once.
-#[derive(Debug, Default)]
-pub struct ExitCell {
-    outcome: Mutex<Option<Result<ExitStatus, String>>>,
-    changed: Condvar,
-}
-
-impl ExitCell {
-    fn lock(&self) -> MutexGuard<'_, Option<Result<ExitStatus, String>>> {
-        self.outcome
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Records the outcome; later calls are ignored (the first one wins).
-    pub fn set(&self, outcome: Result<ExitStatus, String>) {
-        let mut slot = self.lock();
-        if slot.is_none() {
-            *slot = Some(outcome);
-            self.changed.notify_all();
-        }
-    }
-
-    /// The outcome, if there is one yet.
-    pub fn get(&self) -> Option<Result<ExitStatus, String>> {
-        self.lock().clone()
-    }
-
-    /// Blocks until there is an outcome.
-    pub fn wait(&self) -> Result<ExitStatus, String> {
-        let mut slot = self.lock();
-        loop {
-            if let Some(outcome) = slot.as_ref() {
-                return outcome.clone();
-            }
-            slot = self
-                .changed
-                .wait(slot)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-    }
-
-    /// Blocks up to `timeout`; `false` if there is still no outcome.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let slot = self.lock();
-        let (slot, _) = self
-            .changed
-            .wait_timeout_while(slot, timeout, |s| s.is_none())
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.is_some()
-    }
-}
-
-/// What `Create` prepared for `Start`.
-#[derive(Debug)]
-pub struct Prepared {
-    /// The parsed and validated spec.
-    pub spec: Spec,
-    /// The container's stdio (vsock connections or /dev/null); with a
-    /// terminal, /dev/null placeholders (the pty slave becomes fd 0-2).
-    pub stdio: Stdio,
-    /// With `process.terminal`: the connections the pty is relayed over.
-    pub terminal: Option<TerminalStreams>,
-    /// The host asked for `MS_MOVE` + `chroot` instead of `pivot_root`.
-    pub no_pivot: bool,
 }
 
 /// Where a container is in its life.
 #[derive(Debug)]
 pub enum State {
-    /// Created: waiting for `Start`.
-    Created(Box<Prepared>),
+    /// Created: the init exists and waits for `Start`.
+    Created(Box<CreatedContainer>),
     /// `Start` is in progress.
     Starting,
     /// The process runs (or ended and the watcher has not noticed yet).
     Running(Box<ContainerProcess>),
-    /// The process ended, or starting it failed ([`Container::exit`] says).
+    /// The init ended, or starting it failed ([`Container::exit`] says).
     Done,
 }
 
@@ -128,97 +70,65 @@ pub enum State {
 pub struct Container {
     /// Where its rootfs is (mounted by the rootfs provider).
     pub rootfs: PathBuf,
+    /// Its init's pid in the guest.
+    pub pid: i32,
     /// Its state.
     pub state: State,
+    /// `Start` was asked for (whether it succeeded or not).
+    pub started: bool,
+    /// The reaper reported the init's exit (its pid may be reused: never
+    /// signal it); set before the exit is published in [`Self::exit`].
+    pub init_exited: bool,
+    /// An exit the watcher saw while `Start` was in progress, for `Start`
+    /// to clean up after.
+    pub exit_while_starting: Option<ChildExit>,
     /// Its outcome, shared with `Wait`ers.
     pub exit: Arc<ExitCell>,
-    /// The pty relay of a started terminal container.
+    /// The pty relay of a terminal container.
     pub tty: Option<Arc<PtyRelay>>,
+    /// Spec fields the guest ignored, reported by `Start`.
+    pub warnings: Vec<String>,
+    /// Its exec'd processes.
+    pub execs: ExecTable,
 }
 
 impl Container {
     /// A freshly created container.
-    pub fn created(rootfs: PathBuf, prepared: Prepared) -> Self {
+    pub fn created(rootfs: PathBuf, created: CreatedContainer, tty: Option<Arc<PtyRelay>>) -> Self {
         Self {
             rootfs,
-            state: State::Created(Box::new(prepared)),
+            pid: created.pid(),
+            warnings: created.warnings().iter().map(|w| w.to_string()).collect(),
+            state: State::Created(Box::new(created)),
+            started: false,
+            init_exited: false,
+            exit_while_starting: None,
             exit: Arc::default(),
-            tty: None,
+            tty,
+            execs: ExecTable::default(),
         }
     }
-}
 
-/// Opens `/dev/null` (close-on-exec) for a stream the host did not connect.
-pub fn dev_null() -> Result<OwnedFd> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .context("opening /dev/null")?;
-    Ok(OwnedFd::from(file))
-}
+    /// Its status as `State` reports it, and the init's pid (0 once
+    /// stopped).
+    pub fn status(&self) -> (ContainerStatus, i32) {
+        match &self.state {
+            _ if self.init_exited => (ContainerStatus::Stopped, 0),
+            State::Created(_) | State::Starting => (ContainerStatus::Created, self.pid),
+            State::Running(p) if p.is_paused() => (ContainerStatus::Paused, self.pid),
+            State::Running(_) => (ContainerStatus::Running, self.pid),
+            State::Done => (ContainerStatus::Stopped, 0),
+        }
+    }
 
-/// Starts the container's process through `vmrun-isolation`.
-///
-/// The work happens on a short-lived thread that first drops the boot-timer
-/// port permission and unblocks SIGCHLD, because the container's processes
-/// are cloned from the calling thread and inherit both (the agent blocks
-/// SIGCHLD for its reaper; a container must not start with it blocked).
-/// Afterwards the reaper is poked with a SIGCHLD, in case that thread
-/// swallowed the real one while it had the signal unblocked.
-pub fn launch(
-    spec: Spec,
-    stdio: Stdio,
-    rootfs: PathBuf,
-    opts: RunOptions,
-) -> Result<ContainerProcess> {
-    catch_sigpipe().context("setting up SIGPIPE for the container")?;
-    let launcher = std::thread::Builder::new()
-        .name("launch".into())
-        .spawn(move || {
-            crate::marker::drop_port_access();
-            let mut chld = SigSet::empty();
-            chld.add(Signal::SIGCHLD);
-            chld.thread_unblock()
-                .context("unblocking SIGCHLD for the container")?;
-            let started =
-                vmrun_isolation::run(&spec, &rootfs, stdio, &opts).map_err(anyhow::Error::from);
-            let _ = chld.thread_block();
-            started
-        })
-        .context("spawning the container launcher thread")?;
-    let result = launcher
-        .join()
-        .map_err(|_| anyhow!("the container launcher thread panicked"))
-        .and_then(|started| started);
-    // Every thread blocks SIGCHLD again: a synthetic one makes the reaper
-    // look for exits it may have missed.
-    let _ = kill(getpid(), Signal::SIGCHLD);
-    result
-}
-
-/// Replaces Rust's process-wide `SIG_IGN` for SIGPIPE with a handler that
-/// does nothing: the agent's writes still get `EPIPE` instead of dying, but
-/// an ignored signal would stay ignored across the container's `execve`,
-/// while a handled one is reset to the default there (so `yes | head` in a
-/// container ends with SIGPIPE, as under runc).
-fn catch_sigpipe() -> nix::Result<()> {
-    extern "C" fn ignore(_: libc::c_int) {}
-    let action = SigAction::new(
-        SigHandler::Handler(ignore),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    // SAFETY: the handler is async-signal-safe (it does nothing), and the
-    // previous disposition (SIG_IGN, set by the Rust runtime) is not needed.
-    unsafe { sigaction(Signal::SIGPIPE, &action) }.map(drop)
-}
-
-/// Converts the reaper's view of an exit into the protocol's.
-pub fn exit_status(exit: ChildExit) -> ExitStatus {
-    match exit {
-        ChildExit::Exited(code) => ExitStatus::Code(code),
-        ChildExit::Signaled(signal) => ExitStatus::Signal(signal),
+    /// The running container's process; an error naming the state
+    /// otherwise.
+    pub fn running(&mut self, id: &str) -> Result<&mut ContainerProcess> {
+        match &mut self.state {
+            State::Running(process) if !self.init_exited => Ok(process),
+            State::Created(_) | State::Starting => bail!("container {id:?} is not started"),
+            State::Running(_) | State::Done => bail!("container {id:?} is not running"),
+        }
     }
 }
 
@@ -234,9 +144,33 @@ pub fn lock(
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Starts a thread that waits for container `id`'s exit (from the reaper),
-/// cleans up after it and publishes the status in its [`ExitCell`] — for a
-/// terminal container only after the pty's remaining output is relayed.
+/// Converts the reaper's view of an exit into the protocol's.
+pub fn exit_status(exit: ChildExit) -> ExitStatus {
+    match exit {
+        ChildExit::Exited(code) => ExitStatus::Code(code),
+        ChildExit::Signaled(signal) => ExitStatus::Signal(signal),
+    }
+}
+
+/// Converts the reaper's view of an exit into vmrun-isolation's.
+pub fn isolation_exit(exit: ChildExit) -> IsolationExit {
+    match exit {
+        ChildExit::Exited(code) => IsolationExit::Exited(code),
+        ChildExit::Signaled(signal) => IsolationExit::Signaled(signal),
+    }
+}
+
+/// What the watcher takes out of the table to clean up after.
+enum Ended {
+    Created(Box<CreatedContainer>),
+    Running(Box<ContainerProcess>),
+}
+
+/// Starts a thread that waits for container `id`'s init to exit (from the
+/// reaper), cleans up after it (its state, bundle copy and cgroup, never
+/// signalling the reused pid) and publishes the status in its
+/// [`ExitCell`] — for a terminal container only after the pty's remaining
+/// output is relayed.
 pub fn spawn_exit_watcher(
     containers: Containers,
     id: String,
@@ -248,29 +182,32 @@ pub fn spawn_exit_watcher(
         .name(format!("wait-{id}"))
         .spawn(move || {
             let received = exited.recv();
+            if let Some(c) = lock(&containers).get_mut(&id) {
+                c.init_exited = true;
+            }
             if let Some(tty) = tty {
                 tty.drain(TTY_DRAIN_LIMIT);
             }
-            let process = {
+            let ended = {
                 let mut table = lock(&containers);
                 table.get_mut(&id).and_then(|c| {
                     match std::mem::replace(&mut c.state, State::Done) {
-                        State::Running(process) => Some(process),
-                        other => {
-                            c.state = other;
+                        State::Created(created) => Some(Ended::Created(created)),
+                        State::Running(process) => Some(Ended::Running(process)),
+                        State::Starting => {
+                            c.state = State::Starting;
+                            c.exit_while_starting = received.ok();
                             None
                         }
+                        State::Done => None,
                     }
                 })
             };
-            if let (Some(mut process), Ok(exit)) = (process, received) {
-                // The reaper collected the exit: let the isolation layer
-                // record it and remove the container's state, bundle copy
-                // and cgroup without ever signalling the (reused) pid.
-                process.exited(match exit {
-                    ChildExit::Exited(code) => IsolationExit::Exited(code),
-                    ChildExit::Signaled(signal) => IsolationExit::Signaled(signal),
-                });
+            if let (Some(ended), Ok(exit)) = (ended, received) {
+                match ended {
+                    Ended::Created(mut created) => created.exited(isolation_exit(exit)),
+                    Ended::Running(mut process) => process.exited(isolation_exit(exit)),
+                }
             }
             let outcome = received
                 .map(exit_status)
@@ -284,37 +221,33 @@ pub fn spawn_exit_watcher(
     Ok(())
 }
 
-/// Sends `signal` to a running container's process.
-pub fn signal(container: &Container, id: &str, signal: Signal) -> Result<()> {
-    match &container.state {
-        State::Running(process) if container.exit.get().is_none() => process
-            .signal(signal)
-            .with_context(|| format!("sending {signal} to container {id}")),
-        State::Created(_) | State::Starting => bail!("container {id:?} is not started"),
-        State::Running(_) | State::Done => bail!("container {id:?} is not running"),
-    }
-}
-
-/// Kills every container's process, waits (up to `timeout` each) for the
-/// exits, and fails the outcome of containers that never ran.
+/// Kills every container (all processes of its cgroup, exec'd ones too),
+/// waits (up to `timeout` each) for the inits' exits, and fails the
+/// outcome of containers that never started.
 pub fn stop_all(containers: &Containers, timeout: Duration) {
     let cells: Vec<(String, Arc<ExitCell>)> = {
         let mut table = lock(containers);
         for (id, container) in table.iter_mut() {
-            match &container.state {
-                State::Running(process) => {
-                    if let Err(err) = process.signal(Signal::SIGKILL) {
-                        tracing::debug!("killing container {id}: {err}");
-                    }
-                }
-                State::Created(_) => {
-                    // Drops its stdio: the host sees EOF.
-                    container.state = State::Done;
+            if container.init_exited {
+                continue;
+            }
+            let killed = match &mut container.state {
+                State::Running(process) => process
+                    .signal_all(Signal::SIGKILL)
+                    .or_else(|_| process.signal(Signal::SIGKILL)),
+                State::Created(created) => {
                     container
                         .exit
                         .set(Err(format!("container {id} was never started")));
+                    created
+                        .cgroup()
+                        .signal_all(Signal::SIGKILL, false)
+                        .or_else(|_| created.signal(Signal::SIGKILL))
                 }
-                State::Starting | State::Done => {}
+                State::Starting | State::Done => Ok(()),
+            };
+            if let Err(err) = killed {
+                tracing::debug!("killing container {id}: {err}");
             }
         }
         table
@@ -351,28 +284,18 @@ mod tests {
         ] {
             let err = check_id(bad).unwrap_err().to_string();
             assert!(err.starts_with("id:"), "{bad}: {err}");
+            let err = check_name("exec_id", bad).unwrap_err().to_string();
+            assert!(err.starts_with("exec_id:"), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn the_first_outcome_wins_and_waiters_see_it() {
-        let cell = Arc::new(ExitCell::default());
-        assert!(cell.get().is_none());
-        assert!(!cell.wait_timeout(Duration::ZERO));
-        let waiter = {
-            let cell = Arc::clone(&cell);
-            std::thread::spawn(move || cell.wait())
-        };
-        cell.set(Ok(ExitStatus::Code(42)));
-        cell.set(Err("too late".into()));
-        assert_eq!(waiter.join().unwrap(), Ok(ExitStatus::Code(42)));
-        assert_eq!(cell.get(), Some(Ok(ExitStatus::Code(42))));
-        assert!(cell.wait_timeout(Duration::ZERO));
     }
 
     #[test]
     fn reaper_exits_map_to_protocol_statuses() {
         assert_eq!(exit_status(ChildExit::Exited(3)), ExitStatus::Code(3));
         assert_eq!(exit_status(ChildExit::Signaled(9)), ExitStatus::Signal(9));
+        assert_eq!(
+            isolation_exit(ChildExit::Signaled(9)),
+            IsolationExit::Signaled(9)
+        );
     }
 }

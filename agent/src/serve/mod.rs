@@ -1,11 +1,11 @@
 //! `vmrun_action=serve`: the agent serves the host over vsock.
 //!
 //! The host connects to [`CONTROL_PORT`]; after the version handshake it
-//! sends `Create` (spec, rootfs source, stdio ports), `Start`, `Signal`,
-//! `Wait` and finally `Shutdown` (see `vmrun_protocol::messages`). The
-//! container's stdio are vsock connections the agent opens to the host's
-//! ports, handed to the container process as its fds 0-2 (so EOF on the
-//! stdin connection is EOF on the process's stdin).
+//! drives containers through runc's lifecycle with the requests of
+//! `vmrun_protocol::messages` (protocol version 4). A process's stdio are
+//! vsock connections the agent opens to the host's ports, handed to the
+//! process as its fds 0-2 (so EOF on the stdin connection is EOF on the
+//! process's stdin).
 //!
 //! Message flow (the host side's duties in brackets):
 //!
@@ -16,41 +16,67 @@
 //! 2. `Hello{version}` → `Hello{version}`; on a mismatch the agent answers
 //!    `Error` and ends the VM.
 //! 3. [The host listens on its stdio ports (CID 2) first, then sends]
-//!    `Create{id, spec, rootfs, stdio}`: the agent validates the spec, mounts
-//!    the rootfs (read-only when `root.readonly`), connects to each stdio
-//!    port (`None` → /dev/null) → `Ok`, or `Error` naming the field.
-//! 4. `Start{id}` → the process runs (boot-timer marker 3) → `Ok`.
+//!    `Create{id, spec, rootfs, stdio}`: the agent validates the spec,
+//!    mounts the rootfs (read-only when `root.readonly`), connects to each
+//!    stdio port (`None` → /dev/null) and creates the container: its init
+//!    exists in the container's namespaces and cgroup with every mount
+//!    made and the stdio attached, waiting → `Created{pid}`, or `Error`
+//!    naming the field (spec, mount and namespace errors surface here).
 //!    With `process.terminal: true` the process gets a pty instead: stdin
 //!    feeds the master, the master's output goes to stdout, the stderr
 //!    connection is closed at once (see [`tty`]).
-//! 5. `Wait{id}` → answered with `Exited{status}` when the process ends
-//!    (for a terminal, after the pty's last output reached stdout)
-//!    (any number of waits; later ones answer at once). `Signal{id, signal}`
-//!    → `Ok` at once; `Resize{id, rows, cols}` → `Ok` (terminal only).
-//!    [stdin EOF: shut down the host's write side of the
-//!    stdin connection; stdout/stderr end with EOF when the process is gone.]
-//! 6. `Shutdown` → every container killed, rootfs unmounted → `Ok`; then the
-//!    agent syncs and reboots (the VMM sees the i8042 reset: exit 0). If the
-//!    control connection drops instead, the same happens without the `Ok`.
+//! 4. `Start{id}` → the init execs `process.args` (boot-timer marker 3) →
+//!    `Started{warnings}`.
+//! 5. `Wait{id}` → answered with `Exited{status}` when the init ends (for a
+//!    terminal, after the pty's last output reached stdout; any number of
+//!    waits; later ones answer at once). `Signal{id, signal}` → `Ok` at
+//!    once (also for a created container); `all` signals every process of
+//!    the container's cgroup. `Resize{id, rows, cols}` → `Ok` (terminal
+//!    only, once started). `State{id}` → `State{status, pid}`
+//!    (`created|running|paused|stopped`; pid 0 once stopped).
+//! 6. `Exec{id, exec_id, process, stdio}` (running, not paused) → the OCI
+//!    `process` runs in the container (see [`exec`]) → `ExecStarted{pid}`;
+//!    `Signal`/`Resize`/`Wait` with its `exec_id` address it. At most
+//!    [`exec_table::MAX_RUNNING_EXECS`] per container.
+//! 7. `Pause`/`Resume` → `Ok`; `Update{id, resources}` → `Ok` (absent
+//!    fields untouched, unsupported ones refused by name);
+//!    `Stats{id}` → `Stats{stats}` (runc's `events --stats` data);
+//!    `Processes{id}` → `Processes{processes}` (see [`cgroup_ops`]).
+//! 8. `Shutdown` → every container and exec'd process killed, rootfs
+//!    unmounted → `Ok`; then the agent syncs and reboots (the VMM sees the
+//!    i8042 reset: exit 0). If the control connection drops instead, the
+//!    same happens without the `Ok`.
 //!
 //! A frame that is not valid JSON or not a valid request gets an `Error`
 //! (with the request's id when it could be read, else 0) and the loop goes
 //! on; a bad length or truncated frame closes the connection (which ends the
-//! VM as in 6).
+//! VM as in 8).
 //!
 //! - [`transport`]: the control socket and stdio connectors (vsock in the
 //!   guest, unix sockets in host tests);
 //! - [`rootfs`]: mounting the rootfs (virtio-fs or a block device);
-//! - [`container`]: one container's states, start and exit;
-//! - [`tty`]: `process.terminal`: the pty master relayed over stdio;
-//! - [`control`]: the request loop.
+//! - [`control`]: the request loop and dispatch; [`responder`]: writing
+//!   responses, pending `Wait`s;
+//! - [`lifecycle`], [`exec`], [`cgroup_ops`]: the request handlers;
+//! - [`container`]: one container's states and exit; [`exec_table`]: its
+//!   exec'd processes; [`exit_cell`]: an outcome `Wait`s block on;
+//! - [`launch`]: the thread containers are cloned from; [`stdio`]: a
+//!   process's stdio; [`tty`]: a pty master relayed over stdio.
 //!
 //! The same [`control::serve`] runs in the guest and in host tests; only
 //! the [`ServeEnv`] differs.
 
+pub mod cgroup_ops;
 pub mod container;
 pub mod control;
+pub mod exec;
+pub mod exec_table;
+pub mod exit_cell;
+pub mod launch;
+pub mod lifecycle;
+pub mod responder;
 pub mod rootfs;
+pub mod stdio;
 pub mod transport;
 pub mod tty;
 
@@ -75,7 +101,8 @@ pub struct ServeEnv {
     pub stdio: Box<dyn StdioConnector>,
     /// Reports container exits (PID 1 reaps every child).
     pub reaper: Reaper,
-    /// Template for `vmrun_isolation::run` (the id is filled in per container).
+    /// Template for `vmrun_isolation::create` (the id is filled in per
+    /// container; `reaped_by_caller` is always set).
     pub run_options: RunOptions,
 }
 
