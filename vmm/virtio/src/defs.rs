@@ -25,6 +25,8 @@ pub const INT_VRING: u32 = 1;
 /// Interrupt status bit: the configuration space changed.
 pub const INT_CONFIG: u32 = 2;
 
+/// Device id of a network device.
+pub const TYPE_NET: u32 = 1;
 /// Device id of a block device.
 pub const TYPE_BLOCK: u32 = 2;
 /// Device id of a vsock device.

@@ -8,7 +8,8 @@
 //! # Wiring a device into the VMM
 //!
 //! ```text
-//! let dev = Vsock::new(3)?;                       // or Block::open(path, ro)?, Fs::new(tag, dir, ro)?
+//! let dev = Vsock::new(3)?;                       // or Block::open(path, ro)?, Fs::new(tag, dir, ro)?,
+//!                                                 // Net::new(Tap::open("tap0")?.into(), mac, mtu)?
 //! let host = dev.host();                          // vsock only: host endpoints
 //! let t = MmioTransport::new(mem.clone(), Box::new(dev))?;
 //! for (i, evt) in t.queue_evts().iter().enumerate() {
@@ -40,6 +41,7 @@
 //! | [`chain`] | descriptor chains validated before any device reads them |
 //! | [`interrupt`], [`defs`] | the interrupt-status word + irqfd; virtio constants |
 //! | [`block`], [`fs`] | virtio-blk over an image file; virtio-fs over fuse-backend-rs |
+//! | [`net`] | virtio-net over a tap ([`Tap::open`] in the right network namespace, then [`Net::new`]): one RX/TX pair, MAC/MTU/STATUS, no offloads (the module docs say why); RX and TX as plain functions over guest memory and the tap fd, epoll glue |
 //! | [`vsock`] | virtio-vsock: a connection state machine per stream, a router that returns the epoll changes it wants (so the protocol is tested without epoll), host handles, RX/TX queue code, epoll glue |
 //! | [`fuzz`] | entry points that drive device code with arbitrary bytes |
 //!
@@ -57,6 +59,7 @@ pub mod fs;
 pub mod fuzz;
 pub mod interrupt;
 pub mod mmio;
+pub mod net;
 pub mod vsock;
 pub mod worker;
 
@@ -67,6 +70,7 @@ pub use device::VirtioDevice;
 pub use fs::Fs;
 pub use interrupt::Interrupt;
 pub use mmio::MmioTransport;
+pub use net::{Net, NetError, Tap, TapError};
 pub use vsock::{Vsock, VsockHost, VsockListener};
 
 #[cfg(test)]

@@ -6,5 +6,6 @@ mod common_tests;
 mod fs_tests;
 mod fuzz_tests;
 mod mmio_tests;
+mod net;
 mod vsock;
 mod worker_tests;
