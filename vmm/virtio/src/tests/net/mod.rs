@@ -4,6 +4,7 @@
 
 mod device_tests;
 mod harness;
+mod random_tests;
 mod rx_tests;
 mod tap_tests;
 mod tx_tests;
