@@ -110,6 +110,8 @@ fn main() -> Result<()> {
             stderr: Some(STDERR_PORT),
         },
         no_pivot: false,
+        shares: vec![],
+        network: vec![],
     };
     let created = call(&mut control, 1, create).context("create")?;
     eprintln!("vsock_client: {created:?}");

@@ -15,8 +15,8 @@ pub use client::ControlClient;
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
 pub use handshake::{call, client_handshake, server_handshake, ProtocolError};
 pub use messages::{
-    ContainerStatus, Envelope, ExitStatus, GuestProcess, Request, Response, RootfsSource,
-    StdioPorts, CONTROL_PORT, GUEST_CID, HOST_CID, PROTOCOL_VERSION,
+    ContainerStatus, Envelope, ExitStatus, GuestProcess, NetInterface, NetRoute, Request, Response,
+    RootfsSource, StdioPorts, CONTROL_PORT, GUEST_CID, HOST_CID, PROTOCOL_VERSION, SHARES_DIR,
 };
 
 #[cfg(test)]

@@ -26,8 +26,16 @@ use serde::{Deserialize, Serialize};
 /// `Started` (carrying the spec fields the guest ignored); 4 = the runc
 /// lifecycle: `Create` makes the container's init (answered `Created`, it
 /// waits for `Start`), `Exec` and an `exec_id` on `Signal`/`Resize`/`Wait`,
-/// `Signal.all`, `Pause`/`Resume`, `Update`, `Stats`, `Processes`, `State`.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// `Signal.all`, `Pause`/`Resume`, `Update`, `Stats`, `Processes`, `State`;
+/// 5 = the host's world: `Create.shares` (virtio-fs tags the agent mounts
+/// under [`SHARES_DIR`], where the host points bind-mount sources),
+/// `RootfsSource::VirtioFs.path`, `Create.network` (interfaces the agent
+/// moves into the container's network namespace and configures).
+pub const PROTOCOL_VERSION: u32 = 5;
+/// Where the agent mounts each virtio-fs share named in `Create.shares`:
+/// `SHARES_DIR/<tag>`. The host rewrites a bind mount's source to a path
+/// below it.
+pub const SHARES_DIR: &str = "/run/vmrun/shares";
 /// Guest vsock port the agent listens on for the control connection.
 pub const CONTROL_PORT: u32 = 1024;
 /// Guest CID the VMM gives the guest.
@@ -67,6 +75,10 @@ pub enum RootfsSource {
     VirtioFs {
         /// The virtio-fs tag.
         tag: String,
+        /// The rootfs's directory within the share (relative, no `..`);
+        /// absent: the share's root.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
     },
     /// A virtio-blk disk holding a filesystem.
     Block {
@@ -101,6 +113,15 @@ pub enum Request {
         /// false is not sent (an agent from before the field still works).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         no_pivot: bool,
+        /// virtio-fs tags to mount (once per VM) at `SHARES_DIR/<tag>`
+        /// before the container is made: its rootfs and its bind-mount
+        /// sources live there.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shares: Vec<String>,
+        /// Network interfaces (guest NICs, found by MAC) to move into the
+        /// container's network namespace and configure there.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        network: Vec<NetInterface>,
     },
     /// Start the created container's process (its init execs
     /// `process.args`); answered with `Started`.
@@ -197,6 +218,37 @@ pub enum Request {
     },
     /// Stop everything and power the guest off.
     Shutdown,
+}
+
+/// One network interface of a container: a guest NIC (virtio-net) that
+/// the host plumbed to an interface of the container's host network
+/// namespace, configured as that interface is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetInterface {
+    /// The guest NIC's MAC address (`aa:bb:cc:dd:ee:ff`), which finds it.
+    pub mac: String,
+    /// Its name in the container (the host interface's, e.g. `eth0`).
+    pub name: String,
+    /// Its MTU.
+    pub mtu: u16,
+    /// Its addresses in CIDR form (`10.88.0.5/16`).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Routes through it, in the order to add them.
+    #[serde(default)]
+    pub routes: Vec<NetRoute>,
+}
+
+/// A route of a container's interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetRoute {
+    /// The destination in CIDR form (`0.0.0.0/0` for the default route).
+    pub destination: String,
+    /// The next hop, if the destination is not on the link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
 }
 
 /// A container's state as the agent sees it (runc's status words).

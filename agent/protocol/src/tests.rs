@@ -15,6 +15,7 @@ fn all_requests() -> Vec<Request> {
             spec: serde_json::json!({"ociVersion": "1.0.2", "process": {"args": ["/bin/sh"]}}),
             rootfs: RootfsSource::VirtioFs {
                 tag: "rootfs".into(),
+                path: None,
             },
             stdio: StdioPorts {
                 stdin: Some(2000),
@@ -22,6 +23,29 @@ fn all_requests() -> Vec<Request> {
                 stderr: None,
             },
             no_pivot: false,
+            shares: vec![],
+            network: vec![],
+        },
+        Request::Create {
+            id: "c3".into(),
+            spec: serde_json::json!({}),
+            rootfs: RootfsSource::VirtioFs {
+                tag: "vmrun".into(),
+                path: Some("c3/rootfs".into()),
+            },
+            stdio: StdioPorts::default(),
+            no_pivot: false,
+            shares: vec!["vmrun".into()],
+            network: vec![NetInterface {
+                mac: "02:00:00:00:00:01".into(),
+                name: "eth0".into(),
+                mtu: 1500,
+                addresses: vec!["10.88.0.5/16".into()],
+                routes: vec![NetRoute {
+                    destination: "0.0.0.0/0".into(),
+                    gateway: Some("10.88.0.1".into()),
+                }],
+            }],
         },
         Request::Create {
             id: "c2".into(),
@@ -32,6 +56,8 @@ fn all_requests() -> Vec<Request> {
             },
             stdio: StdioPorts::default(),
             no_pivot: true,
+            shares: vec![],
+            network: vec![],
         },
         Request::Start { id: "c1".into() },
         Request::Signal {
@@ -212,9 +238,14 @@ fn oversized_and_zero_lengths_are_refused_without_allocating() {
     let big = Request::Create {
         id: "x".repeat(MAX_FRAME_LEN as usize),
         spec: serde_json::Value::Null,
-        rootfs: RootfsSource::VirtioFs { tag: "t".into() },
+        rootfs: RootfsSource::VirtioFs {
+            tag: "t".into(),
+            path: None,
+        },
         stdio: StdioPorts::default(),
         no_pivot: false,
+        shares: vec![],
+        network: vec![],
     };
     assert!(matches!(
         write_frame(&mut Vec::new(), &Envelope { id: 1, body: big }),
@@ -503,8 +534,10 @@ fn create_without_no_pivot_means_pivot_root_and_a_non_bool_is_malformed() {
             got.body,
             Request::Create {
                 no_pivot: false,
+                ref shares,
+                ref network,
                 ..
-            }
+            } if shares.is_empty() && network.is_empty()
         ),
         "{got:?}"
     );
@@ -520,9 +553,14 @@ fn create_sends_no_pivot_only_when_set() {
     let create = |no_pivot| Request::Create {
         id: "c".into(),
         spec: serde_json::Value::Null,
-        rootfs: RootfsSource::VirtioFs { tag: "t".into() },
+        rootfs: RootfsSource::VirtioFs {
+            tag: "t".into(),
+            path: None,
+        },
         stdio: StdioPorts::default(),
         no_pivot,
+        shares: vec![],
+        network: vec![],
     };
     let plain = serde_json::to_string(&create(false)).unwrap();
     assert!(!plain.contains("no_pivot"), "{plain}");

@@ -14,6 +14,7 @@ use anyhow::{anyhow, Context, Result};
 use vmrun_protocol::{read_frame, server_handshake, Envelope, FrameError, Request, Response};
 
 use super::container::{self, Container, Containers};
+use super::lifecycle::CreateSources;
 use super::responder::Responder;
 use super::transport::SocketStream;
 use super::ServeEnv;
@@ -137,8 +138,20 @@ impl Server<'_> {
                 rootfs,
                 stdio,
                 no_pivot,
+                shares,
+                network,
             } => now(Response::Created {
-                pid: self.create(id, &spec, &rootfs, &stdio, no_pivot)?,
+                pid: self.create(
+                    id,
+                    &spec,
+                    CreateSources {
+                        rootfs: &rootfs,
+                        shares: &shares,
+                        network: &network,
+                    },
+                    &stdio,
+                    no_pivot,
+                )?,
             }),
             Request::Start { id } => now(Response::Started {
                 warnings: self.start(&id)?,
@@ -210,7 +223,7 @@ impl Server<'_> {
         f(container)
     }
 
-    /// Kills every container and releases every rootfs.
+    /// Kills every container, releases every rootfs, unmounts the shares.
     fn stop_everything(&self) {
         container::stop_all(&self.containers, KILL_TIMEOUT);
         let released: HashMap<String, Container> =
@@ -218,6 +231,7 @@ impl Server<'_> {
         for (id, container) in released {
             self.env.rootfs.release(&id, &container.rootfs);
         }
+        self.env.shares.unmount_all();
     }
 
     fn finish(&self, end: ServeEnd) {

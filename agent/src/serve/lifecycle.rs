@@ -1,7 +1,9 @@
-//! The container's own lifecycle: `Create` (the init exists, stdio
-//! connected), `Start`, `Signal`, `Resize`, `Wait` and `State`, each also
-//! for an exec'd process where the request names an `exec_id`.
+//! The container's own lifecycle: `Create` (shares mounted, the init
+//! exists, stdio connected, NICs configured), `Start`, `Signal`, `Resize`,
+//! `Wait` and `State`, each also for an exec'd process where the request
+//! names an `exec_id`.
 
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -9,11 +11,12 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use vmrun_isolation::oci_spec::runtime::Spec;
 use vmrun_isolation::CreatedContainer;
-use vmrun_protocol::{ContainerStatus, RootfsSource, StdioPorts};
+use vmrun_protocol::{ContainerStatus, NetInterface, RootfsSource, StdioPorts};
 
 use super::container::{self, check_id, isolation_exit, Container, State};
 use super::control::{Answer, Server, MAX_CONTAINERS};
 use super::launch::launch;
+use super::network;
 use super::stdio;
 use super::tty::{PtyRelay, TerminalStreams};
 use crate::marker::{self, Marker};
@@ -29,6 +32,17 @@ fn start_tty(
         .take_pty_master()
         .ok_or_else(|| anyhow!("process.terminal: the container runtime gave no pty master"))?;
     Ok(Arc::new(PtyRelay::start(id, master, streams)?))
+}
+
+/// What a `Create` makes the container from, besides its spec.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateSources<'r> {
+    /// Where the rootfs comes from.
+    pub rootfs: &'r RootfsSource,
+    /// The virtio-fs tags to have mounted under `SHARES_DIR`.
+    pub shares: &'r [String],
+    /// The NICs to move into the container and configure.
+    pub network: &'r [NetInterface],
 }
 
 /// `process.terminal` and `root.readonly` of a parsed spec.
@@ -47,14 +61,15 @@ fn terminal_and_readonly(spec: &Spec) -> (bool, bool) {
 }
 
 impl Server<'_> {
-    /// Creates container `id`: its init exists (in its namespaces and
-    /// cgroup, mounts made, stdio connected) and waits for `Start`.
-    /// Returns the init's pid.
+    /// Creates container `id`: its shares are mounted, its init exists (in
+    /// its namespaces and cgroup, mounts made, stdio connected, NICs
+    /// configured) and waits for `Start`. Returns the init's pid. An error
+    /// leaves no container (shares mounted stay: they are the VM's).
     pub(super) fn create(
         &self,
         id: String,
         spec: &serde_json::Value,
-        rootfs: &RootfsSource,
+        sources: CreateSources<'_>,
         ports: &StdioPorts,
         no_pivot: bool,
     ) -> Result<i32> {
@@ -72,7 +87,9 @@ impl Server<'_> {
         let spec = vmrun_isolation::spec::parse_spec(&spec_json).context("spec")?;
         vmrun_isolation::validate::validate(&spec).context("spec")?;
         let (terminal, readonly) = terminal_and_readonly(&spec);
-        let rootfs_dir = self.env.rootfs.prepare(&id, rootfs, readonly)?;
+        let nics = network::plan(sources.network, self.env.nic_netns.as_fd())?;
+        self.env.shares.mount_all(sources.shares)?;
+        let rootfs_dir = self.env.rootfs.prepare(&id, sources.rootfs, readonly)?;
         let made = self.make_container(&id, spec, rootfs_dir.clone(), ports, terminal, no_pivot);
         let (created, tty) = match made {
             Ok(made) => made,
@@ -81,6 +98,12 @@ impl Server<'_> {
                 return Err(err);
             }
         };
+        if let Err(err) = network::attach(&nics, self.env.nic_netns.as_fd(), created.pid()) {
+            // Dropping the created container kills its init and cleans up.
+            drop(created);
+            self.env.rootfs.release(&id, &rootfs_dir);
+            return Err(err);
+        }
         let pid = created.pid();
         let exited = self.env.reaper.watch(Pid::from_raw(pid));
         let container = Container::created(rootfs_dir.clone(), created, tty.clone());

@@ -2,7 +2,7 @@
 //!
 //! The host connects to [`CONTROL_PORT`]; after the version handshake it
 //! drives containers through runc's lifecycle with the requests of
-//! `vmrun_protocol::messages` (protocol version 4). A process's stdio are
+//! `vmrun_protocol::messages` (protocol version 5). A process's stdio are
 //! vsock connections the agent opens to the host's ports, handed to the
 //! process as its fds 0-2 (so EOF on the stdin connection is EOF on the
 //! process's stdin).
@@ -16,12 +16,17 @@
 //! 2. `Hello{version}` → `Hello{version}`; on a mismatch the agent answers
 //!    `Error` and ends the VM.
 //! 3. [The host listens on its stdio ports (CID 2) first, then sends]
-//!    `Create{id, spec, rootfs, stdio}`: the agent validates the spec,
-//!    mounts the rootfs (read-only when `root.readonly`), connects to each
-//!    stdio port (`None` → /dev/null) and creates the container: its init
-//!    exists in the container's namespaces and cgroup with every mount
-//!    made and the stdio attached, waiting → `Created{pid}`, or `Error`
-//!    naming the field (spec, mount and namespace errors surface here).
+//!    `Create{id, spec, rootfs, stdio, shares, network}`: the agent
+//!    validates the spec and `network`, mounts each share not mounted yet
+//!    at `SHARES_DIR/<tag>` (see [`shares`]), finds each NIC by MAC,
+//!    mounts the rootfs (read-only when `root.readonly`; a directory within
+//!    a share as a bind mount of it), connects to each stdio port (`None`
+//!    → /dev/null) and creates the container: its init exists in the
+//!    container's namespaces and cgroup with every mount made and the
+//!    stdio attached, waiting; then the NICs move into its network
+//!    namespace and are configured (see [`network`]) → `Created{pid}`, or
+//!    `Error` naming the field (spec, mount, namespace and network errors
+//!    surface here, and leave no container behind).
 //!    With `process.terminal: true` the process gets a pty instead: stdin
 //!    feeds the master, the master's output goes to stdout, the stderr
 //!    connection is closed at once (see [`tty`]).
@@ -54,7 +59,9 @@
 //!
 //! - [`transport`]: the control socket and stdio connectors (vsock in the
 //!   guest, unix sockets in host tests);
-//! - [`rootfs`]: mounting the rootfs (virtio-fs or a block device);
+//! - [`rootfs`]: mounting the rootfs (virtio-fs, a share's directory or a
+//!   block device); [`shares`]: the virtio-fs shares of `Create.shares`;
+//! - [`network`]: moving and configuring the container's NICs;
 //! - [`control`]: the request loop and dispatch; [`responder`]: writing
 //!   responses, pending `Wait`s;
 //! - [`lifecycle`], [`exec`], [`cgroup_ops`]: the request handlers;
@@ -74,29 +81,40 @@ pub mod exec_table;
 pub mod exit_cell;
 pub mod launch;
 pub mod lifecycle;
+pub mod network;
 pub mod responder;
 pub mod rootfs;
+pub mod shares;
 pub mod stdio;
 pub mod transport;
 pub mod tty;
 
 use std::convert::Infallible;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use vmrun_isolation::RunOptions;
-use vmrun_protocol::CONTROL_PORT;
+use vmrun_protocol::{CONTROL_PORT, SHARES_DIR};
 
 use crate::config::Action;
 use crate::init::reaper::Reaper;
 use crate::shutdown;
 use control::{serve, ServeEnd};
 use rootfs::{GuestRootfs, RootfsProvider, GUEST_ROOTFS_BASE};
+use shares::{Shares, VirtioFsMounter};
 use transport::{accept_vsock, StdioConnector, VsockConnector};
 
 /// What the serve loop works with.
 pub struct ServeEnv {
     /// Makes rootfs sources available as directories.
     pub rootfs: Box<dyn RootfsProvider>,
+    /// The virtio-fs shares of `Create.shares` (the rootfs provider may
+    /// share them too).
+    pub shares: Arc<Shares>,
+    /// The network namespace the guest's NICs are found in (the guest's
+    /// root one; host tests pass their own).
+    pub nic_netns: OwnedFd,
     /// Connects stdio ports.
     pub stdio: Box<dyn StdioConnector>,
     /// Reports container exits (PID 1 reaps every child).
@@ -109,6 +127,8 @@ pub struct ServeEnv {
 impl std::fmt::Debug for ServeEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServeEnv")
+            .field("shares", &self.shares)
+            .field("nic_netns", &self.nic_netns)
             .field("run_options", &self.run_options)
             .finish_non_exhaustive()
     }
@@ -133,8 +153,13 @@ pub fn run_in_guest(reaper: Reaper) -> Result<Infallible> {
         std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     let mut run_options = RunOptions::new("");
     run_options.no_pivot = root_is_initramfs(&mountinfo);
+    let shares = Arc::new(Shares::new(SHARES_DIR, Box::new(VirtioFsMounter)));
+    let nic_netns = std::fs::File::open("/proc/self/ns/net")
+        .context("opening the guest's network namespace")?;
     let env = ServeEnv {
-        rootfs: Box::new(GuestRootfs::new(GUEST_ROOTFS_BASE)),
+        rootfs: Box::new(GuestRootfs::new(GUEST_ROOTFS_BASE, Arc::clone(&shares))),
+        shares,
+        nic_netns: nic_netns.into(),
         stdio: Box::new(VsockConnector),
         reaper,
         run_options,

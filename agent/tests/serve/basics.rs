@@ -230,6 +230,7 @@ pub fn bad_requests_get_errors_naming_the_field(world: &World) {
     if let Request::Create { rootfs, .. } = &mut missing_rootfs {
         *rootfs = RootfsSource::VirtioFs {
             tag: "no-such-share".into(),
+            path: None,
         };
     }
     let message = agent_error(client.call(missing_rootfs));
@@ -400,13 +401,18 @@ pub fn terminal_gets_a_pty_with_its_size_input_and_resizes(world: &World) {
     let request = Request::Create {
         id: "tty".into(),
         spec,
-        rootfs: RootfsSource::VirtioFs { tag: TAG.into() },
+        rootfs: RootfsSource::VirtioFs {
+            tag: TAG.into(),
+            path: None,
+        },
         stdio: StdioPorts {
             stdin: Some(in_port),
             stdout: Some(out_port),
             stderr: Some(err_port),
         },
         no_pivot: false,
+        shares: vec![],
+        network: vec![],
     };
     expect_created(client.call(request));
     let (mut stdin, _) = stdin_l.accept().expect("accept stdin");

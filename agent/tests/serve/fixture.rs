@@ -3,16 +3,18 @@
 //! build requests and read answers.
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use serde_json::{json, Value};
 use vmrun_agent::init::reaper::Reaper;
 use vmrun_agent::serve::control::{serve, ServeEnd};
-use vmrun_agent::serve::rootfs::HostDirRootfs;
+use vmrun_agent::serve::rootfs::{GuestRootfs, HostDirRootfs, RootfsProvider};
+use vmrun_agent::serve::shares::{HostDirMounter, Shares};
 use vmrun_agent::serve::transport::{SocketStream, StdioConnector};
 use vmrun_agent::serve::ServeEnv;
 use vmrun_isolation::RunOptions;
@@ -132,21 +134,80 @@ pub fn read_until(from: &mut impl Read, seen: &mut Vec<u8>, marker: &str) {
     }
 }
 
+/// How a test's agent differs from the plain one (busybox served as
+/// [`TAG`] from its host directory, the test process's network namespace).
+#[derive(Default)]
+pub struct Setup {
+    /// Share tags and the host directories bind-mounted as them, below
+    /// [`World::shares_base`]. With shares, the rootfs is mounted as in the
+    /// guest ([`GuestRootfs`] below [`World::rootfs_base`]): [`TAG`] alone
+    /// no longer works, a directory within a share does.
+    pub shares: Vec<(String, PathBuf)>,
+    /// The namespace NICs are looked up in (default: this process's).
+    pub nic_netns: Option<OwnedFd>,
+    /// The serve loop runs inside `nic_netns`, so containers without a
+    /// network namespace of their own share it.
+    pub serve_in_nic_netns: bool,
+}
+
 impl World {
     pub fn agent(&self, name: &str) -> Agent {
+        self.agent_with(name, Setup::default())
+    }
+
+    /// Where an agent made with shares mounts them.
+    pub fn shares_base(&self, name: &str) -> PathBuf {
+        self.scratch.path().join(format!("shares-{name}"))
+    }
+
+    /// Where an agent made with shares mounts container root filesystems.
+    pub fn rootfs_base(&self, name: &str) -> PathBuf {
+        self.scratch.path().join(format!("rootfs-{name}"))
+    }
+
+    pub fn agent_with(&self, name: &str, setup: Setup) -> Agent {
         let (host, guest) = UnixStream::pair().expect("socketpair");
         let state_dir = self.scratch.path().join(format!("state-{name}"));
         let mut run_options = RunOptions::new("");
         run_options.state_dir = state_dir;
+        let shares = Arc::new(Shares::new(
+            self.shares_base(name),
+            Box::new(HostDirMounter::new(setup.shares.clone())),
+        ));
+        let rootfs: Box<dyn RootfsProvider> = if setup.shares.is_empty() {
+            Box::new(HostDirRootfs::new([(TAG.to_owned(), self.rootfs.clone())]))
+        } else {
+            Box::new(GuestRootfs::new(
+                self.rootfs_base(name),
+                Arc::clone(&shares),
+            ))
+        };
+        let nic_netns = match setup.nic_netns {
+            Some(netns) => netns,
+            None => std::fs::File::open("/proc/self/ns/net")
+                .expect("this process's network namespace")
+                .into(),
+        };
+        let enter = setup
+            .serve_in_nic_netns
+            .then(|| nic_netns.try_clone().expect("dup the NIC namespace"));
         let env = ServeEnv {
-            rootfs: Box::new(HostDirRootfs::new([(TAG.to_owned(), self.rootfs.clone())])),
+            rootfs,
+            shares,
+            nic_netns,
             stdio: Box::new(UnixConnector {
                 dir: self.scratch.path().to_path_buf(),
             }),
             reaper: self.reaper.clone(),
             run_options,
         };
-        let serving = std::thread::spawn(move || serve(SocketStream::new(guest.into()), &env));
+        let serving = std::thread::spawn(move || {
+            if let Some(netns) = enter {
+                nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("entering the NIC namespace");
+            }
+            serve(SocketStream::new(guest.into()), &env)
+        });
         Agent {
             host: Some(host),
             serving,
@@ -171,9 +232,14 @@ pub fn create(id: &str, spec: Value, stdio: &HostStdio) -> Request {
     Request::Create {
         id: id.into(),
         spec,
-        rootfs: RootfsSource::VirtioFs { tag: TAG.into() },
+        rootfs: RootfsSource::VirtioFs {
+            tag: TAG.into(),
+            path: None,
+        },
         stdio: stdio.ports.clone(),
         no_pivot: false,
+        shares: vec![],
+        network: vec![],
     }
 }
 

@@ -10,12 +10,16 @@
 //! - [`basics`]: running containers to their end (protocol v1-v3);
 //! - [`lifecycle`]: create/start/state, pause/resume, stats, update, ps,
 //!   kill --all (protocol v4);
-//! - [`exec`]: processes exec'd into running containers.
+//! - [`exec`]: processes exec'd into running containers;
+//! - [`shares`]: shares, a rootfs within one, bind mounts from them, and
+//!   [`network`]: NICs moved and configured (protocol v5).
 
 mod basics;
 mod exec;
 mod fixture;
 mod lifecycle;
+mod network;
+mod shares;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -108,6 +112,27 @@ const CASES: &[Case] = &[
     (
         "a_lost_connection_kills_exec_processes_too",
         exec::a_lost_connection_kills_exec_processes_too,
+    ),
+    // protocol v5: shares and network
+    (
+        "rootfs_and_bind_mounts_come_from_a_share",
+        shares::rootfs_and_bind_mounts_come_from_a_share,
+    ),
+    (
+        "share_paths_and_tags_are_checked_naming_the_field",
+        shares::share_paths_and_tags_are_checked_naming_the_field,
+    ),
+    (
+        "nics_move_into_the_container_and_are_configured",
+        network::nics_move_into_the_container_and_are_configured,
+    ),
+    (
+        "nics_are_configured_in_place_without_a_network_namespace",
+        network::nics_are_configured_in_place_without_a_network_namespace,
+    ),
+    (
+        "network_errors_name_the_field_and_leave_nothing",
+        network::network_errors_name_the_field_and_leave_nothing,
     ),
 ];
 

@@ -1,0 +1,305 @@
+//! Protocol v5's `Create.network`: each case makes a network namespace of
+//! its own standing in for the guest's root one (the agent's NIC
+//! namespace), with a veth pair whose first end plays the guest's
+//! virtio-net NIC (found by its MAC). Addresses are only configured and
+//! read back, no traffic is sent.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use nix::sched::{unshare, CloneFlags};
+use serde_json::Value;
+use vmrun_agent::serve::network::config::MacAddr;
+use vmrun_agent::serve::network::links::{self, Link};
+use vmrun_agent::serve::network::rtnetlink::Rtnetlink;
+use vmrun_protocol::{ExitStatus, NetInterface, NetRoute, Request, Response};
+
+use crate::fixture::*;
+
+/// A fresh network namespace, held by the returned descriptor.
+fn fresh_netns() -> OwnedFd {
+    std::thread::spawn(|| {
+        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+        OwnedFd::from(File::open("/proc/thread-self/ns/net").expect("the new netns"))
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// Makes veth pair `name`/`peer` in `netns`, `name` with MAC `mac`, the
+/// peer up (so the NIC's carrier is up once it is).
+fn veth(netns: &OwnedFd, name: &str, mac: [u8; 6], peer: &str) {
+    let mut nl = Rtnetlink::open_in(netns.as_fd()).expect("netlink in the test netns");
+    let mut peer_message = LinkMessage::default();
+    peer_message
+        .attributes
+        .push(LinkAttribute::IfName(peer.into()));
+    let mut message = LinkMessage::default();
+    message.attributes.push(LinkAttribute::IfName(name.into()));
+    message
+        .attributes
+        .push(LinkAttribute::Address(mac.to_vec()));
+    message.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_message))),
+    ]));
+    nl.request(
+        RouteNetlinkMessage::NewLink(message),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+    .expect("creating a veth pair");
+    let peer_link = link_named(netns, peer).expect("the veth peer");
+    links::set_up(&mut nl, peer_link.index, true).expect("veth peer up");
+}
+
+fn links_of(netns: &OwnedFd) -> Vec<Link> {
+    let mut nl = Rtnetlink::open_in(netns.as_fd()).expect("netlink in the test netns");
+    links::list(&mut nl).expect("listing links")
+}
+
+fn link_named(netns: &OwnedFd, name: &str) -> Option<Link> {
+    links_of(netns).into_iter().find(|l| l.name == name)
+}
+
+fn link_with_mac(netns: &OwnedFd, mac: [u8; 6]) -> Option<Link> {
+    links_of(netns)
+        .into_iter()
+        .find(|l| l.mac == Some(MacAddr(mac)))
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    MacAddr(mac).to_string()
+}
+
+fn eth(
+    mac: [u8; 6],
+    name: &str,
+    mtu: u16,
+    address: &str,
+    routes: &[(&str, Option<&str>)],
+) -> NetInterface {
+    NetInterface {
+        mac: mac_text(mac),
+        name: name.into(),
+        mtu,
+        addresses: vec![address.into()],
+        routes: routes
+            .iter()
+            .map(|(destination, gateway)| NetRoute {
+                destination: (*destination).into(),
+                gateway: gateway.map(str::to_owned),
+            })
+            .collect(),
+    }
+}
+
+fn create_with_network(
+    id: &str,
+    spec: Value,
+    stdio: &HostStdio,
+    nics: Vec<NetInterface>,
+) -> Request {
+    let mut request = create(id, spec, stdio);
+    if let Request::Create { network, .. } = &mut request {
+        *network = nics;
+    }
+    request
+}
+
+/// What the container sees of its network, printed by busybox.
+const SHOW_NETWORK: &str = "cat /sys/class/net/$IF/mtu /sys/class/net/$IF/address; \
+                            ip -4 addr show dev $IF; ip route; ip link show lo";
+
+fn run_created(client: &vmrun_protocol::ControlClient, id: &str, stdio: HostStdio) -> String {
+    assert_eq!(client.call(start(id)).unwrap(), started());
+    let (out, err) = stdio.collect();
+    let Response::Exited { status } = client.call(wait(id)).unwrap() else {
+        panic!("wait did not answer Exited");
+    };
+    println!("  {id}: {status:?} stdout={out:?} stderr={err:?}");
+    assert_eq!(status, ExitStatus::Code(0), "{err}");
+    out
+}
+
+pub fn nics_move_into_the_container_and_are_configured(world: &World) {
+    let netns = fresh_netns();
+    let mac = [0x02, 0, 0, 0, 0xaa, 0x01];
+    veth(&netns, "vx0", mac, "vp0");
+    let mut agent = world.agent_with(
+        "net-move",
+        Setup {
+            nic_netns: Some(netns.try_clone().unwrap()),
+            ..Setup::default()
+        },
+    );
+    let client = agent.client();
+    let nic = eth(
+        mac,
+        "eth0",
+        1400,
+        "10.88.0.5/24",
+        &[("0.0.0.0/0", Some("10.88.0.1")), ("10.99.0.0/16", None)],
+    );
+    let mut spec = world.spec(&["sh", "-c", SHOW_NETWORK]);
+    spec["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push("IF=eth0".into());
+    let stdio = HostStdio::listen(world, None);
+    expect_created(client.call(create_with_network("net", spec, &stdio, vec![nic])));
+    // Created: the NIC has left the NIC namespace; the peer stayed.
+    assert_eq!(link_with_mac(&netns, mac), None);
+    assert!(link_named(&netns, "vp0").is_some());
+    let out = run_created(&client, "net", stdio);
+    for expected in [
+        "1400\n",
+        &format!("{}\n", mac_text(mac)),
+        ": eth0@",
+        "<BROADCAST,MULTICAST,UP,LOWER_UP",
+        " mtu 1400 ",
+        "inet 10.88.0.5/24 ",
+        "default via 10.88.0.1 dev eth0",
+        "10.88.0.0/24 dev eth0 scope link",
+        "10.99.0.0/16 dev eth0 scope link",
+        "1: lo: <LOOPBACK,UP,LOWER_UP>",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
+    }
+    drop(client);
+    expect_connection_lost(agent);
+}
+
+pub fn nics_are_configured_in_place_without_a_network_namespace(world: &World) {
+    let netns = fresh_netns();
+    let mac = [0x02, 0, 0, 0, 0xaa, 0x02];
+    veth(&netns, "vx1", mac, "vp1");
+    let mut agent = world.agent_with(
+        "net-in-place",
+        Setup {
+            nic_netns: Some(netns.try_clone().unwrap()),
+            serve_in_nic_netns: true,
+            ..Setup::default()
+        },
+    );
+    let client = agent.client();
+    let nic = eth(
+        mac,
+        "eth7",
+        1280,
+        "10.77.0.9/16",
+        &[("0.0.0.0/0", Some("10.77.0.1"))],
+    );
+    let mut spec = world.spec(&["sh", "-c", SHOW_NETWORK]);
+    spec["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push("IF=eth7".into());
+    if let Some(namespaces) = spec["linux"]["namespaces"].as_array_mut() {
+        namespaces.retain(|ns| ns["type"] != "network");
+    }
+    let stdio = HostStdio::listen(world, None);
+    expect_created(client.call(create_with_network("inplace", spec, &stdio, vec![nic])));
+    // Configured where it is: renamed, with its MTU.
+    let renamed = link_named(&netns, "eth7").expect("eth7 in the NIC namespace");
+    assert_eq!((renamed.mac, renamed.mtu), (Some(MacAddr(mac)), 1280));
+    let out = run_created(&client, "inplace", stdio);
+    for expected in [
+        "1280\n",
+        "inet 10.77.0.9/16 ",
+        "default via 10.77.0.1 dev eth7",
+        "1: lo: <LOOPBACK,UP,LOWER_UP>",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
+    }
+    drop(client);
+    expect_connection_lost(agent);
+}
+
+pub fn network_errors_name_the_field_and_leave_nothing(world: &World) {
+    let netns = fresh_netns();
+    let mac = [0x02, 0, 0, 0, 0xaa, 0x03];
+    veth(&netns, "vx2", mac, "vp2");
+    let mut agent = world.agent_with(
+        "net-errors",
+        Setup {
+            nic_netns: Some(netns.try_clone().unwrap()),
+            ..Setup::default()
+        },
+    );
+    let client = agent.client();
+    let stdio = HostStdio::listen(world, None);
+    let spec = || world.spec(&["sh", "-c", SHOW_NETWORK]);
+    let good = || {
+        eth(
+            mac,
+            "eth0",
+            1400,
+            "10.88.0.5/24",
+            &[("0.0.0.0/0", Some("10.88.0.1"))],
+        )
+    };
+    let try_create = |nics: Vec<NetInterface>| {
+        agent_error(client.call(create_with_network("bad", spec(), &stdio, nics)))
+    };
+
+    // Refused before anything is made.
+    let unknown = eth(
+        [0x02, 0, 0, 0, 0xbb, 0xbb],
+        "eth0",
+        1400,
+        "10.88.0.5/24",
+        &[],
+    );
+    let message = try_create(vec![unknown]);
+    assert!(
+        message.starts_with("network[0].mac: no interface with MAC 02:00:00:00:bb:bb"),
+        "{message}"
+    );
+    let mut bad_address = good();
+    bad_address.addresses.push("10.88.0.6".into());
+    let message = try_create(vec![bad_address]);
+    assert!(
+        message.starts_with("network[0].addresses[1]: "),
+        "{message}"
+    );
+    let mut second = good();
+    second.name = "eth1".into();
+    let message = try_create(vec![good(), second]);
+    assert!(message.starts_with("network[1].mac: "), "{message}");
+
+    // Refused by the kernel once the container exists: a gateway on no
+    // link. The container is gone and the NIC is back as it was found.
+    let mut unreachable = good();
+    unreachable.routes[0].gateway = Some("10.99.0.1".into());
+    let message = try_create(vec![unreachable]);
+    assert!(
+        message.starts_with("network[0].routes[0]: adding route 0.0.0.0/0 via 10.99.0.1"),
+        "{message}"
+    );
+    let message = agent_error(client.call(state("bad")));
+    assert!(message.starts_with("id: "), "{message}");
+    let state_dir = world.scratch.path().join("state-net-errors");
+    for leftover in ["state/bad", "bundles/bad"] {
+        assert!(!state_dir.join(leftover).exists(), "{leftover} left behind");
+    }
+    let back = link_with_mac(&netns, mac).expect("the NIC is back in its namespace");
+    assert_eq!((back.name.as_str(), back.mtu), ("vx2", 1500));
+
+    // So the same Create, corrected, works.
+    let mut spec = spec();
+    spec["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push("IF=eth0".into());
+    let ok_stdio = HostStdio::listen(world, None);
+    expect_created(client.call(create_with_network("bad", spec, &ok_stdio, vec![good()])));
+    let out = run_created(&client, "bad", ok_stdio);
+    assert!(out.contains("default via 10.88.0.1 dev eth0"), "{out}");
+    drop(client);
+    expect_connection_lost(agent);
+}
