@@ -10,8 +10,10 @@
 pub mod artifacts;
 pub mod bundle;
 pub mod console;
+pub mod console_socket;
 pub mod guest_env;
 pub mod process;
+pub mod runtimes;
 pub mod scratch;
 
 pub use artifacts::{busybox_initrd, guest_initrd, guest_kernel, vmrun_bin};

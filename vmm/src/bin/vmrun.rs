@@ -8,8 +8,9 @@ fn main() {
     let code = match vmrun::cli::execute(cli) {
         Ok(code) => code,
         Err(err) => {
-            let err = anyhow::Error::from(err);
-            eprintln!("vmrun: error: {err:#}");
+            let message = format!("{:#}", anyhow::Error::from(err));
+            vmrun::cli::logging::log_fatal(&message);
+            eprintln!("vmrun: error: {message}");
             1
         }
     };

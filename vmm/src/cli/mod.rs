@@ -3,11 +3,24 @@
 
 pub mod boot;
 pub mod check;
+pub mod create;
+pub mod delete;
+pub mod events;
+pub mod exec;
 pub mod features;
 pub mod image;
+pub mod kill;
+pub mod list;
 pub mod logging;
+pub mod pause;
+pub mod ps;
+pub mod resume;
 pub mod run;
 pub mod spec;
+pub mod start;
+pub mod state;
+pub mod update;
+pub mod vm_args;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -47,6 +60,15 @@ pub enum CliError {
     /// Running the container failed.
     #[error(transparent)]
     Run(#[from] crate::runtime::ContainerRunError),
+    /// The container's state says no (runc's words: "container not running", ...).
+    #[error(transparent)]
+    State(#[from] crate::runtime::state::StateError),
+    /// The container's VMM could not be started.
+    #[error(transparent)]
+    Launch(#[from] crate::runtime::daemon::LaunchError),
+    /// The container's VMM refused or could not be reached.
+    #[error(transparent)]
+    Api(#[from] crate::runtime::api::ApiError),
     /// Bad command-line usage.
     #[error("{0}")]
     Usage(String),
@@ -90,7 +112,7 @@ pub struct GlobalOpts {
 
 /// `vmrun`: runs OCI containers in KVM microVMs, with runc's interface.
 #[derive(Debug, Parser)]
-#[command(name = "vmrun", version, about)]
+#[command(name = "vmrun", version = features::CLAP_VERSION, about)]
 pub struct Cli {
     /// Global flags.
     #[command(flatten)]
@@ -108,8 +130,42 @@ pub enum Command {
     /// Tell whether this host can run microVMs, and where the guest kernel
     /// and initramfs are.
     Check(check::CheckArgs),
+    /// Create a container: boot its microVM, make its process wait for `start`.
+    Create(create::CreateArgs),
+    /// Run a created container's process.
+    Start(start::StartArgs),
+    /// Print a container's state as JSON.
+    State(state::StateArgs),
+    /// Send a signal to a container's process (default SIGTERM).
+    Kill(kill::KillArgs),
+    /// Delete a container and everything it left behind.
+    Delete(delete::DeleteArgs),
+    /// List containers.
+    List(list::ListArgs),
+    /// List a container's processes.
+    Ps(ps::PsArgs),
+    /// Run a new process in a running container.
+    Exec(exec::ExecArgs),
+    /// Freeze every process of a container.
+    Pause(pause::IdArgs),
+    /// Thaw a paused container.
+    Resume(pause::IdArgs),
+    /// Change a container's resource limits.
+    Update(update::UpdateArgs),
+    /// Print a container's resource usage (once, or every interval).
+    Events(events::EventsArgs),
     /// Run an OCI bundle's process in a fresh microVM (like `runc run`).
     Run(run::RunArgs),
+    /// Print what this runtime supports (runtime-spec features.md JSON).
+    Features(features::FeaturesArgs),
+    /// Write a default config.json (like `runc spec`).
+    Spec(spec::SpecArgs),
+    /// (internal) The container's VMM daemon started by `create`.
+    #[command(name = "__vmm", hide = true)]
+    VmmDaemon,
+    /// (internal) The host process of a detached exec.
+    #[command(name = "__exec", hide = true)]
+    ExecHelper,
     /// `vmrun DIR`: run the OCI bundle in DIR.
     #[command(external_subcommand)]
     External(Vec<OsString>),
@@ -148,7 +204,23 @@ pub fn execute(cli: Cli) -> Result<i32, CliError> {
     match cli.command {
         Command::Boot(args) => boot::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
+        Command::Create(args) => create::run(&cli.global, args),
+        Command::Start(args) => start::run(&cli.global, args),
+        Command::State(args) => state::run(&cli.global, args),
+        Command::Kill(args) => kill::run(&cli.global, args),
+        Command::Delete(args) => delete::run(&cli.global, args),
+        Command::List(args) => list::run(&cli.global, args),
+        Command::Ps(args) => ps::run(&cli.global, args),
+        Command::Exec(args) => exec::run(&cli.global, args),
+        Command::Pause(args) => pause::run(&cli.global, args),
+        Command::Resume(args) => resume::run(&cli.global, args),
+        Command::Update(args) => update::run(&cli.global, args),
+        Command::Events(args) => events::run(&cli.global, args),
         Command::Run(args) => run::run(&cli.global, args),
+        Command::Features(args) => features::run(args),
+        Command::Spec(args) => spec::run(args),
+        Command::VmmDaemon => Ok(crate::runtime::daemon::run_daemon()),
+        Command::ExecHelper => Ok(exec::run_detached_helper()),
         Command::External(words) => run::run_external(&cli.global, &words),
         Command::Pull(a) => image::run(&cli.global.image_store, image::ImageVerb::Pull(a)),
         Command::Images(a) => image::run(&cli.global.image_store, image::ImageVerb::Images(a)),

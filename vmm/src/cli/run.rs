@@ -9,13 +9,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::create::{create_container, write_pid_file, CreateRequest};
+use super::start::start_container;
+use super::vm_args::{refuse_preserved_fds, VmArgs};
 use super::{CliError, GlobalOpts};
-use crate::check::{default_initrd, default_kernel, ensure_host_can_run_guests};
-use crate::cmdline::DEFAULT_CMDLINE;
-use crate::machine::builder::{BootError, MachineBuilder};
-use crate::machine::config::{BootConfig, MachineConfig, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS};
+use crate::check::ensure_host_can_run_guests;
 use crate::runtime::console_tail::ConsoleTail;
-use crate::runtime::{run_container, signals, Bundle, ContainerRunError, RunConfig};
+use crate::runtime::container::Container;
+use crate::runtime::host_cgroup::VmOverhead;
+use crate::runtime::host_world::shared_tree::enter_private_mount_namespace;
+use crate::runtime::host_world::{self, HostWorldError};
+use crate::runtime::state::{validate_id, StateRoot};
+use crate::runtime::ContainerRunError;
+use crate::runtime::{run_container, signals, Bundle, RunConfig};
 use crate::timings::{Phase, Timings};
 
 /// Lines of guest console shown when a run fails.
@@ -43,12 +49,17 @@ pub struct RunArgs {
     /// With `--image`: the command and arguments replacing the image's Cmd.
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
-    /// Write vmrun's process id (which holds the VM) to FILE.
+    /// Write the container's pid (its VMM's) to FILE.
     #[arg(long = "pid-file", value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
-    /// Detach from the container (not supported yet: vmrun runs in the foreground).
+    /// Detach from the container: create and start it, then exit (the
+    /// container runs on in its VMM; `vmrun delete` removes it).
     #[arg(short, long)]
     pub detach: bool,
+    /// With --detach and process.terminal: the unix socket the pty master
+    /// is sent to.
+    #[arg(long = "console-socket", value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
     /// Do not use pivot_root to jail the process inside the rootfs: use
     /// MS_MOVE + chroot (as runc). Insecure, as with runc: a process with
     /// CAP_SYS_ADMIN and CAP_SYS_CHROOT can reach the agent's root.
@@ -63,29 +74,9 @@ pub struct RunArgs {
     /// descriptors cannot cross into a microVM: only 0 is accepted.
     #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
-    /// A disk image holding the root filesystem, attached over virtio-blk
-    /// (instead of sharing root.path over virtio-fs). Also settable with the
-    /// bundle annotation `vmrun.rootfs-image`.
-    #[arg(long = "rootfs-image", value_name = "FILE")]
-    pub rootfs_image: Option<PathBuf>,
-    /// Guest kernel. Default: $VMRUN_KERNEL, else $VMRUN_CACHE_DIR/vmlinux.
-    #[arg(long, value_name = "PATH")]
-    pub kernel: Option<PathBuf>,
-    /// Initramfs with the agent. Default: $VMRUN_INITRD, else $VMRUN_CACHE_DIR/initramfs.cpio.gz.
-    #[arg(long, value_name = "PATH")]
-    pub initrd: Option<PathBuf>,
-    /// Number of vCPUs.
-    #[arg(long, default_value_t = DEFAULT_VCPUS, value_name = "N")]
-    pub cpus: u8,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = DEFAULT_MEMORY_MIB, value_name = "MIB")]
-    pub memory: u64,
-    /// Seconds to wait for the guest agent to answer.
-    #[arg(long = "agent-timeout", default_value_t = 120, value_name = "SECS")]
-    pub agent_timeout: u64,
-    /// Copy the guest's serial console to FILE.
-    #[arg(long = "console-log", value_name = "FILE")]
-    pub console_log: Option<PathBuf>,
+    /// The microVM.
+    #[command(flatten)]
+    pub vm: VmArgs,
     /// Print the phase timings to stderr at exit.
     #[arg(long)]
     pub timings: bool,
@@ -104,16 +95,11 @@ impl RunArgs {
             args: Vec::new(),
             pid_file: None,
             detach: false,
+            console_socket: None,
             no_pivot: false,
             no_new_keyring: false,
             preserve_fds: 0,
-            rootfs_image: None,
-            kernel: None,
-            initrd: None,
-            cpus: DEFAULT_VCPUS,
-            memory: DEFAULT_MEMORY_MIB,
-            agent_timeout: 120,
-            console_log: None,
+            vm: VmArgs::default(),
             timings: false,
             timings_json: None,
         }
@@ -123,53 +109,6 @@ impl RunArgs {
 /// Is `path` a bundle directory (a directory with a config.json)?
 pub fn is_bundle_dir(path: &Path) -> bool {
     path.is_dir() && path.join("config.json").is_file()
-}
-
-fn validate_id(id: &str) -> Result<(), CliError> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(CliError::Usage(format!(
-            "invalid container id {id:?}: use 1-128 letters, digits, '-', '_' or '.', not starting with '.'"
-        )))
-    }
-}
-
-fn artifact(
-    given: &Option<PathBuf>,
-    default: PathBuf,
-    what: &'static str,
-    script: &'static str,
-    flag: &'static str,
-) -> Result<PathBuf, CliError> {
-    match given {
-        Some(path) => Ok(path.clone()),
-        None if default.exists() => Ok(default),
-        None => Err(CliError::NotBuilt {
-            what,
-            path: default,
-            script,
-            flag,
-        }),
-    }
-}
-
-fn write_pid_file(path: &Path) -> Result<(), CliError> {
-    let tmp = path.with_extension("vmrun-tmp");
-    let write = || -> std::io::Result<()> {
-        std::fs::write(&tmp, std::process::id().to_string())?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        CliError::Write(path.to_path_buf(), e)
-    })
 }
 
 fn show_console_tail(console: &ConsoleTail) {
@@ -202,68 +141,74 @@ fn image_bundle(global: &GlobalOpts, args: &RunArgs) -> Result<Option<PathBuf>, 
     Ok(info.map(|info| info.bundle_dir))
 }
 
-/// Runs `vmrun run`; returns the container's exit status.
+/// Runs `vmrun run`; returns the container's exit status (0 at once with
+/// `--detach`).
 pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32, CliError> {
     let timings = Arc::new(Timings::default());
     // Input first: bad input fails fast, before any VM (even on hosts
     // without KVM).
     validate_id(&args.id)?;
+    refuse_preserved_fds(args.preserve_fds)?;
+    let bundle_dir = image_bundle(global, &args)?.unwrap_or_else(|| args.bundle.clone());
     if args.detach {
+        let request = CreateRequest {
+            id: args.id.clone(),
+            bundle: bundle_dir,
+            pid_file: args.pid_file.clone(),
+            console_socket: args.console_socket.clone(),
+            no_pivot: args.no_pivot,
+            vm: args.vm.clone(),
+        };
+        create_container(global, &request)?;
+        if let Err(e) = start_container(global, &args.id) {
+            // runc run -d leaves nothing behind when start fails.
+            if let Ok(container) = Container::load(&StateRoot::new(&global.root), &args.id) {
+                let _ = container.kill_vmm();
+                let _ = container.destroy();
+            }
+            return Err(e);
+        }
+        return Ok(0);
+    }
+    if args.console_socket.is_some() {
         return Err(CliError::Usage(
-            "--detach is not supported yet: vmrun runs the container in the foreground".into(),
+            "--console-socket goes with --detach (in the foreground the container uses vmrun's own terminal)"
+                .into(),
         ));
     }
-    if args.preserve_fds > 0 {
-        return Err(CliError::Usage(format!(
-            "--preserve-fds {}: host file descriptors cannot be passed into a microVM",
-            args.preserve_fds
-        )));
-    }
-    let bundle_dir = image_bundle(global, &args)?.unwrap_or_else(|| args.bundle.clone());
-    let bundle = Bundle::load(&bundle_dir, args.rootfs_image.as_deref())?;
-    let kernel = artifact(
-        &args.kernel,
-        default_kernel(),
-        "kernel",
-        "kernel-config/build.sh",
-        "kernel",
-    )?;
-    let initrd = artifact(
-        &args.initrd,
-        default_initrd(),
-        "initramfs",
-        "rootfs/build-initramfs.sh",
-        "initrd",
-    )?;
-    let machine = MachineBuilder::for_boot(BootConfig {
-        machine: MachineConfig {
-            vcpus: args.cpus,
-            memory_mib: args.memory,
-            irqchip: true,
-        },
-        kernel,
-        initrd: Some(initrd),
-        cmdline: DEFAULT_CMDLINE.to_string(),
-    })
-    .map_err(BootError::from)?;
+    let bundle = Bundle::load(&bundle_dir, args.vm.rootfs_image())?;
+    host_world::check(&bundle.spec).map_err(ContainerRunError::from)?;
+    let vm = args.vm.resolve(&bundle.spec)?;
     ensure_host_can_run_guests()?;
-    let console = match &args.console_log {
+    // While this process has one thread: its own mount namespace, where
+    // the VM's share is built (nothing of it is seen on the host).
+    enter_private_mount_namespace()
+        .map_err(HostWorldError::from)
+        .map_err(ContainerRunError::from)?;
+    let console = match &args.vm.console_log {
         Some(path) => ConsoleTail::with_copy(Box::new(
             File::create(path).map_err(|e| CliError::Write(path.clone(), e))?,
         ) as Box<dyn Write + Send>),
         None => ConsoleTail::default(),
     };
     signals::block_forwarded().map_err(|e| CliError::Write("(signal mask)".into(), e))?;
+    let state = StateRoot::new(&global.root).create(&args.id)?;
     if let Some(path) = &args.pid_file {
-        write_pid_file(path)?;
+        if let Err(e) = write_pid_file(path, std::process::id()) {
+            let _ = state.remove();
+            return Err(e);
+        }
     }
     let config = RunConfig {
         id: args.id.clone(),
         bundle,
-        machine,
-        agent_timeout: Duration::from_secs(args.agent_timeout),
+        machine: vm.machine,
+        agent_timeout: Duration::from_secs(args.vm.agent_timeout),
         console: console.clone(),
         no_pivot: args.no_pivot,
+        state,
+        systemd_cgroup: global.systemd_cgroup,
+        overhead: VmOverhead::for_vm(vm.memory_mib, vm.vcpus),
     };
     let result = run_container(config, timings.clone());
     timings.record(Phase::Exit);
@@ -271,13 +216,7 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32, CliError> {
     match result {
         Ok(status) => Ok(status.as_shell_status()),
         Err(e) => {
-            if !matches!(
-                e,
-                ContainerRunError::Machine(_)
-                    | ContainerRunError::Vsock(_)
-                    | ContainerRunError::Fs(..)
-                    | ContainerRunError::Block(..)
-            ) {
+            if !e.before_vm() {
                 show_console_tail(&console);
             }
             Err(e.into())
@@ -345,14 +284,6 @@ mod tests {
         };
         let err = image_bundle(&cli.global, &run).unwrap_err();
         assert!(err.to_string().contains("need --image"), "{err}");
-    }
-
-    #[test]
-    fn ids_are_checked() {
-        assert!(validate_id("abc-1_2.x").is_ok());
-        for bad in ["", ".hidden", "a/b", "a b", &"x".repeat(129)] {
-            assert!(validate_id(bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]

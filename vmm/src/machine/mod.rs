@@ -77,7 +77,7 @@ pub enum MachineError {
 }
 
 /// Why [`Machine::run`] failed: the guest died or KVM failed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RunError {
     /// A `Kernel panic - not syncing:` line was printed on the console.
     #[error("guest kernel panicked: {0}")]

@@ -40,12 +40,15 @@ pub use limits::VmOverhead;
 
 /// The container's cgroup on the host: one directory per hierarchy (v1)
 /// or one (v2), which the VMM process sits in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct HostCgroup {
     version: CgroupVersion,
     cgroup_root: PathBuf,
     leaves: Vec<Leaf>,
     dirs: Vec<PathBuf>,
+    /// Where the joined process was before (to go back with [`HostCgroup::leave`]).
+    before: Option<ProcCgroups>,
+    mounts: Mounts,
 }
 
 /// The container's directory in one hierarchy.
@@ -88,6 +91,30 @@ pub fn default_cgroups_path(container_id: &str, systemd: bool) -> String {
 }
 
 impl HostCgroup {
+    /// Joins container `id`'s host cgroup as its spec says: `linux.cgroupsPath`
+    /// (or runc's default for the id) with `linux.resources` plus `overhead`.
+    pub fn join_container(
+        id: &str,
+        spec: &Value,
+        systemd: bool,
+        overhead: VmOverhead,
+        pid: u32,
+    ) -> Result<Self, HostCgroupError> {
+        let path = spec
+            .pointer("/linux/cgroupsPath")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_else(|| default_cgroups_path(id, systemd));
+        Self::join(
+            &path,
+            systemd,
+            spec.pointer("/linux/resources"),
+            overhead,
+            pid,
+        )
+    }
+
     /// Creates the container's cgroup for `cgroups_path` (`systemd`: the
     /// `slice:prefix:name` form), writes the limits of `resources` (the
     /// spec's `linux.resources`) plus `overhead`, and moves `pid` (the
@@ -125,6 +152,23 @@ impl HostCgroup {
         &self.dirs
     }
 
+    /// Moves `pid` (the process [`join`](Self::join) moved in) back to
+    /// the cgroups it was in before and removes the directories (for a
+    /// VMM that leaves its container's cgroup itself: `vmrun run` in the
+    /// foreground, which outlives its container).
+    pub fn leave(self, pid: u32) -> Result<(), HostCgroupError> {
+        if let Some(before) = &self.before {
+            for leaf in &self.leaves {
+                let back = leaf
+                    .hierarchy
+                    .mount
+                    .join(before.path_in(self.version, &leaf.hierarchy));
+                move_pid(&back, pid)?;
+            }
+        }
+        remove_dirs(&self.dirs, self.mounts.before_rmdir)
+    }
+
     /// Writes new limits (`vmrun update`): `resources` is a
     /// `linux.resources` object, `overhead` as for [`join`](Self::join).
     pub fn update(&self, resources: &Value, overhead: VmOverhead) -> Result<(), HostCgroupError> {
@@ -153,6 +197,8 @@ impl HostCgroup {
             cgroup_root: mounts.cgroup_root.clone(),
             leaves: Vec::new(),
             dirs: Vec::new(),
+            before: None,
+            mounts: mounts.clone(),
         };
         let mut created = Vec::new();
         let mut joined = Vec::new();
@@ -185,6 +231,7 @@ impl HostCgroup {
             return Err(err);
         }
         cgroup.dirs = created;
+        cgroup.before = Some(before);
         for leaf in &cgroup.leaves {
             if !cgroup.dirs.contains(&leaf.dir) {
                 cgroup.dirs.push(leaf.dir.clone());
@@ -222,6 +269,8 @@ impl HostCgroup {
             cgroup_root: mounts.cgroup_root.clone(),
             leaves,
             dirs: dirs.to_vec(),
+            before: None,
+            mounts: mounts.clone(),
         })
     }
 

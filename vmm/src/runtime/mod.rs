@@ -1,18 +1,39 @@
-//! Running an OCI bundle in a microVM, the way `runc run` runs it in a
-//! container: [`bundle`] validates the input before any VM exists, [`run`]
-//! boots the VM with the agent in serve mode and drives it over vsock,
-//! [`stdio`] relays the process's stdio, [`signals`] forwards
-//! SIGINT/SIGTERM/SIGHUP, [`terminal`] handles `process.terminal` (raw
-//! mode, window size), [`console_tail`] keeps the guest console for
-//! error reports.
+//! Containers in microVMs with runc's lifecycle.
+//!
+//! - [`bundle`]: validates `config.json` and the rootfs before any VM exists;
+//! - [`state`]: the container's directory under `--root` (record, lock,
+//!   liveness of its VMM); [`container`]: a recorded container as the
+//!   verbs see it (status, control socket, teardown);
+//! - [`container_vmm`]: one container's VMM (microVM, agent session,
+//!   status, stdio, exec sessions, control-socket server);
+//! - [`api`]: the control socket between the verbs and a VMM;
+//! - [`run`]: `vmrun run` in the foreground; [`daemon`]: the VMM daemon
+//!   `create` leaves behind; [`detached`]: how such helpers are started;
+//!   [`exec_client`]: the host process standing for an exec'd process;
+//! - [`host_cgroup`]: the VMM in the container's host cgroup;
+//!   [`host_world`]: host bind mounts (through the VM's share) and the
+//!   host network namespace (through taps) reaching the VM;
+//! - [`stdio`], [`signals`], [`terminal`], [`console_socket`]: stdio
+//!   relays, signal forwarding, the host terminal, `--console-socket`;
+//!   [`console_tail`] keeps the guest console for error reports.
 
+pub mod api;
 pub mod bundle;
+pub mod console_socket;
 pub mod console_tail;
+pub mod container;
+pub mod container_vmm;
+pub mod daemon;
+pub mod detached;
+pub mod exec_client;
 pub mod host_cgroup;
+pub mod host_world;
 pub mod run;
 pub mod signals;
+pub mod state;
 pub mod stdio;
 pub mod terminal;
 
 pub use bundle::{Bundle, BundleError, HostRootfs};
-pub use run::{run_container, ContainerRunError, RunConfig};
+pub use container_vmm::ContainerRunError;
+pub use run::{run_container, RunConfig};

@@ -1,6 +1,8 @@
-//! Forwarding SIGINT/SIGTERM/SIGHUP received by vmrun to the container,
-//! and receiving SIGWINCH (a resize of vmrun's terminal, passed on as a
-//! resize of the container's terminal, never as a signal).
+//! Forwarding the signals vmrun receives to the container (as runc does:
+//! every catchable signal but SIGCHLD, SIGPIPE and SIGURG), and receiving
+//! SIGWINCH (a resize of vmrun's terminal, passed on as a resize of the
+//! container's terminal, never as a signal). SIGRTMIN stays unblocked: it
+//! kicks vCPU threads out of KVM_RUN.
 //!
 //! The signals are blocked in the calling thread before any other thread
 //! exists (threads inherit the mask), and one thread collects them with
@@ -11,8 +13,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// The signals vmrun forwards to the container.
-pub const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+/// The signals vmrun forwards to the container. The job-control stops
+/// (SIGTSTP, SIGTTIN, SIGTTOU) are among them: the container stops, not
+/// the VMM that holds it.
+pub const FORWARDED: [libc::c_int; 18] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGTERM,
+    libc::SIGSTKFLT,
+    libc::SIGCONT,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGIO,
+    libc::SIGPWR,
+];
 /// The terminal-resize signal, handed to the callback like the forwarded ones.
 pub const RESIZE: libc::c_int = libc::SIGWINCH;
 

@@ -33,18 +33,23 @@ pub fn pump(src: &mut impl Read, dst: &mut impl Write) -> io::Result<u64> {
     Ok(total)
 }
 
-/// Host stdin → the container: copies until EOF, then shuts down the write
-/// side so the process sees EOF. The thread is never joined (a terminal may
-/// never reach EOF); it ends with the process.
-pub fn relay_stdin(stream: UnixStream) -> io::Result<()> {
+/// Host input (`src`: our stdin, a pty slave, an exec client's stdin) →
+/// the container: copies until EOF, then shuts down the write side so the
+/// process sees EOF. The thread is never joined (a terminal may never
+/// reach EOF); it ends with the process.
+pub fn relay_input(
+    name: &'static str,
+    src: impl Read + Send + 'static,
+    stream: UnixStream,
+) -> io::Result<()> {
     std::thread::Builder::new()
-        .name("stdin-relay".into())
+        .name(format!("{name}-relay"))
         .spawn(move || {
             let mut stream = stream;
-            let mut stdin = io::stdin();
-            if let Err(e) = pump(&mut stdin, &mut stream) {
+            let mut src = src;
+            if let Err(e) = pump(&mut src, &mut stream) {
                 // EPIPE/reset: the process closed its stdin or exited.
-                tracing::debug!("stdin relay: {e}");
+                tracing::debug!("{name} relay: {e}");
             }
             let _ = stream.shutdown(Shutdown::Write);
         })

@@ -24,6 +24,21 @@ pub struct VmOverhead {
     pub threads: u64,
 }
 
+/// Host memory the VMM itself may use on top of guest RAM (MiB).
+pub const VMM_OVERHEAD_MIB: u64 = 64;
+/// Threads the VMM itself may use on top of one per vCPU.
+pub const VMM_THREADS: u64 = 64;
+
+impl VmOverhead {
+    /// The cost of a VM with `memory_mib` of guest RAM and `vcpus` vCPUs.
+    pub fn for_vm(memory_mib: u64, vcpus: u8) -> Self {
+        Self {
+            memory_bytes: memory_mib.saturating_add(VMM_OVERHEAD_MIB) << 20,
+            threads: u64::from(vcpus) + VMM_THREADS,
+        }
+    }
+}
+
 /// One control-file write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct LimitWrite {

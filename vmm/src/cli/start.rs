@@ -1,0 +1,50 @@
+//! `vmrun start ID`: runs the created container's process and returns once
+//! it runs. Spec fields the guest ignored are logged as warnings (to
+//! `--log`, or stderr), never written to the container's stdio.
+
+use super::{CliError, GlobalOpts};
+use crate::runtime::api::{ApiRequest, ApiResponse};
+use crate::runtime::container::Container;
+use crate::runtime::state::{StateRoot, Status};
+
+/// Arguments of `vmrun start`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StartArgs {
+    /// The container id.
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+/// Starts container `id`.
+pub fn start_container(global: &GlobalOpts, id: &str) -> Result<(), CliError> {
+    let container = Container::load(&StateRoot::new(&global.root), id)?;
+    let _lock = container.dir().lock()?;
+    match container.status() {
+        Status::Created => {}
+        Status::Stopped => {
+            return Err(CliError::Usage(
+                "cannot start a container that has stopped".into(),
+            ))
+        }
+        Status::Running | Status::Paused => {
+            return Err(CliError::Usage(
+                "cannot start an already running container".into(),
+            ))
+        }
+    }
+    match container.api()?.call(&ApiRequest::Start)? {
+        ApiResponse::Started { warnings } => {
+            for warning in warnings {
+                tracing::warn!("{warning}");
+            }
+            Ok(())
+        }
+        other => Err(crate::runtime::api::ApiError::Unexpected(other).into()),
+    }
+}
+
+/// Runs `vmrun start`.
+pub fn run(global: &GlobalOpts, args: StartArgs) -> Result<i32, CliError> {
+    start_container(global, &args.id)?;
+    Ok(0)
+}

@@ -1,0 +1,534 @@
+//! One container's VMM: the microVM, the agent session over vsock, the
+//! container's status and stdio, and its exec sessions. The same object
+//! serves `vmrun run` in the foreground and the daemon `vmrun create`
+//! leaves behind; verbs reach it through its control socket
+//! ([`api_server`]).
+//!
+//! Life: [`ContainerVmm::boot`] builds and boots the VM, connects to the
+//! agent and creates the container (its init exists and waits; stdio is
+//! connected) → [`ContainerVmm::start`] runs the process →
+//! [`ContainerVmm::wait_exit`] returns its status once it exited, its
+//! output was delivered and the VM is gone.
+
+pub mod api_server;
+pub mod error;
+pub mod execs;
+pub mod signal_routing;
+pub mod vm_handle;
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vmrun_protocol::{
+    ControlClient, ExitStatus, GuestProcess, Request, Response, StdioPorts, CONTROL_PORT,
+};
+use vmrun_virtio::{VsockHost, VsockListener};
+
+use super::bundle::Bundle;
+use super::console_tail::ConsoleTail;
+use super::host_cgroup::{HostCgroup, VmOverhead};
+use super::host_world::{HostWorld, NetworkRecord};
+use super::state::Status;
+use super::stdio::{relay_input, OutputRelay};
+use super::terminal::{self, RawMode, HOST_TTY_FD};
+use crate::machine::builder::MachineBuilder;
+use crate::timings::Timings;
+pub use error::{ContainerRunError, STDIO_ACCEPT_TIMEOUT};
+use execs::ExecTable;
+use vm_handle::VmHandle;
+
+/// Host vsock ports the agent connects to for the init's stdin, stdout, stderr.
+pub const STDIO_PORTS: [u32; 3] = [2000, 2001, 2002];
+/// How long to wait for stdout/stderr to end after a process exited.
+pub const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the guest gets to power off after `Shutdown`.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request failure waits for the VM to be seen ending (the
+/// control connection dies with the guest, a moment before the vCPU
+/// thread reports why).
+const VM_END_GRACE: Duration = Duration::from_secs(2);
+
+/// Where the container's init gets its stdio on the host.
+#[derive(Debug)]
+pub enum InitStdio {
+    /// This process's fds 0-2 (the caller's). With `process.terminal`,
+    /// fd 0's terminal, if it is one, is put in raw mode while the
+    /// container runs and its size follows SIGWINCH.
+    Inherited,
+    /// The slave of a host pty whose master went to `--console-socket`:
+    /// the terminal's input and output; its size follows SIGWINCH (the
+    /// slave is this process's controlling terminal).
+    Pty(OwnedFd),
+}
+
+/// Everything needed to boot one container.
+#[derive(Debug)]
+pub struct VmmOptions {
+    /// Container id.
+    pub id: String,
+    /// The validated bundle.
+    pub bundle: Bundle,
+    /// The VM: its shape, kernel, initramfs with the agent, command line.
+    pub machine: MachineBuilder,
+    /// How long the agent may take to answer on its control port.
+    pub agent_timeout: Duration,
+    /// Where the guest console goes (kept in memory for error reports).
+    pub console: ConsoleTail,
+    /// Jail with `MS_MOVE` + `chroot` instead of `pivot_root`.
+    pub no_pivot: bool,
+    /// The init's stdio.
+    pub stdio: InitStdio,
+    /// The host cgroup the VMM joined (limits follow `update`), with the
+    /// VM's own cost added to every limit.
+    pub host_cgroup: Option<(HostCgroup, VmOverhead)>,
+    /// The container's state directory (the VM's share is made in it).
+    pub state_dir: PathBuf,
+}
+
+/// The init's output relays, finished when it exits.
+#[derive(Debug)]
+struct InitOutput {
+    stdout: OutputRelay,
+    stderr: OutputRelay,
+}
+
+/// A booted container (see the module docs).
+#[derive(Debug)]
+pub struct ContainerVmm {
+    id: String,
+    vm: VmHandle,
+    host: VsockHost,
+    client: Arc<ControlClient>,
+    status: Mutex<Status>,
+    output: Mutex<Option<InitOutput>>,
+    /// The terminal whose size the container's terminal follows.
+    resize_source: Option<RawFd>,
+    /// Keeps the pty slave open while the container runs.
+    _pty: Option<OwnedFd>,
+    raw_mode: Mutex<Option<RawMode>>,
+    execs: ExecTable,
+    host_cgroup: Option<(HostCgroup, VmOverhead)>,
+    network_record: Option<NetworkRecord>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Connects to the agent's control port, retrying while it is not up yet.
+fn connect_agent(
+    vm: &VmHandle,
+    host: &VsockHost,
+    timeout: Duration,
+) -> Result<ControlClient, ContainerRunError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if vm.ended() {
+            let why = match vm.join(false) {
+                Ok(exit) => format!("it powered off: {exit:?}"),
+                Err(e) => crate::error_chain(&e),
+            };
+            return Err(ContainerRunError::VmEndedEarly(why));
+        }
+        if Instant::now() >= deadline {
+            return Err(ContainerRunError::AgentTimeout(timeout));
+        }
+        match host.connect_timeout(CONTROL_PORT, Duration::from_secs(1)) {
+            Ok(stream) => {
+                return ControlClient::connect(stream)
+                    .map_err(|e| ContainerRunError::Request("the version handshake", e));
+            }
+            Err(e) => {
+                tracing::trace!("agent not answering yet: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Accepts the agent's connection on a stdio port.
+fn accept(listener: &VsockListener, name: &'static str) -> Result<UnixStream, ContainerRunError> {
+    listener
+        .accept_timeout(STDIO_ACCEPT_TIMEOUT)
+        .ok_or(ContainerRunError::StdioTimeout(name))
+}
+
+/// Listens on three host ports for a process's stdio.
+fn listen_stdio(
+    host: &VsockHost,
+    ports: [u32; 3],
+) -> Result<[VsockListener; 3], ContainerRunError> {
+    let listen = |port| {
+        host.listen(port)
+            .map_err(|e| ContainerRunError::Io("listen on a vsock stdio port", e))
+    };
+    Ok([listen(ports[0])?, listen(ports[1])?, listen(ports[2])?])
+}
+
+/// Duplicates `fd` into a `File` (for a relay end).
+fn dup_file(fd: &impl AsRawFd) -> Result<File, ContainerRunError> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) only creates a new descriptor.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(ContainerRunError::Io(
+            "duplicate a stdio descriptor",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: `new` was just created for us and is owned by nobody else.
+    Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(new) })
+}
+
+fn state_error(message: impl Into<String>) -> ContainerRunError {
+    ContainerRunError::State(message.into())
+}
+
+impl ContainerVmm {
+    /// Boots the VM and creates the container (see the module docs).
+    pub fn boot(options: VmmOptions, timings: Arc<Timings>) -> Result<Self, ContainerRunError> {
+        let VmmOptions {
+            id,
+            bundle,
+            machine,
+            agent_timeout,
+            console,
+            no_pivot,
+            stdio,
+            host_cgroup,
+            state_dir,
+        } = options;
+        let tty = terminal::spec_wants_terminal(&bundle.spec);
+        let world = HostWorld::prepare(&id, &bundle, &state_dir)?;
+        let network_record = world.network_record.clone();
+        let (vm, host) = VmHandle::start(machine, world.devices, &console, timings)?;
+        let client = Arc::new(connect_agent(&vm, &host, agent_timeout)?);
+        let [stdin_l, stdout_l, stderr_l] = listen_stdio(&host, STDIO_PORTS)?;
+        let mut spec = world.spec;
+        let resize_source = match &stdio {
+            InitStdio::Inherited if tty && terminal::is_terminal(HOST_TTY_FD) => Some(HOST_TTY_FD),
+            InitStdio::Pty(slave) if tty => Some(slave.as_raw_fd()),
+            _ => None,
+        };
+        if let Some(size) = resize_source.and_then(terminal::window_size) {
+            // The caller's terminal size wins over the bundle's, from the
+            // process's first instruction on.
+            if size.0 > 0 && size.1 > 0 {
+                terminal::set_console_size(&mut spec, size);
+            }
+        }
+        let [in_port, out_port, err_port] = STDIO_PORTS;
+        let create = Request::Create {
+            id: id.clone(),
+            spec,
+            rootfs: world.rootfs,
+            stdio: StdioPorts {
+                stdin: Some(in_port),
+                stdout: Some(out_port),
+                stderr: Some(err_port),
+            },
+            no_pivot,
+            shares: world.shares,
+            network: world.network,
+        };
+        match client.call(create) {
+            Ok(Response::Created { pid }) => tracing::debug!(guest_pid = pid, "container created"),
+            Ok(other) => return Err(ContainerRunError::Unexpected("Create", other)),
+            Err(e) => {
+                return Err(vm.failure_or(ContainerRunError::Request("Create", e), VM_END_GRACE))
+            }
+        }
+        let stdin = accept(&stdin_l, "stdin")?;
+        let stdout = accept(&stdout_l, "stdout")?;
+        let stderr = accept(&stderr_l, "stderr")?;
+        for port in STDIO_PORTS {
+            host.unlisten(port);
+        }
+        let io = |what| move |e| ContainerRunError::Io(what, e);
+        let (output, pty) = match stdio {
+            InitStdio::Inherited => {
+                relay_input("stdin", std::io::stdin(), stdin)
+                    .map_err(io("start the stdin relay"))?;
+                let output = InitOutput {
+                    stdout: OutputRelay::start("stdout", stdout, std::io::stdout())
+                        .map_err(io("start the stdout relay"))?,
+                    stderr: OutputRelay::start("stderr", stderr, std::io::stderr())
+                        .map_err(io("start the stderr relay"))?,
+                };
+                (output, None)
+            }
+            InitStdio::Pty(slave) => {
+                relay_input("stdin", dup_file(&slave)?, stdin)
+                    .map_err(io("start the stdin relay"))?;
+                let output = InitOutput {
+                    stdout: OutputRelay::start("stdout", stdout, dup_file(&slave)?)
+                        .map_err(io("start the stdout relay"))?,
+                    stderr: OutputRelay::start("stderr", stderr, dup_file(&slave)?)
+                        .map_err(io("start the stderr relay"))?,
+                };
+                (output, Some(slave))
+            }
+        };
+        Ok(Self {
+            id,
+            vm,
+            host,
+            client,
+            status: Mutex::new(Status::Created),
+            output: Mutex::new(Some(output)),
+            resize_source,
+            _pty: pty,
+            raw_mode: Mutex::new(None),
+            execs: ExecTable::default(),
+            host_cgroup,
+            network_record,
+        })
+    }
+
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What `delete` must undo of the network plumbing, if anything.
+    pub fn network_record(&self) -> Option<&NetworkRecord> {
+        self.network_record.as_ref()
+    }
+
+    /// The container's status.
+    pub fn status(&self) -> Status {
+        *lock(&self.status)
+    }
+
+    /// Sends `request` to the agent; when it fails because the microVM
+    /// went down, the error is the VM's own reason.
+    fn call(&self, what: &'static str, request: Request) -> Result<Response, ContainerRunError> {
+        self.client.call(request).map_err(|e| {
+            self.vm
+                .failure_or(ContainerRunError::Request(what, e), VM_END_GRACE)
+        })
+    }
+
+    /// Sends `request`, expecting `Ok`.
+    fn call_ok(&self, what: &'static str, request: Request) -> Result<(), ContainerRunError> {
+        match self.call(what, request)? {
+            Response::Ok => Ok(()),
+            Response::Error { message } => Err(state_error(message)),
+            other => Err(ContainerRunError::Unexpected(what, other)),
+        }
+    }
+
+    /// Runs the created container's process (runc's `start`); returns the
+    /// spec fields the guest ignored.
+    pub fn start(&self) -> Result<Vec<String>, ContainerRunError> {
+        let mut status = lock(&self.status);
+        match *status {
+            Status::Created => {}
+            Status::Stopped => {
+                return Err(state_error("cannot start a container that has stopped"))
+            }
+            Status::Running | Status::Paused => {
+                return Err(state_error("cannot start an already running container"))
+            }
+        }
+        if self.resize_source == Some(HOST_TTY_FD) {
+            // Raw mode only for a terminal container on a host terminal;
+            // restored when the container exits (or by the signal path).
+            let raw = RawMode::enter(HOST_TTY_FD)
+                .map_err(|e| ContainerRunError::Io("put the terminal in raw mode", e))?;
+            *lock(&self.raw_mode) = raw;
+        }
+        let request = Request::Start {
+            id: self.id.clone(),
+        };
+        let warnings = match self.call("Start", request) {
+            Ok(Response::Started { warnings }) => warnings,
+            Ok(other) => {
+                lock(&self.raw_mode).take();
+                return Err(ContainerRunError::Unexpected("Start", other));
+            }
+            Err(e) => {
+                lock(&self.raw_mode).take();
+                return Err(e);
+            }
+        };
+        *status = Status::Running;
+        drop(status);
+        // A resize between Create and Start found no process yet.
+        self.resize();
+        Ok(warnings)
+    }
+
+    /// Sends `signal` to the init (or, with `all`, to every process).
+    pub fn kill(&self, signal: i32, all: bool) -> Result<(), ContainerRunError> {
+        if self.status() == Status::Stopped {
+            return Err(state_error("container not running"));
+        }
+        let request = Request::Signal {
+            id: self.id.clone(),
+            signal,
+            all,
+            exec_id: None,
+        };
+        self.call_ok("Signal", request)
+    }
+
+    /// Sets the container terminal's size from the host terminal's (after
+    /// SIGWINCH); nothing without a terminal.
+    pub fn resize(&self) {
+        let Some((rows, cols)) = self.resize_source.and_then(terminal::window_size) else {
+            return;
+        };
+        if self.status() != Status::Running || rows == 0 || cols == 0 {
+            return;
+        }
+        let request = Request::Resize {
+            id: self.id.clone(),
+            rows,
+            cols,
+            exec_id: None,
+        };
+        if let Err(e) = self.client.call(request) {
+            tracing::debug!("cannot resize the container's terminal: {e}");
+        }
+    }
+
+    /// Freezes the container.
+    pub fn pause(&self) -> Result<(), ContainerRunError> {
+        let mut status = lock(&self.status);
+        if *status != Status::Running {
+            return Err(state_error("container not running"));
+        }
+        self.call_ok(
+            "Pause",
+            Request::Pause {
+                id: self.id.clone(),
+            },
+        )?;
+        *status = Status::Paused;
+        Ok(())
+    }
+
+    /// Thaws the container.
+    pub fn resume(&self) -> Result<(), ContainerRunError> {
+        let mut status = lock(&self.status);
+        if *status != Status::Paused {
+            return Err(state_error("container not paused"));
+        }
+        self.call_ok(
+            "Resume",
+            Request::Resume {
+                id: self.id.clone(),
+            },
+        )?;
+        *status = Status::Running;
+        Ok(())
+    }
+
+    /// Applies new cgroup limits in the guest, then to the VMM's host
+    /// cgroup (plus the VM's own cost).
+    pub fn update(&self, resources: Value) -> Result<(), ContainerRunError> {
+        if self.status() == Status::Stopped {
+            return Err(state_error("container not running"));
+        }
+        self.call_ok(
+            "Update",
+            Request::Update {
+                id: self.id.clone(),
+                resources: resources.clone(),
+            },
+        )?;
+        if let Some((cgroup, overhead)) = &self.host_cgroup {
+            cgroup
+                .update(&resources, *overhead)
+                .map_err(|e| state_error(crate::error_chain(&e)))?;
+        }
+        Ok(())
+    }
+
+    /// Resource usage (runc's `events --stats` data).
+    pub fn stats(&self) -> Result<Value, ContainerRunError> {
+        if self.status() == Status::Stopped {
+            return Err(state_error("container not running"));
+        }
+        let request = Request::Stats {
+            id: self.id.clone(),
+        };
+        match self.call("Stats", request)? {
+            Response::Stats { stats } => Ok(stats),
+            Response::Error { message } => Err(state_error(message)),
+            other => Err(ContainerRunError::Unexpected("Stats", other)),
+        }
+    }
+
+    /// The container's processes in the guest.
+    pub fn guest_processes(&self) -> Result<Vec<GuestProcess>, ContainerRunError> {
+        if self.status() == Status::Stopped {
+            return Ok(Vec::new());
+        }
+        let request = Request::Processes {
+            id: self.id.clone(),
+        };
+        match self.call("Processes", request)? {
+            Response::Processes { processes } => Ok(processes),
+            Response::Error { message } => Err(state_error(message)),
+            other => Err(ContainerRunError::Unexpected("Processes", other)),
+        }
+    }
+
+    /// Host pids of the container: this VMM, then each exec session's client.
+    pub fn host_pids(&self) -> Vec<i32> {
+        let mut pids = vec![i32::try_from(std::process::id()).unwrap_or(i32::MAX)];
+        pids.extend(self.execs.client_pids());
+        pids
+    }
+
+    /// Waits until the init exited, its output was delivered and the VM is
+    /// gone; returns how the init ended.
+    pub fn wait_exit(&self) -> Result<ExitStatus, ContainerRunError> {
+        let wait = Request::Wait {
+            id: self.id.clone(),
+            exec_id: None,
+        };
+        let outcome = match self.call("Wait", wait) {
+            Ok(Response::Exited { status }) => Ok(status),
+            Ok(other) => Err(ContainerRunError::Unexpected("Wait", other)),
+            Err(e) => Err(e),
+        };
+        *lock(&self.status) = Status::Stopped;
+        let status = outcome?;
+        tracing::debug!(?status, "container exited");
+        if let Some(output) = lock(&self.output).take() {
+            let deadline = Instant::now() + OUTPUT_DRAIN_TIMEOUT;
+            output.stdout.finish(deadline);
+            output.stderr.finish(deadline);
+        }
+        lock(&self.raw_mode).take();
+        self.shutdown();
+        Ok(status)
+    }
+
+    /// Powers the guest off (asking the agent first) and waits for the VM.
+    pub fn shutdown(&self) {
+        if !self.vm.ended() {
+            if let Err(e) = self.client.call(Request::Shutdown) {
+                // The agent may power off before its answer gets out.
+                tracing::debug!("Shutdown: {e}");
+            }
+        }
+        match self.vm.join_within(SHUTDOWN_TIMEOUT) {
+            Ok(exit) => tracing::debug!(?exit, "VM ended"),
+            Err(e) => tracing::warn!("the microVM failed: {}", crate::error_chain(&e)),
+        }
+    }
+
+    /// Restores the host terminal (for exit paths that do not unwind).
+    pub fn restore_terminal(&self) {
+        lock(&self.raw_mode).take();
+        terminal::restore_host_terminal();
+    }
+}

@@ -1,0 +1,195 @@
+//! What a container gets from the host besides its rootfs, made to reach
+//! the microVM: host bind mounts through the VM's share ([`shared_tree`],
+//! [`mounts`]) and the container's host network namespace through taps
+//! ([`network`]). [`HostWorld::prepare`] turns a bundle into the spec the
+//! guest gets (bind sources rewritten, namespace paths dropped), the
+//! rootfs source, the shares and interfaces the agent sets up, and the
+//! virtio devices the VM needs.
+//!
+//! A `path` in `linux.namespaces` is a host path: a network namespace is
+//! plumbed; any other type is refused (naming the entry), never looked up
+//! in the guest, where the same path would name something else.
+
+pub mod mounts;
+pub mod network;
+pub mod shared_tree;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use vmrun_protocol::{NetInterface, RootfsSource, SHARES_DIR};
+use vmrun_virtio::block::BlockError;
+use vmrun_virtio::fs::FsError;
+use vmrun_virtio::net::NetError;
+use vmrun_virtio::{Block, Fs, Net, VirtioDevice};
+
+use super::bundle::{Bundle, HostRootfs};
+use mounts::MountError;
+use network::NetworkError;
+use shared_tree::{SharedTree, SharedTreeError, SHARE_TAG};
+
+/// The share's directory in the container's state directory.
+pub const SHARE_DIR: &str = "shared";
+/// The guest device of a virtio-blk rootfs (the only disk).
+pub const ROOTFS_BLOCK_DEVICE: &str = "/dev/vda";
+
+/// Errors making the host's world reach the VM.
+#[derive(Debug, thiserror::Error)]
+pub enum HostWorldError {
+    /// A mount cannot be honoured.
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    /// The share could not be built.
+    #[error(transparent)]
+    Tree(#[from] SharedTreeError),
+    /// The network namespace could not be plumbed.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// A namespace path of another type than network.
+    #[error("linux.namespaces[{0}].path: a microVM cannot join a host {1} namespace (only a network namespace path is supported)")]
+    NamespacePath(usize, String),
+    /// The share device could not be made.
+    #[error("cannot share {0} over virtio-fs")]
+    Fs(PathBuf, #[source] FsError),
+    /// The rootfs image could not be opened.
+    #[error("cannot use {0} as a virtio-blk disk")]
+    Block(PathBuf, #[source] BlockError),
+    /// A virtio-net device could not be made.
+    #[error("cannot make the virtio-net device for {0}")]
+    Net(String, #[source] NetError),
+}
+
+/// What `delete` must undo of the network plumbing.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkRecord {
+    /// The host network namespace.
+    pub ns_path: PathBuf,
+    /// Its interfaces that carry the redirect qdiscs.
+    pub interfaces: Vec<String>,
+}
+
+/// The prepared world (see the module docs).
+pub struct HostWorld {
+    /// The spec for the guest.
+    pub spec: Value,
+    /// Where the agent finds the rootfs.
+    pub rootfs: RootfsSource,
+    /// The virtio-fs tags the agent mounts.
+    pub shares: Vec<String>,
+    /// The interfaces the agent configures.
+    pub network: Vec<NetInterface>,
+    /// The VM's devices besides vsock.
+    pub devices: Vec<Box<dyn VirtioDevice>>,
+    /// What `delete` must undo, if anything.
+    pub network_record: Option<NetworkRecord>,
+}
+
+impl std::fmt::Debug for HostWorld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostWorld")
+            .field("rootfs", &self.rootfs)
+            .field("shares", &self.shares)
+            .field("network", &self.network)
+            .field("devices", &self.devices.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `linux.namespaces` entries that have a `path`: (index, type, path).
+fn namespace_paths(spec: &Value) -> Vec<(usize, String, PathBuf)> {
+    spec.pointer("/linux/namespaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, ns)| {
+            let path = ns.get("path")?.as_str().filter(|p| !p.is_empty())?;
+            let kind = ns.get("type").and_then(Value::as_str).unwrap_or("?");
+            Some((i, kind.to_string(), PathBuf::from(path)))
+        })
+        .collect()
+}
+
+/// Checks what needs no side effect: mounts and namespace paths.
+pub fn check(spec: &Value) -> Result<(), HostWorldError> {
+    for (index, kind, _) in namespace_paths(spec) {
+        if kind != "network" {
+            return Err(HostWorldError::NamespacePath(index, kind));
+        }
+    }
+    mounts::host_binds(spec)?;
+    Ok(())
+}
+
+impl HostWorld {
+    /// Prepares container `id` of `bundle`, its share under `state_dir`.
+    /// The calling process must be in its private mount namespace
+    /// ([`shared_tree::enter_private_mount_namespace`]).
+    pub fn prepare(id: &str, bundle: &Bundle, state_dir: &Path) -> Result<Self, HostWorldError> {
+        let mut spec = bundle.spec.clone();
+        check(&spec)?;
+        let mut plumbed = Vec::new();
+        let mut network_record = None;
+        for (index, _, path) in namespace_paths(&spec) {
+            plumbed = network::plumb(index, &path)?;
+            network_record = Some(NetworkRecord {
+                ns_path: path,
+                interfaces: plumbed.iter().map(|p| p.interface.name.clone()).collect(),
+            });
+            if let Some(entry) = spec.pointer_mut(&format!("/linux/namespaces/{index}")) {
+                // A fresh namespace in the guest, holding the plumbed NICs.
+                entry.as_object_mut().map(|e| e.remove("path"));
+            }
+        }
+        let tree = SharedTree::create(&state_dir.join(SHARE_DIR))?;
+        let guest = |rel: &Path| Path::new(SHARES_DIR).join(SHARE_TAG).join(rel);
+        for bind in mounts::host_binds(&spec)? {
+            let rel = tree.bind(
+                &mounts::share_path(id, bind.index),
+                &bind.source,
+                bind.readonly,
+                bind.recursive,
+            )?;
+            mounts::rewrite_source(&mut spec, bind.index, &guest(&rel));
+        }
+        let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
+        let rootfs = match &bundle.rootfs {
+            HostRootfs::Dir(dir) => {
+                let rel = tree.bind(&mounts::rootfs_share_path(id), dir, bundle.readonly, true)?;
+                RootfsSource::VirtioFs {
+                    tag: SHARE_TAG.into(),
+                    path: Some(rel.display().to_string()),
+                }
+            }
+            HostRootfs::Image { path, fstype } => {
+                let block = Block::open(path, bundle.readonly)
+                    .map_err(|e| HostWorldError::Block(path.clone(), e))?;
+                devices.push(Box::new(block));
+                RootfsSource::Block {
+                    device: ROOTFS_BLOCK_DEVICE.into(),
+                    fstype: fstype.clone(),
+                }
+            }
+        };
+        let fs = Fs::new(SHARE_TAG, tree.root(), false)
+            .map_err(|e| HostWorldError::Fs(tree.root().to_path_buf(), e))?;
+        devices.push(Box::new(fs));
+        let mut network = Vec::new();
+        for p in plumbed {
+            let net = Net::new(p.tap, p.mac, p.interface.mtu)
+                .map_err(|e| HostWorldError::Net(p.interface.name.clone(), e))?;
+            devices.push(Box::new(net));
+            network.push(p.interface);
+        }
+        Ok(Self {
+            spec,
+            rootfs,
+            shares: vec![SHARE_TAG.into()],
+            network,
+            devices,
+            network_record,
+        })
+    }
+}

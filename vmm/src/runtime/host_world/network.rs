@@ -1,0 +1,315 @@
+//! The container's host network namespace, plumbed into the microVM the
+//! way Kata and firecracker-containerd do it: for each non-loopback
+//! interface of that namespace (the veth CNI or netavark put there) a tap
+//! with the same MTU is opened inside the namespace, traffic is redirected
+//! both ways between tap and interface (an ingress qdisc on each and a
+//! match-all u32 filter with `mirred egress redirect`), the guest NIC gets
+//! the interface's MAC, and the agent gives the container's interface in
+//! the guest the same name, addresses and routes.
+//!
+//! The namespace is entered by a thread of its own (setns is per thread),
+//! which opens the taps there and runs iproute2's `ip` and `tc` (children
+//! inherit the thread's namespace). The taps are not persistent: they
+//! vanish with the VMM's descriptors, however the VMM ends. The qdiscs
+//! stay on the interfaces until [`unplumb`] (by `delete`) or until the
+//! namespace is destroyed.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::sched::{setns, CloneFlags};
+use serde_json::Value;
+use vmrun_protocol::{NetInterface, NetRoute};
+use vmrun_virtio::net::tap::Tap;
+
+/// Errors plumbing the network namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// The path does not name a network namespace.
+    #[error("linux.namespaces[{index}].path {path}: {reason}")]
+    NotANetns {
+        /// The entry's index.
+        index: usize,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The namespace could not be entered.
+    #[error("cannot enter the network namespace {0}")]
+    Enter(PathBuf, #[source] nix::Error),
+    /// An iproute2 command failed.
+    #[error("`{command}` in the container's network namespace failed: {output}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its stderr (or why it could not run).
+        output: String,
+    },
+    /// iproute2's JSON was not what it documents.
+    #[error("cannot read `{0}`'s output")]
+    Parse(String),
+    /// A tap could not be opened.
+    #[error("cannot open the tap {0}")]
+    Tap(String, #[source] vmrun_virtio::net::tap::TapError),
+    /// The helper thread died.
+    #[error("the network namespace thread failed")]
+    Thread,
+}
+
+/// One interface plumbed to the VM.
+#[derive(Debug)]
+pub struct PlumbedInterface {
+    /// How the agent configures it.
+    pub interface: NetInterface,
+    /// The MAC as bytes (for the virtio-net device).
+    pub mac: [u8; 6],
+    /// The tap's descriptor (for the virtio-net device).
+    pub tap: OwnedFd,
+}
+
+/// Prefix of the taps' names (`vmtap<N>`, unique in the namespace).
+const TAP_PREFIX: &str = "vmtap";
+
+/// Runs a command in the calling thread's network namespace; its stdout.
+fn run(program: &str, args: &[&str]) -> Result<String, NetworkError> {
+    let command = format!("{program} {}", args.join(" "));
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| NetworkError::Command {
+            command: command.clone(),
+            output: e.to_string(),
+        })?;
+    if !output.status.success() {
+        return Err(NetworkError::Command {
+            command,
+            output: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn json(program: &str, args: &[&str]) -> Result<Value, NetworkError> {
+    let text = run(program, args)?;
+    serde_json::from_str(&text)
+        .map_err(|_| NetworkError::Parse(format!("{program} {}", args.join(" "))))
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// The interface's IPv4 addresses (CIDR) from `ip -j addr show dev X`.
+pub fn addresses(addr_show: &Value) -> Vec<String> {
+    addr_show
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|link| link["addr_info"].as_array().into_iter().flatten())
+        .filter(|a| a["family"] == "inet")
+        .filter_map(|a| {
+            Some(format!(
+                "{}/{}",
+                a["local"].as_str()?,
+                a["prefixlen"].as_u64()?
+            ))
+        })
+        .collect()
+}
+
+/// The routes through an interface from `ip -j route show dev X`, minus
+/// the ones the kernel makes for its addresses.
+pub fn routes(route_show: &Value) -> Vec<NetRoute> {
+    route_show
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["protocol"] != "kernel")
+        .filter_map(|r| {
+            let dst = r["dst"].as_str()?;
+            Some(NetRoute {
+                destination: if dst == "default" {
+                    "0.0.0.0/0".into()
+                } else if dst.contains('/') {
+                    dst.into()
+                } else {
+                    format!("{dst}/32")
+                },
+                gateway: r["gateway"].as_str().map(String::from),
+            })
+        })
+        .collect()
+}
+
+/// Checks that `path` holds a network namespace.
+fn open_netns(index: usize, path: &Path) -> Result<File, NetworkError> {
+    let bad = |reason: String| NetworkError::NotANetns {
+        index,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = File::open(path).map_err(|e| bad(e.to_string()))?;
+    // NS_GET_NSTYPE = _IO(0xb7, 0x3).
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: NS_GET_NSTYPE takes no argument and returns the type.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
+    if kind < 0 {
+        return Err(bad("not a namespace file".into()));
+    }
+    if kind != libc::CLONE_NEWNET {
+        return Err(bad("not a network namespace".into()));
+    }
+    Ok(file)
+}
+
+/// Plumbs every non-loopback interface of the network namespace at `path`
+/// (entry `index` of `linux.namespaces`) to a tap (see the module docs).
+pub fn plumb(index: usize, path: &Path) -> Result<Vec<PlumbedInterface>, NetworkError> {
+    let netns = open_netns(index, path)?;
+    let path = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("netns".into())
+        .spawn(move || {
+            setns(&netns, CloneFlags::CLONE_NEWNET).map_err(|e| NetworkError::Enter(path, e))?;
+            plumb_here()
+        })
+        .map_err(|_| NetworkError::Thread)?
+        .join()
+        .map_err(|_| NetworkError::Thread)?
+}
+
+/// [`plumb`], in the namespace the calling thread is in.
+fn plumb_here() -> Result<Vec<PlumbedInterface>, NetworkError> {
+    let links = json("ip", &["-j", "link", "show"])?;
+    let mut plumbed = Vec::new();
+    for link in links.as_array().into_iter().flatten() {
+        let (Some(name), Some(mac_text)) = (link["ifname"].as_str(), link["address"].as_str())
+        else {
+            continue;
+        };
+        if link["link_type"] != "ether" || name.starts_with(TAP_PREFIX) {
+            continue;
+        }
+        let Some(mac) = parse_mac(mac_text) else {
+            continue;
+        };
+        let mtu = link["mtu"]
+            .as_u64()
+            .and_then(|m| u16::try_from(m).ok())
+            .unwrap_or(1500);
+        let tap_name = format!("{TAP_PREFIX}{}", plumbed.len());
+        let tap = Tap::open(&tap_name).map_err(|e| NetworkError::Tap(tap_name.clone(), e))?;
+        let mtu_text = mtu.to_string();
+        run(
+            "ip",
+            &["link", "set", "dev", &tap_name, "mtu", &mtu_text, "up"],
+        )?;
+        for (from, to) in [(name, tap_name.as_str()), (tap_name.as_str(), name)] {
+            run("tc", &["qdisc", "replace", "dev", from, "ingress"])?;
+            run(
+                "tc",
+                &[
+                    "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32",
+                    "match", "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev", to,
+                ],
+            )?;
+        }
+        let interface = NetInterface {
+            mac: mac_text.to_string(),
+            name: name.to_string(),
+            mtu,
+            addresses: addresses(&json("ip", &["-j", "addr", "show", "dev", name])?),
+            routes: routes(&json("ip", &["-j", "route", "show", "dev", name])?),
+        };
+        plumbed.push(PlumbedInterface {
+            interface,
+            mac,
+            tap: OwnedFd::from(tap),
+        });
+    }
+    Ok(plumbed)
+}
+
+/// Removes the ingress qdiscs [`plumb`] put on `interfaces` of the
+/// namespace at `path` (for `delete`; nothing to do once the namespace is
+/// gone).
+pub fn unplumb(path: &Path, interfaces: &[String]) -> Result<(), NetworkError> {
+    let Ok(netns) = open_netns(0, path) else {
+        return Ok(());
+    };
+    let path = path.to_path_buf();
+    let interfaces = interfaces.to_vec();
+    std::thread::Builder::new()
+        .name("netns".into())
+        .spawn(move || {
+            setns(&netns, CloneFlags::CLONE_NEWNET).map_err(|e| NetworkError::Enter(path, e))?;
+            for name in &interfaces {
+                // Gone with its veth already: fine.
+                let _ = run("tc", &["qdisc", "del", "dev", name, "ingress"]);
+            }
+            Ok(())
+        })
+        .map_err(|_| NetworkError::Thread)?
+        .join()
+        .map_err(|_| NetworkError::Thread)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn macs_parse() {
+        assert_eq!(
+            parse_mac("02:42:ac:11:00:02"),
+            Some([2, 0x42, 0xac, 0x11, 0, 2])
+        );
+        assert_eq!(parse_mac("02:42:ac:11:00"), None);
+        assert_eq!(parse_mac("02:42:ac:11:00:02:03"), None);
+        assert_eq!(parse_mac("zz:42:ac:11:00:02"), None);
+    }
+
+    #[test]
+    fn addresses_and_routes_from_iproute2_json() {
+        let addrs = json!([{"ifname": "eth0", "addr_info": [
+            {"family": "inet", "local": "10.88.0.5", "prefixlen": 16},
+            {"family": "inet6", "local": "fe80::1", "prefixlen": 64}
+        ]}]);
+        assert_eq!(addresses(&addrs), ["10.88.0.5/16"]);
+        let table = json!([
+            {"dst": "default", "gateway": "10.88.0.1", "dev": "eth0"},
+            {"dst": "10.88.0.0/16", "dev": "eth0", "protocol": "kernel", "scope": "link"},
+            {"dst": "192.168.5.0/24", "gateway": "10.88.0.2", "dev": "eth0"},
+            {"dst": "10.1.2.3", "dev": "eth0", "scope": "link"}
+        ]);
+        let got = routes(&table);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].destination, "0.0.0.0/0");
+        assert_eq!(got[0].gateway.as_deref(), Some("10.88.0.1"));
+        assert_eq!(got[1].destination, "192.168.5.0/24");
+        assert_eq!(got[2].destination, "10.1.2.3/32");
+        assert_eq!(got[2].gateway, None);
+    }
+
+    #[test]
+    fn a_non_namespace_path_is_named() {
+        let err = plumb(2, Path::new("/etc/hostname")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("linux.namespaces[2].path /etc/hostname"),
+            "{err}"
+        );
+        let err = plumb(0, Path::new("/proc/self/ns/uts")).unwrap_err();
+        assert!(err.to_string().contains("not a network namespace"), "{err}");
+    }
+}
