@@ -187,12 +187,14 @@ pub fn nics_are_configured_in_place_without_a_network_namespace(world: &World) {
         },
     );
     let client = agent.client();
+    // Calico's shape: the gateway is reachable only through a route listed
+    // after the default route that needs it.
     let nic = eth(
         mac,
         "eth7",
         1280,
-        "10.77.0.9/16",
-        &[("0.0.0.0/0", Some("10.77.0.1"))],
+        "10.77.0.9/32",
+        &[("0.0.0.0/0", Some("169.254.1.1")), ("169.254.1.1/32", None)],
     );
     let mut spec = world.spec(&["sh", "-c", SHOW_NETWORK]);
     spec["process"]["env"]
@@ -210,8 +212,9 @@ pub fn nics_are_configured_in_place_without_a_network_namespace(world: &World) {
     let out = run_created(&client, "inplace", stdio);
     for expected in [
         "1280\n",
-        "inet 10.77.0.9/16 ",
-        "default via 10.77.0.1 dev eth7",
+        "inet 10.77.0.9/32 ",
+        "default via 169.254.1.1 dev eth7",
+        "169.254.1.1 dev eth7 scope link",
         "1: lo: <LOOPBACK,UP,LOWER_UP>",
     ] {
         assert!(out.contains(expected), "{expected:?} missing from:\n{out}");

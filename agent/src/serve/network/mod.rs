@@ -11,7 +11,9 @@
 //!    NIC moves into the init's network namespace (`RTM_SETLINK` with
 //!    `IFLA_NET_NS_FD` on `/proc/<pid>/ns/net`), taking its `name` in the
 //!    same step; there it gets its MTU, is brought up, gets its addresses;
-//!    then `lo` is brought up and every route added, in order. A container
+//!    then `lo` is brought up and its routes added: those without a
+//!    gateway first, then those with one (a gateway must be reachable
+//!    through an on-link route), each group in the given order. A container
 //!    without a network namespace of its own (it shares the NIC
 //!    namespace) gets its NICs configured where they are (renamed first).
 //!    An error names the field (`network[0].routes[1]: adding route ...`)
@@ -168,7 +170,13 @@ impl Attachment<'_> {
             .index;
         links::set_up(self.nl(), lo, true).context("network: bringing lo up")?;
         for ((config, _), index) in plan.nics.iter().zip(indexes) {
-            for (j, route) in config.routes.iter().enumerate() {
+            // On-link routes first: a gateway must be reachable through one
+            // (`ip route show` lists `default via 169.254.1.1` before the
+            // `169.254.1.1 dev eth0` it needs); the table is the same.
+            let routes = config.routes.iter().enumerate();
+            let on_link = routes.clone().filter(|(_, r)| r.gateway.is_none());
+            let via = routes.filter(|(_, r)| r.gateway.is_some());
+            for (j, route) in on_link.chain(via) {
                 links::add_route(self.nl(), index, *route).with_context(|| {
                     format!(
                         "{}.routes[{j}]: adding route {route} dev {}",
