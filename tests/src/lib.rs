@@ -9,6 +9,7 @@
 
 pub mod artifacts;
 pub mod bundle;
+pub mod clients;
 pub mod console;
 pub mod console_socket;
 pub mod guest_env;
