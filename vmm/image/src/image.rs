@@ -169,9 +169,13 @@ impl ResolvedImage {
         })
     }
 
-    /// Manifest + config + layer bytes.
+    /// Manifest + config + layer bytes (saturating: the sizes come from
+    /// an untrusted manifest).
     pub fn total_size(&self) -> u64 {
-        self.manifest_size + self.config_size + self.layers.iter().map(|l| l.size).sum::<u64>()
+        self.layers.iter().fold(
+            self.manifest_size.saturating_add(self.config_size),
+            |sum, l| sum.saturating_add(l.size),
+        )
     }
 }
 
@@ -196,5 +200,49 @@ pub fn check_layer_media_type(reference: &str, media_type: &str) -> Result<()> {
             media_type: media_type.to_string(),
             what: "layer".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const HEX_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn manifest(layer_size: &str) -> Vec<u8> {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}",
+            "config":{{"mediaType":"application/vnd.oci.image.config.v1+json",
+                       "digest":"sha256:{HEX_A}","size":10}},
+            "layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar",
+                        "digest":"sha256:{HEX_B}","size":{layer_size}}},
+                      {{"mediaType":"application/vnd.oci.image.layer.v1.tar",
+                        "digest":"sha256:{HEX_B}","size":{layer_size}}}]}}"#
+        )
+        .into_bytes()
+    }
+
+    fn resolve(layer_size: &str) -> ResolvedImage {
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux",
+            "rootfs":{{"type":"layers","diff_ids":["sha256:{HEX_A}","sha256:{HEX_B}"]}}}}"#
+        );
+        let body = manifest(layer_size);
+        let m = parse_manifest("test", &body).unwrap();
+        let c = parse_config("test", config.as_bytes()).unwrap();
+        ResolvedImage::new("test", Digest::sha256_of(&body), 100, &m, c).unwrap()
+    }
+
+    #[test]
+    fn total_size_adds_manifest_config_and_layers() {
+        assert_eq!(resolve("1000").total_size(), 100 + 10 + 2000);
+    }
+
+    /// Reproduced with the image_documents fuzz target: a manifest whose layer
+    /// sizes add up past u64::MAX overflowed (a panic in debug builds).
+    #[test]
+    fn total_size_of_a_hostile_manifest_saturates() {
+        assert_eq!(resolve("18446744073709551615").total_size(), u64::MAX);
     }
 }
