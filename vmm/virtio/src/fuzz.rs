@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::FromRawFd;
+use std::path::Path;
 use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueT};
@@ -14,6 +15,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use crate::block::request::{execute, Disk, ID_BYTES};
 use crate::block::Block;
 use crate::chain::process_queue;
+use crate::fs::{process_fs_queue, Fs};
 use crate::mmio::MmioTransport;
 use crate::vsock::host::{Shared, VsockHost};
 use crate::vsock::router::Router;
@@ -86,6 +88,19 @@ pub fn fuzz_vsock_queues(data: &[u8]) {
     let _ = tx::process_tx(&mut router, &mem, &mut q);
     q.set_next_avail(0);
     let _ = rx::fill_rx(&mut router, &mem, &mut q);
+}
+
+/// Runs virtio-fs request processing over a guest memory image built from
+/// `data`, serving `shared_dir` (which the guest may change unless
+/// `read_only`). Callers check that nothing outside `shared_dir` changed.
+pub fn fuzz_fs_queue(data: &[u8], shared_dir: &Path, read_only: bool) {
+    let Some((mem, mut q)) = guest(data) else {
+        return;
+    };
+    let Ok(fs) = Fs::new("fuzz", shared_dir, read_only) else {
+        return;
+    };
+    let _ = process_fs_queue(&mem, &mut q, fs.server(), read_only);
 }
 
 /// Interprets `data` as a sequence of MMIO accesses (op, width, offset,

@@ -115,8 +115,8 @@ impl Fs {
 }
 
 impl Fs {
-    /// The FUSE server (for tests driving the queue functions directly).
-    #[cfg(test)]
+    /// The FUSE server (for tests and fuzz entry points driving the queue
+    /// functions directly).
     pub(crate) fn server(&self) -> &FsServer {
         &self.server
     }

@@ -1,6 +1,6 @@
 //! Runs the fuzz entry points on pseudo-random and structured inputs.
 
-use crate::fuzz::{fuzz_block_queue, fuzz_mmio, fuzz_vsock_queues};
+use crate::fuzz::{fuzz_block_queue, fuzz_fs_queue, fuzz_mmio, fuzz_vsock_queues};
 use crate::testing::Rng;
 
 /// Random rings: an avail index and descriptors with small indices/lengths so
@@ -49,4 +49,29 @@ fn fuzz_entry_points_survive_random_input() {
     fuzz_block_queue(&[]);
     fuzz_vsock_queues(&[]);
     fuzz_mmio(&[]);
+}
+
+#[test]
+fn fs_entry_point_survives_random_input_and_keeps_a_read_only_share() {
+    let rw = tempfile::tempdir().unwrap();
+    let ro = tempfile::tempdir().unwrap();
+    std::fs::write(ro.path().join("hello.txt"), b"hello").unwrap();
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    for _ in 0..100 {
+        let data = structured(&mut rng);
+        fuzz_fs_queue(&data, rw.path(), false);
+        fuzz_fs_queue(&data, ro.path(), true);
+        let n = (rng.next() % 0x2000) as usize;
+        fuzz_fs_queue(&rng.bytes(n), ro.path(), true);
+    }
+    fuzz_fs_queue(&[], rw.path(), false);
+    let names: Vec<_> = std::fs::read_dir(ro.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec!["hello.txt"]);
+    assert_eq!(
+        std::fs::read(ro.path().join("hello.txt")).unwrap(),
+        b"hello"
+    );
 }
