@@ -127,6 +127,10 @@ const CASES: &[Case] = &[
         network::nics_move_into_the_container_and_are_configured,
     ),
     (
+        "a_fresh_network_namespace_has_loopback_up",
+        network::a_fresh_network_namespace_has_loopback_up,
+    ),
+    (
         "nics_are_configured_in_place_without_a_network_namespace",
         network::nics_are_configured_in_place_without_a_network_namespace,
     ),

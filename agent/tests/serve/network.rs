@@ -174,6 +174,27 @@ pub fn nics_move_into_the_container_and_are_configured(world: &World) {
     expect_connection_lost(agent);
 }
 
+/// As with runc, a container's fresh network namespace has `lo` up even
+/// without any interface plumbed.
+pub fn a_fresh_network_namespace_has_loopback_up(world: &World) {
+    let netns = fresh_netns();
+    let mut agent = world.agent_with(
+        "net-lo",
+        Setup {
+            nic_netns: Some(netns.try_clone().unwrap()),
+            ..Setup::default()
+        },
+    );
+    let client = agent.client();
+    let spec = world.spec(&["sh", "-c", "ip link show lo"]);
+    let stdio = HostStdio::listen(world, None);
+    expect_created(client.call(create_with_network("lo", spec, &stdio, vec![])));
+    let out = run_created(&client, "lo", stdio);
+    assert!(out.contains("1: lo: <LOOPBACK,UP,LOWER_UP>"), "{out}");
+    drop(client);
+    expect_connection_lost(agent);
+}
+
 pub fn nics_are_configured_in_place_without_a_network_namespace(world: &World) {
     let netns = fresh_netns();
     let mac = [0x02, 0, 0, 0, 0xaa, 0x02];

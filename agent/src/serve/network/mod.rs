@@ -80,12 +80,17 @@ pub fn plan(interfaces: &[NetInterface], nic_netns: BorrowedFd<'_>) -> Result<Ni
 /// `init_pid` and configures it there (in place when that is
 /// `nic_netns`). On an error every NIC is put back as it was found.
 pub fn attach(plan: &NicPlan, nic_netns: BorrowedFd<'_>, init_pid: i32) -> Result<()> {
-    if plan.is_empty() {
-        return Ok(());
-    }
     let target = File::open(format!("/proc/{init_pid}/ns/net"))
         .context("network: opening the container's network namespace")?;
     let in_place = same_namespace(nic_netns, target.as_fd())?;
+    if plan.is_empty() {
+        // As runc does: a fresh network namespace gets its loopback up.
+        return if in_place {
+            Ok(())
+        } else {
+            loopback_up(target.as_fd())
+        };
+    }
     let mut attachment = Attachment {
         plan,
         nic_netns,
@@ -101,6 +106,17 @@ pub fn attach(plan: &NicPlan, nic_netns: BorrowedFd<'_>, init_pid: i32) -> Resul
         attachment.undo();
     }
     result
+}
+
+/// Brings `lo` up in the network namespace `netns`.
+fn loopback_up(netns: BorrowedFd<'_>) -> Result<()> {
+    let mut nl = Rtnetlink::open_in(netns).context("network: the container's network namespace")?;
+    let links = links::list(&mut nl).context("network: listing the container's links")?;
+    let lo = links
+        .iter()
+        .find(|l| l.name == "lo")
+        .context("network: the container's network namespace has no lo")?;
+    links::set_up(&mut nl, lo.index, true).context("network: bringing lo up")
 }
 
 fn same_namespace(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> Result<bool> {

@@ -157,7 +157,10 @@ impl HostWorld {
         let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
         let rootfs = match &bundle.rootfs {
             HostRootfs::Dir(dir) => {
-                let rel = tree.bind(&mounts::rootfs_share_path(id), dir, bundle.readonly, true)?;
+                // Writable even for `root.readonly`, as runc's rootfs is:
+                // mount points are made in it before the container runtime
+                // in the guest remounts the container's `/` read-only.
+                let rel = tree.bind(&mounts::rootfs_share_path(id), dir, false, true)?;
                 RootfsSource::VirtioFs {
                     tag: SHARE_TAG.into(),
                     path: Some(rel.display().to_string()),

@@ -14,6 +14,7 @@
 
 pub mod liveness;
 pub mod record;
+pub mod remove;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -237,12 +238,10 @@ impl ContainerDir {
     }
 
     /// Removes the whole directory (what `delete` does last).
+    /// Mount points inside (the VM's share, seen by a foreground `run`)
+    /// are detached, never descended into.
     pub fn remove(&self) -> Result<(), StateError> {
-        match std::fs::remove_dir_all(&self.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StateError::Io(self.dir.clone(), e)),
-        }
+        remove::remove_state_tree(&self.dir).map_err(|e| StateError::Io(self.dir.clone(), e))
     }
 }
 
