@@ -112,6 +112,9 @@ inner="$results/inner.sh"
     printf 'RES=%q\n' "$results"
     echo 'date -u +%FT%TZ >"$RES/started"'
     echo '{ modprobe kvm-amd; echo "modprobe kvm-amd: exit $?"; ls -l /dev/kvm; uname -r; nproc; } >"$RES/kvm.log" 2>&1'
+    # The tun module (/dev/net/tun: taps for the microVMs' virtio-net),
+    # as a host running containers has it.
+    echo '{ modprobe tun; echo "modprobe tun: exit $?"; ls -l /dev/net/tun; } >>"$RES/kvm.log" 2>&1'
     echo 'if [ ! -c /dev/kvm ]; then'
     echo '    echo "test host: /dev/kvm missing after modprobe kvm-amd (see kvm.log)" >>"$RES/output.log"'
     echo '    echo 97 >"$RES/status"; sync; exit 97'

@@ -82,7 +82,7 @@ fn host_binds_files_and_directories_ro_and_rw() {
     let Some(rt) = vmrun("host_binds_files_and_directories_ro_and_rw") else {
         return;
     };
-    let host = scratch().join("binds");
+    let host = scratch().join("bind-sources");
     let data = host.join("data");
     std::fs::create_dir_all(&data).expect("dir");
     std::fs::write(data.join("from-host"), "host wrote this\n").expect("write");
