@@ -8,8 +8,9 @@
 # the input that caused it is kept under WORK/<target>/artifacts/.
 #
 # Usage: tests/fuzz/smoke.sh [SECONDS]
-#   FUZZ_WORK=DIR  where scratch corpora, logs and artifacts go
-#                  (default: a fresh /tmp/vmrun-fuzz-smoke.XXXXXX)
+#   FUZZ_WORK=DIR  where scratch corpora, logs and artifacts go (kept);
+#                  default: a fresh /tmp/vmrun-fuzz-smoke.XXXXXX, removed
+#                  when every target passed
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,4 +37,5 @@ if [ "${#failed[@]}" != 0 ]; then
     echo "smoke.sh: FAILED: ${failed[*]} (inputs under $work/<target>/artifacts/)"
     exit 1
 fi
+[ -n "${FUZZ_WORK:-}" ] || rm -rf "$work"
 echo "smoke.sh: PASSED"
