@@ -3,17 +3,22 @@
 //! process not yet running), records it under `--root` and writes the pid
 //! file last. On any failure nothing is left: no VMM, no state.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::vm_args::{refuse_preserved_fds, VmArgs};
-use super::{CliError, GlobalOpts, LogFormat};
+use super::{helper_global_args, CliError, GlobalOpts};
 use crate::check::ensure_host_can_run_guests;
+use crate::runtime::api::ApiRequest;
+use crate::runtime::container::Container;
 use crate::runtime::daemon::{self, LaunchConfig};
-use crate::runtime::host_cgroup::remove_cgroup_dirs;
+use crate::runtime::exec_client::{self, SessionLaunch};
+use crate::runtime::host_cgroup::{remove_cgroup_dirs, HostCgroup, VmOverhead};
 use crate::runtime::host_world;
 use crate::runtime::host_world::network::unplumb;
-use crate::runtime::state::{validate_id, ContainerRecord, StateRoot};
+use crate::runtime::pod::{pod_role, PodRole};
+use crate::runtime::state::{
+    validate_id, ContainerRecord, ProcessIdentity, SandboxRef, StateRoot, Status,
+};
 use crate::runtime::terminal::spec_wants_terminal;
 use crate::runtime::{Bundle, ContainerRunError};
 
@@ -82,35 +87,10 @@ pub fn write_pid_file(path: &Path, pid: u32) -> Result<(), CliError> {
     })
 }
 
-/// The global flags the daemon runs with: its log goes to `--log`, or to
-/// the state directory (never to the container's stderr).
-fn daemon_global_args(global: &GlobalOpts, state_dir: &Path) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["--root".into(), global.root.clone().into()];
-    let log = global
-        .log
-        .clone()
-        .unwrap_or_else(|| state_dir.join(DAEMON_LOG));
-    args.extend([
-        "--log".into(),
-        std::path::absolute(&log).unwrap_or(log).into(),
-    ]);
-    if global.log_format == LogFormat::Json {
-        args.extend(["--log-format".into(), "json".into()]);
-    }
-    if global.debug {
-        args.push("--debug".into());
-    }
-    if global.systemd_cgroup {
-        args.push("--systemd-cgroup".into());
-    }
-    args
-}
-
 /// Creates the container (see the module docs).
 pub fn create_container(global: &GlobalOpts, request: &CreateRequest) -> Result<(), CliError> {
     validate_id(&request.id)?;
     let bundle = Bundle::load(&request.bundle, request.vm.rootfs_image())?;
-    host_world::check(&bundle.spec).map_err(ContainerRunError::from)?;
     match (spec_wants_terminal(&bundle.spec), &request.console_socket) {
         (true, None) => {
             return Err(CliError::Usage(
@@ -124,6 +104,10 @@ pub fn create_container(global: &GlobalOpts, request: &CreateRequest) -> Result<
         }
         _ => {}
     }
+    if let PodRole::Member { sandbox } = pod_role(&request.id, &bundle.spec) {
+        return create_member(global, request, &bundle, &sandbox);
+    }
+    host_world::check(&bundle.spec).map_err(ContainerRunError::from)?;
     let vm = request.vm.resolve(&bundle.spec)?;
     ensure_host_can_run_guests()?;
     let root = StateRoot::new(&global.root);
@@ -155,7 +139,10 @@ pub fn create_container(global: &GlobalOpts, request: &CreateRequest) -> Result<
             .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
         systemd_cgroup: global.systemd_cgroup,
     };
-    let launched = match daemon::launch(&config, &daemon_global_args(global, dir.path())) {
+    let launched = match daemon::launch(
+        &config,
+        &helper_global_args(global, Some(&dir.path().join(DAEMON_LOG))),
+    ) {
         Ok(launched) => launched,
         Err(e) => {
             let _ = dir.remove();
@@ -190,6 +177,102 @@ pub fn create_container(global: &GlobalOpts, request: &CreateRequest) -> Result<
         }
         let _ = dir.remove();
         return Err(e);
+    }
+    Ok(())
+}
+
+/// Creates pod member `request.id` in the VM of its sandbox `sandbox_id`:
+/// its pid is a host process standing for its init (a detached session,
+/// in the member's host cgroup) that holds `create`'s stdio, forwards
+/// signals and exits with the init's status.
+fn create_member(
+    global: &GlobalOpts,
+    request: &CreateRequest,
+    bundle: &Bundle,
+    sandbox_id: &str,
+) -> Result<(), CliError> {
+    let root = StateRoot::new(&global.root);
+    let sandbox = Container::load(&root, sandbox_id).map_err(|_| {
+        CliError::Usage(format!(
+            "the pod's sandbox {sandbox_id} does not exist (its members run in its microVM)"
+        ))
+    })?;
+    if sandbox.record().sandbox.is_some() || sandbox.status() == Status::Stopped {
+        return Err(CliError::Usage(format!(
+            "the pod's sandbox {sandbox_id} is not running"
+        )));
+    }
+    let dir = root.create(&request.id)?;
+    let _lock = dir.lock();
+    let api_socket = sandbox.dir().api_socket();
+    let launch = SessionLaunch {
+        api_socket: api_socket.clone(),
+        container: None,
+        first: ApiRequest::AddMember {
+            id: request.id.clone(),
+            bundle: bundle.dir.clone(),
+            no_pivot: request.no_pivot,
+        },
+        terminal: spec_wants_terminal(&bundle.spec),
+        console_socket: request
+            .console_socket
+            .as_ref()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+    };
+    let helper_args = helper_global_args(global, Some(&dir.path().join(DAEMON_LOG)));
+    let mut child = match exec_client::launch_detached(&helper_args, &launch) {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = dir.remove();
+            return Err(CliError::Usage(crate::error_chain(&e)));
+        }
+    };
+    let fail = |child: &mut std::process::Child, dirs: &[std::path::PathBuf], e: CliError| {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = remove_cgroup_dirs(dirs);
+        let _ = dir.remove();
+        e
+    };
+    let pid = child.id();
+    let cgroup = match HostCgroup::join_container(
+        &request.id,
+        &bundle.spec,
+        global.systemd_cgroup,
+        VmOverhead::default(),
+        pid,
+    ) {
+        Ok(cgroup) => cgroup,
+        Err(e) => {
+            return Err(fail(
+                &mut child,
+                &[],
+                CliError::Usage(crate::error_chain(&e)),
+            ));
+        }
+    };
+    let Some(identity) = ProcessIdentity::of(i32::try_from(pid).unwrap_or(-1)) else {
+        return Err(fail(
+            &mut child,
+            cgroup.dirs(),
+            CliError::Usage("the member's host process exited during create".into()),
+        ));
+    };
+    let mut record = ContainerRecord::new(&request.id, bundle, identity);
+    record.host_cgroups = cgroup.dirs().to_vec();
+    record.sandbox = Some(SandboxRef {
+        id: sandbox_id.to_owned(),
+        api_socket,
+    });
+    let recorded = dir
+        .write_record(&record)
+        .map_err(CliError::from)
+        .and_then(|()| match &request.pid_file {
+            Some(path) => write_pid_file(path, pid),
+            None => Ok(()),
+        });
+    if let Err(e) = recorded {
+        return Err(fail(&mut child, cgroup.dirs(), e));
     }
     Ok(())
 }

@@ -7,21 +7,16 @@
 //! `--detach` that process is left running and this command exits once
 //! the process runs.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use vmrun_protocol::{read_frame, write_frame};
 
 use super::create::write_pid_file;
-use super::{CliError, GlobalOpts};
+use super::{helper_global_args, CliError, GlobalOpts};
+use crate::runtime::api::ApiRequest;
 use crate::runtime::container::Container;
-use crate::runtime::detached;
-use crate::runtime::exec_client::{self, ExecLaunch, ExecReadiness};
+use crate::runtime::exec_client::{self, SessionLaunch};
 use crate::runtime::state::{StateRoot, Status};
-
-/// The hidden verb a detached exec's host process runs.
-pub const EXEC_VERB: &str = "__exec";
 
 /// Arguments of `vmrun exec` (runc 1.1's flags).
 #[derive(Debug, Clone, clap::Args)]
@@ -207,24 +202,6 @@ fn container_process(container: &Container) -> Option<Value> {
     spec.get("process").cloned()
 }
 
-/// The global flags a detached exec's host process runs with: its log goes
-/// to `--log`, never to the process's stderr.
-fn helper_global_args(global: &GlobalOpts) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["--root".into(), global.root.clone().into()];
-    let log = global.log.clone().unwrap_or_else(|| "/dev/null".into());
-    args.extend([
-        "--log".into(),
-        std::path::absolute(&log).unwrap_or(log).into(),
-    ]);
-    if global.log_format == super::LogFormat::Json {
-        args.extend(["--log-format".into(), "json".into()]);
-    }
-    if global.debug {
-        args.push("--debug".into());
-    }
-    args
-}
-
 /// Runs `vmrun exec`.
 pub fn run(global: &GlobalOpts, args: ExecArgs) -> Result<i32, CliError> {
     super::vm_args::refuse_preserved_fds(args.preserve_fds)?;
@@ -255,9 +232,12 @@ pub fn run(global: &GlobalOpts, args: ExecArgs) -> Result<i32, CliError> {
             "cannot allocate tty if runc will detach without setting console socket",
         ));
     }
-    let launch = ExecLaunch {
-        api_socket: container.dir().api_socket(),
-        process,
+    let (api_socket, target) = container.api_target();
+    let launch = SessionLaunch {
+        api_socket,
+        container: target,
+        first: ApiRequest::Exec { process },
+        terminal,
         console_socket: args
             .console_socket
             .as_ref()
@@ -277,29 +257,11 @@ pub fn run(global: &GlobalOpts, args: ExecArgs) -> Result<i32, CliError> {
 /// process, waits until the process runs, writes its pid.
 fn detach(
     global: &GlobalOpts,
-    launch: &ExecLaunch,
+    launch: &SessionLaunch,
     pid_file: Option<&std::path::Path>,
 ) -> Result<i32, CliError> {
-    let mut args = helper_global_args(global);
-    args.push(EXEC_VERB.into());
-    let spawn_err = |e: std::io::Error| usage(format!("cannot start the exec process: {e}"));
-    let (mut child, mut channel) =
-        detached::spawn(&args, launch.console_socket.is_some()).map_err(spawn_err)?;
-    let answer = write_frame(&mut channel, launch)
-        .and_then(|()| read_frame::<_, ExecReadiness>(&mut channel));
-    match answer {
-        Ok(ExecReadiness::Started) => {}
-        Ok(ExecReadiness::Failed { message }) => {
-            detached::reap(&mut child);
-            return Err(usage(message));
-        }
-        Err(_) => {
-            let how = detached::reap(&mut child);
-            return Err(usage(format!(
-                "the exec process exited before the process started ({how})"
-            )));
-        }
-    }
+    let mut child = exec_client::launch_detached(&helper_global_args(global, None), launch)
+        .map_err(|e| usage(crate::error_chain(&e)))?;
     if let Some(path) = pid_file {
         if let Err(e) = write_pid_file(path, child.id()) {
             let _ = child.kill();
@@ -308,37 +270,6 @@ fn detach(
         }
     }
     Ok(0)
-}
-
-/// The detached exec's host process (`vmrun __exec`): runs the session
-/// and exits with the process's status.
-pub fn run_detached_helper() -> i32 {
-    // SAFETY: this hidden verb is only started by `detach`, which put the
-    // channel on fd 3.
-    let mut channel = unsafe { detached::take_channel() };
-    let launch: ExecLaunch = match read_frame(&mut channel) {
-        Ok(launch) => launch,
-        Err(e) => {
-            tracing::error!("the exec process got no launch configuration: {e}");
-            return 255;
-        }
-    };
-    let ready = match channel.try_clone() {
-        Ok(ready) => ready,
-        Err(e) => {
-            tracing::error!("cannot duplicate the channel: {e}");
-            return 255;
-        }
-    };
-    match exec_client::run(launch, Some(ready)) {
-        Ok(status) => status.as_shell_status(),
-        Err(e) => {
-            let message = crate::error_chain(&e);
-            tracing::error!("{message}");
-            let _ = write_frame(&mut channel, &ExecReadiness::Failed { message });
-            255
-        }
-    }
 }
 
 #[cfg(test)]

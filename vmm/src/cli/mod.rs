@@ -163,9 +163,9 @@ pub enum Command {
     /// (internal) The container's VMM daemon started by `create`.
     #[command(name = "__vmm", hide = true)]
     VmmDaemon,
-    /// (internal) The host process of a detached exec.
-    #[command(name = "__exec", hide = true)]
-    ExecHelper,
+    /// (internal) The host process of a detached session (exec, pod member).
+    #[command(name = "__session", hide = true)]
+    SessionHelper,
     /// `vmrun DIR`: run the OCI bundle in DIR.
     #[command(external_subcommand)]
     External(Vec<OsString>),
@@ -178,6 +178,37 @@ pub enum Command {
     /// Image operations.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Measure vmrun against runc, crun, podman, QEMU microvm, Firecracker.
+}
+
+/// The global flags a helper vmrun starts (the VMM daemon, a detached
+/// session's host process) runs with: its log goes to `--log`, else to
+/// `default_log` (or nowhere) — never to the container's stderr, which is
+/// the helper's own.
+pub fn helper_global_args(
+    global: &GlobalOpts,
+    default_log: Option<&std::path::Path>,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--root".into(), global.root.clone().into()];
+    let log = global
+        .log
+        .clone()
+        .or_else(|| default_log.map(std::path::Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("/dev/null"));
+    args.extend([
+        "--log".into(),
+        std::path::absolute(&log).unwrap_or(log).into(),
+    ]);
+    if global.log_format == LogFormat::Json {
+        args.extend(["--log-format".into(), "json".into()]);
+    }
+    if global.debug {
+        args.push("--debug".into());
+    }
+    if global.systemd_cgroup {
+        args.push("--systemd-cgroup".into());
+    }
+    args
 }
 
 /// Prints the phase table to stderr (`--timings`) and/or writes it as JSON
@@ -220,7 +251,7 @@ pub fn execute(cli: Cli) -> Result<i32, CliError> {
         Command::Features(args) => features::run(args),
         Command::Spec(args) => spec::run(args),
         Command::VmmDaemon => Ok(crate::runtime::daemon::run_daemon()),
-        Command::ExecHelper => Ok(exec::run_detached_helper()),
+        Command::SessionHelper => Ok(crate::runtime::exec_client::run_detached()),
         Command::External(words) => run::run_external(&cli.global, &words),
         Command::Pull(a) => image::run(&cli.global.image_store, image::ImageVerb::Pull(a)),
         Command::Images(a) => image::run(&cli.global.image_store, image::ImageVerb::Images(a)),

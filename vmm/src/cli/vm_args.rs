@@ -8,6 +8,7 @@ use crate::check::{default_initrd, default_kernel};
 use crate::cmdline::DEFAULT_CMDLINE;
 use crate::machine::builder::{BootError, MachineBuilder};
 use crate::machine::config::{BootConfig, MachineConfig, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS};
+use crate::runtime::pod::{pod_role, PodRole, POD_MEMORY_MIB};
 
 /// Guest memory the guest kernel and agent need beside a container's own
 /// memory limit (MiB).
@@ -36,8 +37,9 @@ pub struct VmArgs {
     /// (`linux.resources.cpu.quota / period`, rounded up), at least 1.
     #[arg(long, value_name = "N")]
     pub cpus: Option<u8>,
-    /// Guest memory in MiB. Default: 128, or the spec's memory limit plus
-    /// 64 MiB for the guest kernel and agent when that is more.
+    /// Guest memory in MiB. Default: 128 (a pod's sandbox: 512), or the
+    /// spec's memory limit plus 64 MiB for the guest kernel and agent when
+    /// that is more.
     #[arg(long, value_name = "MIB")]
     pub memory: Option<u64>,
     /// Seconds to wait for the guest agent to answer.
@@ -124,9 +126,13 @@ impl VmArgs {
                 .and_then(serde_json::Value::as_i64)
                 .filter(|l| *l > 0)
                 .map(|l| (l as u64).div_ceil(1 << 20));
+            let base = match pod_role("", spec) {
+                PodRole::Sandbox => POD_MEMORY_MIB,
+                _ => DEFAULT_MEMORY_MIB,
+            };
             match limit {
-                Some(mib) => DEFAULT_MEMORY_MIB.max(mib.saturating_add(GUEST_OVERHEAD_MIB)),
-                None => DEFAULT_MEMORY_MIB,
+                Some(mib) => base.max(mib.saturating_add(GUEST_OVERHEAD_MIB)),
+                None => base,
             }
         });
         (cpus, memory)
@@ -203,6 +209,8 @@ mod tests {
         assert_eq!(none.shape(&spec), (3, 1024 + GUEST_OVERHEAD_MIB));
         let small = json!({"linux": {"resources": {"memory": {"limit": 16i64 << 20}}}});
         assert_eq!(none.shape(&small).1, DEFAULT_MEMORY_MIB);
+        let sandbox = json!({"annotations": {"io.kubernetes.cri.container-type": "sandbox"}});
+        assert_eq!(none.shape(&sandbox).1, POD_MEMORY_MIB);
         let flags = VmArgs {
             cpus: Some(2),
             memory: Some(300),

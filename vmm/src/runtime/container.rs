@@ -2,6 +2,7 @@
 //! record, its status (asked of its VMM; a VMM that is gone means
 //! `stopped`), its control socket, and how it is torn down.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::api::{ApiClient, ApiError, ApiRequest, ApiResponse};
@@ -79,12 +80,23 @@ impl Container {
         }
     }
 
-    /// A connection to its VMM ([`ApiError::Gone`] when there is none).
+    /// Where its VM's control socket is, and its name there (`None`: the
+    /// VM's main container; a pod member is named in its sandbox's VM).
+    pub fn api_target(&self) -> (PathBuf, Option<String>) {
+        match &self.record.sandbox {
+            Some(sandbox) => (sandbox.api_socket.clone(), Some(self.record.id.clone())),
+            None => (self.dir.api_socket(), None),
+        }
+    }
+
+    /// A connection to its VMM ([`ApiError::Gone`] when the process that
+    /// stands for it is gone).
     pub fn api(&self) -> Result<ApiClient, ApiError> {
         if !self.vmm_alive() {
             return Err(ApiError::Gone);
         }
-        ApiClient::connect(&self.dir.api_socket())
+        let (socket, container) = self.api_target();
+        ApiClient::connect(&socket, container.as_deref())
     }
 
     /// Kills the VMM (and with it the VM) with SIGKILL and waits until it

@@ -1,8 +1,10 @@
-//! The host process that stands for an exec'd process (`vmrun exec`): it
-//! hands its stdio to the container's VMM (which relays it to the guest
-//! process), forwards every catchable signal it receives to that process,
-//! exits with its status, and — because the VMM kills the guest process
-//! when this process's connection closes — never leaves it behind.
+//! The host process that stands for a process in a VM — an exec'd
+//! process (`vmrun exec`) or a pod member's init (`vmrun create` of a
+//! member): it opens a session on the VMM's control socket, hands its
+//! stdio to the VMM (which relays it to the guest process), forwards every
+//! catchable signal it receives to that process, exits with its status,
+//! and — because the VMM kills the guest process when this process's
+//! connection closes — never leaves it behind.
 //!
 //! With `process.terminal` the process gets a pty in the guest, relayed
 //! through a host pty: with `--console-socket` the host pty's master goes
@@ -22,28 +24,32 @@ use serde::{Deserialize, Serialize};
 use vmrun_protocol::{read_frame, write_frame, ExitStatus};
 
 use super::api::fd_passing::send_fds;
-use super::api::{ApiClient, ApiError, ApiRequest, ApiResponse};
+use super::api::{ApiCall, ApiClient, ApiError, ApiRequest, ApiResponse};
 use super::console_socket::{self, Pty};
 use super::signals::{self, SignalForwarder, RESIZE};
 use super::stdio::pump;
 use super::terminal::{self, RawMode};
 
-/// What an exec client needs (sent to a detached one over its channel).
+/// What a session client needs (sent to a detached one over its channel).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExecLaunch {
-    /// The container's control socket.
+pub struct SessionLaunch {
+    /// The VM's control socket.
     pub api_socket: PathBuf,
-    /// The OCI `process` to run.
-    pub process: serde_json::Value,
+    /// The container the session is for (`None`: the VM's main one).
+    pub container: Option<String>,
+    /// The request that opens the session: `Exec` or `AddMember`.
+    pub first: ApiRequest,
+    /// Whether the process has a terminal (`process.terminal`).
+    pub terminal: bool,
     /// Where the pty master goes (terminal processes).
     pub console_socket: Option<PathBuf>,
 }
 
-/// A detached exec client's answer to its parent.
+/// A detached session client's answer to its parent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ExecReadiness {
-    /// The process runs.
+pub enum SessionReadiness {
+    /// The process exists (an exec'd process runs; a member is created).
     Started,
     /// It could not be started.
     Failed {
@@ -111,9 +117,8 @@ fn pump_master(master: &OwnedFd) -> Result<std::sync::mpsc::Receiver<()>, ExecEr
     Ok(output_done)
 }
 
-fn exec_stdio(launch: &ExecLaunch) -> Result<ExecStdio, ExecError> {
-    let terminal = terminal::spec_wants_terminal(&serde_json::json!({ "process": launch.process }));
-    if !terminal {
+fn exec_stdio(launch: &SessionLaunch) -> Result<ExecStdio, ExecError> {
+    if !launch.terminal {
         return Ok(ExecStdio {
             fds: [0, 1, 2],
             _slave: None,
@@ -165,8 +170,11 @@ fn exec_stdio(launch: &ExecLaunch) -> Result<ExecStdio, ExecError> {
     })
 }
 
-/// Sets the process's initial terminal size from `source`.
-fn with_console_size(mut process: serde_json::Value, source: Option<RawFd>) -> serde_json::Value {
+/// Sets an exec'd process's initial terminal size from `source`.
+fn with_console_size(first: ApiRequest, source: Option<RawFd>) -> ApiRequest {
+    let ApiRequest::Exec { mut process } = first else {
+        return first;
+    };
     if let Some((rows, cols)) = source.and_then(terminal::window_size) {
         if rows > 0 && cols > 0 {
             let mut wrapper = serde_json::json!({ "process": process });
@@ -174,57 +182,49 @@ fn with_console_size(mut process: serde_json::Value, source: Option<RawFd>) -> s
             process = wrapper["process"].take();
         }
     }
-    process
+    ApiRequest::Exec { process }
 }
 
-/// Runs the exec session: starts the process, tells `ready` (a detached
-/// client's parent) once it runs, and returns its exit status.
-pub fn run(launch: ExecLaunch, ready: Option<UnixStream>) -> Result<ExitStatus, ExecError> {
+/// Runs the session: starts the process, tells `ready` (a detached
+/// client's parent) once it exists, and returns its exit status.
+pub fn run(launch: SessionLaunch, ready: Option<UnixStream>) -> Result<ExitStatus, ExecError> {
     signals::block_forwarded().map_err(io_err("block signals"))?;
     let mut stdio = exec_stdio(&launch)?;
-    let mut api = ApiClient::connect(&launch.api_socket)?;
-    let process = with_console_size(launch.process, stdio.size_source);
-    api.send(&ApiRequest::Exec { process })?;
+    let mut api = ApiClient::connect(&launch.api_socket, launch.container.as_deref())?;
+    api.send(&with_console_size(launch.first.clone(), stdio.size_source))?;
     send_fds(api.stream(), b"F", &stdio.fds).map_err(io_err("pass stdio to the VMM"))?;
     match api.receive()? {
-        ApiResponse::ExecStarted { guest_pid } => {
-            tracing::debug!(guest_pid, "exec'd process runs");
+        ApiResponse::ExecStarted { guest_pid } | ApiResponse::MemberCreated { guest_pid } => {
+            tracing::debug!(guest_pid, "the session's process exists");
         }
         other => return Err(ApiError::Unexpected(other).into()),
     }
     if let Some(mut ready) = ready {
-        let _ = write_frame(&mut ready, &ExecReadiness::Started);
+        let _ = write_frame(&mut ready, &SessionReadiness::Started);
     }
+    let container = launch.container.clone();
     let size_source = stdio.size_source;
     let writer = Arc::new(Mutex::new(
         api.stream()
             .try_clone()
             .map_err(io_err("duplicate the connection"))?,
     ));
-    let send = {
-        let writer = Arc::clone(&writer);
-        move |request: ApiRequest| {
-            let mut stream = writer.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = write_frame(&mut *stream, &request) {
-                tracing::debug!("exec: cannot forward {request:?}: {e}");
-            }
+    let send = move |request: ApiRequest| {
+        let call = ApiCall {
+            container: container.clone(),
+            request,
+        };
+        let mut stream = writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = write_frame(&mut *stream, &call) {
+            tracing::debug!("session: cannot forward {:?}: {e}", call.request);
         }
     };
-    let resize = move || {
-        if let Some((rows, cols)) = size_source.and_then(terminal::window_size) {
+    let forward = move |signal: i32| {
+        if signal != RESIZE {
+            send(ApiRequest::SessionSignal { signal });
+        } else if let Some((rows, cols)) = size_source.and_then(terminal::window_size) {
             if rows > 0 && cols > 0 {
-                send(ApiRequest::ExecResize { rows, cols });
-            }
-        }
-    };
-    let forward = {
-        let writer = Arc::clone(&writer);
-        move |signal: i32| {
-            if signal == RESIZE {
-                resize();
-            } else {
-                let mut stream = writer.lock().unwrap_or_else(|p| p.into_inner());
-                let _ = write_frame(&mut *stream, &ApiRequest::ExecSignal { signal });
+                send(ApiRequest::SessionResize { rows, cols });
             }
         }
     };
@@ -248,4 +248,76 @@ pub fn run(launch: ExecLaunch, ready: Option<UnixStream>) -> Result<ExitStatus, 
     }
     terminal::restore_host_terminal();
     outcome
+}
+
+/// The hidden verb a detached session's host process runs.
+pub const SESSION_VERB: &str = "__session";
+
+/// Why a detached session could not be launched.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The helper could not be started or talked to.
+    #[error("cannot start the session's host process")]
+    Spawn(#[source] io::Error),
+    /// It reported an error.
+    #[error("{0}")]
+    Failed(String),
+    /// It ended without a word.
+    #[error("the session's host process exited before its process existed ({0})")]
+    Died(String),
+}
+
+/// Starts a detached session's host process (`vmrun <global_args>
+/// __session`, in a session of its own, with the caller's stdio unless a
+/// console socket takes its place) and waits until its process exists.
+/// On failure the helper is gone when this returns.
+pub fn launch_detached(
+    global_args: &[std::ffi::OsString],
+    launch: &SessionLaunch,
+) -> Result<std::process::Child, LaunchError> {
+    let mut args = global_args.to_vec();
+    args.push(SESSION_VERB.into());
+    let (mut child, mut channel) = super::detached::spawn(&args, launch.console_socket.is_some())
+        .map_err(LaunchError::Spawn)?;
+    let answer = write_frame(&mut channel, launch)
+        .and_then(|()| read_frame::<_, SessionReadiness>(&mut channel));
+    match answer {
+        Ok(SessionReadiness::Started) => Ok(child),
+        Ok(SessionReadiness::Failed { message }) => {
+            super::detached::reap(&mut child);
+            Err(LaunchError::Failed(message))
+        }
+        Err(_) => Err(LaunchError::Died(super::detached::reap(&mut child))),
+    }
+}
+
+/// A detached session's host process (`vmrun __session`): runs the session
+/// and exits with its process's status.
+pub fn run_detached() -> i32 {
+    // SAFETY: this hidden verb is only started by `launch_detached`, which
+    // put the channel on fd 3.
+    let mut channel = unsafe { super::detached::take_channel() };
+    let launch: SessionLaunch = match read_frame(&mut channel) {
+        Ok(launch) => launch,
+        Err(e) => {
+            tracing::error!("the session's host process got no launch configuration: {e}");
+            return 255;
+        }
+    };
+    let ready = match channel.try_clone() {
+        Ok(ready) => ready,
+        Err(e) => {
+            tracing::error!("cannot duplicate the channel: {e}");
+            return 255;
+        }
+    };
+    match run(launch, Some(ready)) {
+        Ok(status) => status.as_shell_status(),
+        Err(e) => {
+            let message = crate::error_chain(&e);
+            tracing::error!("{message}");
+            let _ = write_frame(&mut channel, &SessionReadiness::Failed { message });
+            255
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //! - [`run`]: `vmrun run` in the foreground; [`daemon`]: the VMM daemon
 //!   `create` leaves behind; [`detached`]: how such helpers are started;
 //!   [`exec_client`]: the host process standing for an exec'd process;
+//! - [`pod`]: pods as one microVM (a sandbox boots it, members join it);
 //! - [`host_cgroup`]: the VMM in the container's host cgroup;
 //!   [`host_world`]: host bind mounts (through the VM's share) and the
 //!   host network namespace (through taps) reaching the VM;
@@ -28,6 +29,7 @@ pub mod detached;
 pub mod exec_client;
 pub mod host_cgroup;
 pub mod host_world;
+pub mod pod;
 pub mod run;
 pub mod signals;
 pub mod state;

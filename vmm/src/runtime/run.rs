@@ -138,7 +138,7 @@ pub fn run_container(
     record.network = vmm.network_record().cloned();
     state.0.write_record(&record)?;
     routing.forward_to(Arc::clone(&vmm));
-    let warnings = vmm.start()?;
+    let warnings = vmm.start(vmm.main())?;
     // Spec fields the guest ignored (e.g. AppArmor: its kernel has no LSM).
     let eol = if tty { "\r\n" } else { "\n" };
     for warning in &warnings {

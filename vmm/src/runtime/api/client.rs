@@ -6,7 +6,7 @@ use std::path::Path;
 
 use vmrun_protocol::{read_frame, write_frame, FrameError};
 
-use super::messages::{ApiRequest, ApiResponse};
+use super::messages::{ApiCall, ApiRequest, ApiResponse};
 
 /// Why a call to the VMM failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,17 +28,22 @@ pub enum ApiError {
     Unexpected(ApiResponse),
 }
 
-/// A connection to one VMM.
+/// A connection to one VMM, for one of its containers.
 #[derive(Debug)]
 pub struct ApiClient {
     stream: UnixStream,
+    container: Option<String>,
 }
 
 impl ApiClient {
-    /// Connects to the VMM listening on `socket`.
-    pub fn connect(socket: &Path) -> Result<Self, ApiError> {
+    /// Connects to the VMM listening on `socket`, for its container
+    /// `container` (`None`: the VM's main container).
+    pub fn connect(socket: &Path, container: Option<&str>) -> Result<Self, ApiError> {
         match super::socket_path::connect(socket) {
-            Ok(stream) => Ok(Self { stream }),
+            Ok(stream) => Ok(Self {
+                stream,
+                container: container.map(str::to_owned),
+            }),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -60,7 +65,11 @@ impl ApiClient {
 
     /// Sends one frame.
     pub fn send(&mut self, request: &ApiRequest) -> Result<(), ApiError> {
-        write_frame(&mut self.stream, request).map_err(ApiError::Frame)
+        let call = ApiCall {
+            container: self.container.clone(),
+            request: request.clone(),
+        };
+        write_frame(&mut self.stream, &call).map_err(ApiError::Frame)
     }
 
     /// Reads one answer; an `Error` answer becomes [`ApiError::Refused`].

@@ -1,13 +1,28 @@
 //! The messages on a VMM's control socket (`<root>/<id>/vmm.sock`), between
-//! the verbs (`start`, `kill`, `state`, `exec`, ...) and the container's
-//! VMM. Frames are vmrun-protocol's length-prefixed JSON; every request
-//! gets exactly one response, except `Exec`, which turns the connection
-//! into an exec session (see [`ApiRequest::Exec`]).
+//! the verbs (`start`, `kill`, `state`, `exec`, ...) and the VMM of a VM.
+//! Frames are vmrun-protocol's length-prefixed JSON, each an [`ApiCall`]
+//! naming the container (a VM holds its main container and, for a pod,
+//! the members added later); every request gets exactly one response,
+//! except `Exec` and `AddMember`, which turn the connection into a session
+//! (see [`ApiRequest::Exec`]).
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use vmrun_protocol::{ExitStatus, GuestProcess};
 
 use crate::runtime::state::Status;
+
+/// One frame from a verb: a request for a container of the VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiCall {
+    /// The container (absent: the VM's main container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The request.
+    pub request: ApiRequest,
+}
 
 /// A request from a verb to the VMM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,19 +58,34 @@ pub enum ApiRequest {
     /// slave three times) with SCM_RIGHTS on a one-byte message. The VMM
     /// answers `ExecStarted`, then `Exited` when the process ends (after
     /// its output was delivered). Until then the client may send
-    /// `ExecSignal` and `ExecResize`; if the client's connection closes
-    /// first, the process is killed.
+    /// `SessionSignal` and `SessionResize`; if the client's connection
+    /// closes first, the process is killed.
     Exec {
         /// The OCI runtime-spec `process` object.
         process: serde_json::Value,
     },
-    /// In an exec session: signal the exec'd process.
-    ExecSignal {
+    /// Start a pod member's session: create container `id` from the
+    /// bundle at `bundle` in this VM, joining the main container's
+    /// namespaces where its spec names namespace paths. The stdio
+    /// descriptors follow as for `Exec`; the VMM answers `MemberCreated`
+    /// once the member exists (not started), then `Exited` when its init
+    /// ends. `SessionSignal`/`SessionResize` reach its init; if the
+    /// connection closes first, the member is killed and removed.
+    AddMember {
+        /// The member's container id.
+        id: String,
+        /// Its bundle directory on the host.
+        bundle: PathBuf,
+        /// `--no-pivot`.
+        no_pivot: bool,
+    },
+    /// In a session: signal its process.
+    SessionSignal {
         /// Signal number.
         signal: i32,
     },
-    /// In an exec session: resize the exec'd process's terminal.
-    ExecResize {
+    /// In a session: resize its process's terminal.
+    SessionResize {
         /// Rows.
         rows: u16,
         /// Columns.
@@ -90,6 +120,11 @@ pub enum ApiResponse {
         host_pids: Vec<i32>,
         /// The container's processes in the guest.
         guest: Vec<GuestProcess>,
+    },
+    /// `AddMember`: the member exists (its init waits for `Start`).
+    MemberCreated {
+        /// Its init's pid in the guest.
+        guest_pid: i32,
     },
     /// `Exec`: the process runs.
     ExecStarted {

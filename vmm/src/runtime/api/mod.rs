@@ -10,4 +10,4 @@ pub mod messages;
 pub mod socket_path;
 
 pub use client::{ApiClient, ApiError};
-pub use messages::{ApiRequest, ApiResponse};
+pub use messages::{ApiCall, ApiRequest, ApiResponse};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use vmrun_protocol::{read_frame, write_frame, FrameError};
 
 use super::{ContainerRunError, ContainerVmm};
-use crate::runtime::api::{ApiRequest, ApiResponse};
+use crate::runtime::api::{ApiCall, ApiRequest, ApiResponse};
 
 /// Most control connections served at once.
 pub const MAX_CONNECTIONS: usize = 128;
@@ -86,8 +86,8 @@ fn answer<T>(
 
 fn serve_connection(vmm: &Arc<ContainerVmm>, mut conn: UnixStream) {
     loop {
-        let request: ApiRequest = match read_frame(&mut conn) {
-            Ok(request) => request,
+        let call: ApiCall = match read_frame(&mut conn) {
+            Ok(call) => call,
             Err(FrameError::Malformed(e)) => {
                 let message = format!("malformed request: {e}");
                 if write_frame(&mut conn, &ApiResponse::Error { message }).is_err() {
@@ -97,29 +97,59 @@ fn serve_connection(vmm: &Arc<ContainerVmm>, mut conn: UnixStream) {
             }
             Err(_) => return,
         };
-        let response = match request {
+        if let ApiRequest::AddMember {
+            id,
+            bundle,
+            no_pivot,
+        } = call.request
+        {
+            vmm.member_session(conn, &id, &bundle, no_pivot);
+            return;
+        }
+        let slot = match vmm.slot(call.container.as_deref()) {
+            Ok(slot) => slot,
+            Err(e) => {
+                let message = crate::error_chain(&e);
+                if write_frame(&mut conn, &ApiResponse::Error { message }).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let response = match call.request {
             ApiRequest::Exec { process } => {
-                vmm.exec_session(conn, process);
+                vmm.exec_session(slot, conn, process);
                 return;
             }
-            ApiRequest::Start => answer(vmm.start(), |warnings| ApiResponse::Started { warnings }),
-            ApiRequest::Kill { signal, all } => answer(vmm.kill(signal, all), |()| ApiResponse::Ok),
+            ApiRequest::Start => answer(vmm.start(&slot), |warnings| ApiResponse::Started {
+                warnings,
+            }),
+            ApiRequest::Kill { signal, all } => {
+                answer(vmm.kill(&slot, signal, all), |()| ApiResponse::Ok)
+            }
             ApiRequest::State => ApiResponse::State {
-                status: vmm.status(),
+                status: slot.status(),
             },
-            ApiRequest::Pause => answer(vmm.pause(), |()| ApiResponse::Ok),
-            ApiRequest::Resume => answer(vmm.resume(), |()| ApiResponse::Ok),
-            ApiRequest::Update { resources } => answer(vmm.update(resources), |()| ApiResponse::Ok),
-            ApiRequest::Stats => answer(vmm.stats(), |stats| ApiResponse::Stats { stats }),
+            ApiRequest::Pause => answer(vmm.pause(&slot), |()| ApiResponse::Ok),
+            ApiRequest::Resume => answer(vmm.resume(&slot), |()| ApiResponse::Ok),
+            ApiRequest::Update { resources } => {
+                answer(vmm.update(&slot, resources), |()| ApiResponse::Ok)
+            }
+            ApiRequest::Stats => answer(vmm.stats(&slot), |stats| ApiResponse::Stats { stats }),
             ApiRequest::Processes => {
-                answer(vmm.guest_processes(), |guest| ApiResponse::Processes {
-                    host_pids: vmm.host_pids(),
+                answer(vmm.guest_processes(&slot), |guest| ApiResponse::Processes {
+                    host_pids: slot.host_pids(),
                     guest,
                 })
             }
-            ApiRequest::ExecSignal { .. } | ApiRequest::ExecResize { .. } => ApiResponse::Error {
-                message: "not in an exec session".into(),
+            ApiRequest::AddMember { .. } => ApiResponse::Error {
+                message: "a member session needs its own connection".into(),
             },
+            ApiRequest::SessionSignal { .. } | ApiRequest::SessionResize { .. } => {
+                ApiResponse::Error {
+                    message: "not in a session".into(),
+                }
+            }
         };
         if write_frame(&mut conn, &response).is_err() {
             return;

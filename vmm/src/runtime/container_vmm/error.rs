@@ -45,6 +45,9 @@ pub enum ContainerRunError {
     /// The request does not fit the container's state (runc's words).
     #[error("{0}")]
     State(String),
+    /// A pod member's bundle cannot be run.
+    #[error(transparent)]
+    Bundle(#[from] crate::runtime::bundle::BundleError),
     /// The container's state directory could not be written.
     #[error(transparent)]
     Record(#[from] crate::runtime::state::StateError),

@@ -1,25 +1,31 @@
-//! One container's VMM: the microVM, the agent session over vsock, the
-//! container's status and stdio, and its exec sessions. The same object
-//! serves `vmrun run` in the foreground and the daemon `vmrun create`
-//! leaves behind; verbs reach it through its control socket
-//! ([`api_server`]).
+//! A microVM with its containers: the VM, the agent session over vsock,
+//! the VM's own ("main") container — the only one, or a pod's sandbox —
+//! and the pod members added later ([`members`]), each with its status,
+//! stdio and exec sessions ([`slot`]). The same object serves `vmrun run`
+//! in the foreground and the daemon `vmrun create` leaves behind; verbs
+//! reach it through its control socket ([`api_server`]).
 //!
 //! Life: [`ContainerVmm::boot`] builds and boots the VM, connects to the
-//! agent and creates the container (its init exists and waits; stdio is
-//! connected) → [`ContainerVmm::start`] runs the process →
-//! [`ContainerVmm::wait_exit`] returns its status once it exited, its
-//! output was delivered and the VM is gone.
+//! agent and creates the main container (its init exists and waits;
+//! stdio is connected) → [`ContainerVmm::start`] runs a process →
+//! [`ContainerVmm::wait_exit`] returns the main container's status once
+//! it exited, its output was delivered and the VM is gone.
 
 pub mod api_server;
 pub mod error;
 pub mod execs;
+pub mod members;
 pub mod signal_routing;
+pub mod slot;
 pub mod vm_handle;
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,6 +38,7 @@ use vmrun_virtio::{VsockHost, VsockListener};
 use super::bundle::Bundle;
 use super::console_tail::ConsoleTail;
 use super::host_cgroup::{HostCgroup, VmOverhead};
+use super::host_world::shared_tree::SharedTree;
 use super::host_world::{HostWorld, NetworkRecord};
 use super::state::Status;
 use super::stdio::{relay_input, OutputRelay};
@@ -39,11 +46,17 @@ use super::terminal::{self, RawMode, HOST_TTY_FD};
 use crate::machine::builder::MachineBuilder;
 use crate::timings::Timings;
 pub use error::{ContainerRunError, STDIO_ACCEPT_TIMEOUT};
-use execs::ExecTable;
+use slot::{InitOutput, Slot};
 use vm_handle::VmHandle;
 
-/// Host vsock ports the agent connects to for the init's stdin, stdout, stderr.
+/// Host vsock ports the agent connects to for the main container's stdin,
+/// stdout, stderr.
 pub const STDIO_PORTS: [u32; 3] = [2000, 2001, 2002];
+/// Host vsock ports for the stdio of members and exec sessions are taken,
+/// three at a time, from here...
+const FIRST_DYNAMIC_PORT: u32 = 3000;
+/// ...up to here (then from the start again).
+const LAST_DYNAMIC_PORT: u32 = 60_000;
 /// How long to wait for stdout/stderr to end after a process exited.
 pub const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the guest gets to power off after `Shutdown`.
@@ -53,7 +66,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// thread reports why).
 const VM_END_GRACE: Duration = Duration::from_secs(2);
 
-/// Where the container's init gets its stdio on the host.
+/// Where the main container's init gets its stdio on the host.
 #[derive(Debug)]
 pub enum InitStdio {
     /// This process's fds 0-2 (the caller's). With `process.terminal`,
@@ -66,7 +79,7 @@ pub enum InitStdio {
     Pty(OwnedFd),
 }
 
-/// Everything needed to boot one container.
+/// Everything needed to boot a VM and its main container.
 #[derive(Debug)]
 pub struct VmmOptions {
     /// Container id.
@@ -90,28 +103,39 @@ pub struct VmmOptions {
     pub state_dir: PathBuf,
 }
 
-/// The init's output relays, finished when it exits.
-#[derive(Debug)]
-struct InitOutput {
-    stdout: OutputRelay,
-    stderr: OutputRelay,
+/// A container's stdio on the host: what its input comes from and where
+/// its output goes.
+pub struct HostStdio {
+    /// Copied into the container's stdin.
+    pub stdin: Box<dyn Read + Send>,
+    /// Receives its stdout.
+    pub stdout: Box<dyn Write + Send>,
+    /// Receives its stderr.
+    pub stderr: Box<dyn Write + Send>,
 }
 
-/// A booted container (see the module docs).
+impl HostStdio {
+    /// Descriptors received from a client (stdin, stdout, stderr).
+    pub fn from_fds([stdin, stdout, stderr]: [OwnedFd; 3]) -> Self {
+        Self {
+            stdin: Box::new(File::from(stdin)),
+            stdout: Box::new(File::from(stdout)),
+            stderr: Box::new(File::from(stderr)),
+        }
+    }
+}
+
+/// A booted VM and its containers (see the module docs).
 #[derive(Debug)]
 pub struct ContainerVmm {
-    id: String,
+    main: Arc<Slot>,
+    members: Mutex<HashMap<String, Arc<Slot>>>,
     vm: VmHandle,
     host: VsockHost,
     client: Arc<ControlClient>,
-    status: Mutex<Status>,
-    output: Mutex<Option<InitOutput>>,
-    /// The terminal whose size the container's terminal follows.
-    resize_source: Option<RawFd>,
-    /// Keeps the pty slave open while the container runs.
-    _pty: Option<OwnedFd>,
     raw_mode: Mutex<Option<RawMode>>,
-    execs: ExecTable,
+    next_ports: AtomicU64,
+    tree: SharedTree,
     host_cgroup: Option<(HostCgroup, VmOverhead)>,
     network_record: Option<NetworkRecord>,
 }
@@ -170,6 +194,45 @@ fn listen_stdio(
     Ok([listen(ports[0])?, listen(ports[1])?, listen(ports[2])?])
 }
 
+/// The agent-side stdio ports as the protocol names them.
+fn stdio_ports([stdin, stdout, stderr]: [u32; 3]) -> StdioPorts {
+    StdioPorts {
+        stdin: Some(stdin),
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+    }
+}
+
+/// Accepts the agent's three stdio connections on `listeners` (then stops
+/// listening) and relays them to `stdio`.
+fn connect_stdio(
+    host: &VsockHost,
+    ports: [u32; 3],
+    listeners: [VsockListener; 3],
+    stdio: HostStdio,
+) -> Result<InitOutput, ContainerRunError> {
+    let [stdin_l, stdout_l, stderr_l] = listeners;
+    let streams = (|| {
+        Ok::<_, ContainerRunError>((
+            accept(&stdin_l, "stdin")?,
+            accept(&stdout_l, "stdout")?,
+            accept(&stderr_l, "stderr")?,
+        ))
+    })();
+    for port in ports {
+        host.unlisten(port);
+    }
+    let (stdin, stdout, stderr) = streams?;
+    let io = |what| move |e| ContainerRunError::Io(what, e);
+    relay_input("stdin", stdio.stdin, stdin).map_err(io("start the stdin relay"))?;
+    Ok(InitOutput {
+        stdout: OutputRelay::start("stdout", stdout, stdio.stdout)
+            .map_err(io("start the stdout relay"))?,
+        stderr: OutputRelay::start("stderr", stderr, stdio.stderr)
+            .map_err(io("start the stderr relay"))?,
+    })
+}
+
 /// Duplicates `fd` into a `File` (for a relay end).
 fn dup_file(fd: &impl AsRawFd) -> Result<File, ContainerRunError> {
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) only creates a new descriptor.
@@ -188,8 +251,13 @@ fn state_error(message: impl Into<String>) -> ContainerRunError {
     ContainerRunError::State(message.into())
 }
 
+/// This process's pid.
+fn own_pid() -> i32 {
+    i32::try_from(std::process::id()).unwrap_or(i32::MAX)
+}
+
 impl ContainerVmm {
-    /// Boots the VM and creates the container (see the module docs).
+    /// Boots the VM and creates its main container (see the module docs).
     pub fn boot(options: VmmOptions, timings: Arc<Timings>) -> Result<Self, ContainerRunError> {
         let VmmOptions {
             id,
@@ -207,7 +275,7 @@ impl ContainerVmm {
         let network_record = world.network_record.clone();
         let (vm, host) = VmHandle::start(machine, world.devices, &console, timings)?;
         let client = Arc::new(connect_agent(&vm, &host, agent_timeout)?);
-        let [stdin_l, stdout_l, stderr_l] = listen_stdio(&host, STDIO_PORTS)?;
+        let listeners = listen_stdio(&host, STDIO_PORTS)?;
         let mut spec = world.spec;
         let resize_source = match &stdio {
             InitStdio::Inherited if tty && terminal::is_terminal(HOST_TTY_FD) => Some(HOST_TTY_FD),
@@ -221,77 +289,65 @@ impl ContainerVmm {
                 terminal::set_console_size(&mut spec, size);
             }
         }
-        let [in_port, out_port, err_port] = STDIO_PORTS;
         let create = Request::Create {
             id: id.clone(),
             spec,
             rootfs: world.rootfs,
-            stdio: StdioPorts {
-                stdin: Some(in_port),
-                stdout: Some(out_port),
-                stderr: Some(err_port),
-            },
+            stdio: stdio_ports(STDIO_PORTS),
             no_pivot,
             shares: world.shares,
             network: world.network,
         };
-        match client.call(create) {
-            Ok(Response::Created { pid }) => tracing::debug!(guest_pid = pid, "container created"),
+        let guest_pid = match client.call(create) {
+            Ok(Response::Created { pid }) => pid,
             Ok(other) => return Err(ContainerRunError::Unexpected("Create", other)),
             Err(e) => {
                 return Err(vm.failure_or(ContainerRunError::Request("Create", e), VM_END_GRACE))
             }
-        }
-        let stdin = accept(&stdin_l, "stdin")?;
-        let stdout = accept(&stdout_l, "stdout")?;
-        let stderr = accept(&stderr_l, "stderr")?;
-        for port in STDIO_PORTS {
-            host.unlisten(port);
-        }
-        let io = |what| move |e| ContainerRunError::Io(what, e);
-        let (output, pty) = match stdio {
-            InitStdio::Inherited => {
-                relay_input("stdin", std::io::stdin(), stdin)
-                    .map_err(io("start the stdin relay"))?;
-                let output = InitOutput {
-                    stdout: OutputRelay::start("stdout", stdout, std::io::stdout())
-                        .map_err(io("start the stdout relay"))?,
-                    stderr: OutputRelay::start("stderr", stderr, std::io::stderr())
-                        .map_err(io("start the stderr relay"))?,
-                };
-                (output, None)
-            }
-            InitStdio::Pty(slave) => {
-                relay_input("stdin", dup_file(&slave)?, stdin)
-                    .map_err(io("start the stdin relay"))?;
-                let output = InitOutput {
-                    stdout: OutputRelay::start("stdout", stdout, dup_file(&slave)?)
-                        .map_err(io("start the stdout relay"))?,
-                    stderr: OutputRelay::start("stderr", stderr, dup_file(&slave)?)
-                        .map_err(io("start the stderr relay"))?,
-                };
-                (output, Some(slave))
-            }
         };
+        tracing::debug!(guest_pid, "container created");
+        let (host_stdio, pty) = match stdio {
+            InitStdio::Inherited => (
+                HostStdio {
+                    stdin: Box::new(std::io::stdin()),
+                    stdout: Box::new(std::io::stdout()),
+                    stderr: Box::new(std::io::stderr()),
+                },
+                None,
+            ),
+            InitStdio::Pty(slave) => (
+                HostStdio {
+                    stdin: Box::new(dup_file(&slave)?),
+                    stdout: Box::new(dup_file(&slave)?),
+                    stderr: Box::new(dup_file(&slave)?),
+                },
+                Some(slave),
+            ),
+        };
+        let output = connect_stdio(&host, STDIO_PORTS, listeners, host_stdio)?;
+        let main = Slot::created(&id, output, resize_source, pty, own_pid(), guest_pid);
         Ok(Self {
-            id,
+            main: Arc::new(main),
+            members: Mutex::new(HashMap::new()),
             vm,
             host,
             client,
-            status: Mutex::new(Status::Created),
-            output: Mutex::new(Some(output)),
-            resize_source,
-            _pty: pty,
             raw_mode: Mutex::new(None),
-            execs: ExecTable::default(),
+            next_ports: AtomicU64::new(0),
+            tree: world.tree,
             host_cgroup,
             network_record,
         })
     }
 
-    /// The container id.
+    /// The main container's id.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.main.id
+    }
+
+    /// The main container.
+    pub fn main(&self) -> &Arc<Slot> {
+        &self.main
     }
 
     /// What `delete` must undo of the network plumbing, if anything.
@@ -299,9 +355,24 @@ impl ContainerVmm {
         self.network_record.as_ref()
     }
 
-    /// The container's status.
-    pub fn status(&self) -> Status {
-        *lock(&self.status)
+    /// The container `id` (`None`: the main one); "does not exist" otherwise.
+    pub fn slot(&self, id: Option<&str>) -> Result<Arc<Slot>, ContainerRunError> {
+        match id {
+            None => Ok(Arc::clone(&self.main)),
+            Some(id) if id == self.main.id => Ok(Arc::clone(&self.main)),
+            Some(id) => lock(&self.members)
+                .get(id)
+                .cloned()
+                .ok_or_else(|| state_error(format!("container {id} does not exist"))),
+        }
+    }
+
+    /// Three fresh host vsock ports for a process's stdio.
+    fn take_ports(&self) -> [u32; 3] {
+        let span = u64::from((LAST_DYNAMIC_PORT - FIRST_DYNAMIC_PORT) / 3);
+        let n = self.next_ports.fetch_add(1, Ordering::Relaxed) % span;
+        let first = FIRST_DYNAMIC_PORT + 3 * u32::try_from(n).unwrap_or(0);
+        [first, first + 1, first + 2]
     }
 
     /// Sends `request` to the agent; when it fails because the microVM
@@ -324,8 +395,8 @@ impl ContainerVmm {
 
     /// Runs the created container's process (runc's `start`); returns the
     /// spec fields the guest ignored.
-    pub fn start(&self) -> Result<Vec<String>, ContainerRunError> {
-        let mut status = lock(&self.status);
+    pub fn start(&self, slot: &Slot) -> Result<Vec<String>, ContainerRunError> {
+        let mut status = lock(&slot.status);
         match *status {
             Status::Created => {}
             Status::Stopped => {
@@ -335,7 +406,7 @@ impl ContainerVmm {
                 return Err(state_error("cannot start an already running container"))
             }
         }
-        if self.resize_source == Some(HOST_TTY_FD) {
+        if slot.resize_source == Some(HOST_TTY_FD) {
             // Raw mode only for a terminal container on a host terminal;
             // restored when the container exits (or by the signal path).
             let raw = RawMode::enter(HOST_TTY_FD)
@@ -343,10 +414,14 @@ impl ContainerVmm {
             *lock(&self.raw_mode) = raw;
         }
         let request = Request::Start {
-            id: self.id.clone(),
+            id: slot.id.clone(),
         };
         let warnings = match self.call("Start", request) {
             Ok(Response::Started { warnings }) => warnings,
+            Ok(Response::Error { message }) => {
+                lock(&self.raw_mode).take();
+                return Err(state_error(message));
+            }
             Ok(other) => {
                 lock(&self.raw_mode).take();
                 return Err(ContainerRunError::Unexpected("Start", other));
@@ -359,17 +434,18 @@ impl ContainerVmm {
         *status = Status::Running;
         drop(status);
         // A resize between Create and Start found no process yet.
-        self.resize();
+        self.resize(slot);
         Ok(warnings)
     }
 
-    /// Sends `signal` to the init (or, with `all`, to every process).
-    pub fn kill(&self, signal: i32, all: bool) -> Result<(), ContainerRunError> {
-        if self.status() == Status::Stopped {
+    /// Sends `signal` to the container's init (or, with `all`, to every
+    /// process of the container).
+    pub fn kill(&self, slot: &Slot, signal: i32, all: bool) -> Result<(), ContainerRunError> {
+        if slot.status() == Status::Stopped {
             return Err(state_error("container not running"));
         }
         let request = Request::Signal {
-            id: self.id.clone(),
+            id: slot.id.clone(),
             signal,
             all,
             exec_id: None,
@@ -377,17 +453,17 @@ impl ContainerVmm {
         self.call_ok("Signal", request)
     }
 
-    /// Sets the container terminal's size from the host terminal's (after
+    /// Sets the container terminal's size from its host terminal's (after
     /// SIGWINCH); nothing without a terminal.
-    pub fn resize(&self) {
-        let Some((rows, cols)) = self.resize_source.and_then(terminal::window_size) else {
+    pub fn resize(&self, slot: &Slot) {
+        let Some((rows, cols)) = slot.resize_source.and_then(terminal::window_size) else {
             return;
         };
-        if self.status() != Status::Running || rows == 0 || cols == 0 {
+        if slot.status() != Status::Running || rows == 0 || cols == 0 {
             return;
         }
         let request = Request::Resize {
-            id: self.id.clone(),
+            id: slot.id.clone(),
             rows,
             cols,
             exec_id: None,
@@ -398,15 +474,15 @@ impl ContainerVmm {
     }
 
     /// Freezes the container.
-    pub fn pause(&self) -> Result<(), ContainerRunError> {
-        let mut status = lock(&self.status);
+    pub fn pause(&self, slot: &Slot) -> Result<(), ContainerRunError> {
+        let mut status = lock(&slot.status);
         if *status != Status::Running {
             return Err(state_error("container not running"));
         }
         self.call_ok(
             "Pause",
             Request::Pause {
-                id: self.id.clone(),
+                id: slot.id.clone(),
             },
         )?;
         *status = Status::Paused;
@@ -414,49 +490,51 @@ impl ContainerVmm {
     }
 
     /// Thaws the container.
-    pub fn resume(&self) -> Result<(), ContainerRunError> {
-        let mut status = lock(&self.status);
+    pub fn resume(&self, slot: &Slot) -> Result<(), ContainerRunError> {
+        let mut status = lock(&slot.status);
         if *status != Status::Paused {
             return Err(state_error("container not paused"));
         }
         self.call_ok(
             "Resume",
             Request::Resume {
-                id: self.id.clone(),
+                id: slot.id.clone(),
             },
         )?;
         *status = Status::Running;
         Ok(())
     }
 
-    /// Applies new cgroup limits in the guest, then to the VMM's host
-    /// cgroup (plus the VM's own cost).
-    pub fn update(&self, resources: Value) -> Result<(), ContainerRunError> {
-        if self.status() == Status::Stopped {
+    /// Applies new cgroup limits in the guest, then (for the main
+    /// container) to the VMM's host cgroup plus the VM's own cost.
+    pub fn update(&self, slot: &Slot, resources: Value) -> Result<(), ContainerRunError> {
+        if slot.status() == Status::Stopped {
             return Err(state_error("container not running"));
         }
         self.call_ok(
             "Update",
             Request::Update {
-                id: self.id.clone(),
+                id: slot.id.clone(),
                 resources: resources.clone(),
             },
         )?;
-        if let Some((cgroup, overhead)) = &self.host_cgroup {
-            cgroup
-                .update(&resources, *overhead)
-                .map_err(|e| state_error(crate::error_chain(&e)))?;
+        if std::ptr::eq(slot, &*self.main) {
+            if let Some((cgroup, overhead)) = &self.host_cgroup {
+                cgroup
+                    .update(&resources, *overhead)
+                    .map_err(|e| state_error(crate::error_chain(&e)))?;
+            }
         }
         Ok(())
     }
 
     /// Resource usage (runc's `events --stats` data).
-    pub fn stats(&self) -> Result<Value, ContainerRunError> {
-        if self.status() == Status::Stopped {
+    pub fn stats(&self, slot: &Slot) -> Result<Value, ContainerRunError> {
+        if slot.status() == Status::Stopped {
             return Err(state_error("container not running"));
         }
         let request = Request::Stats {
-            id: self.id.clone(),
+            id: slot.id.clone(),
         };
         match self.call("Stats", request)? {
             Response::Stats { stats } => Ok(stats),
@@ -466,12 +544,12 @@ impl ContainerVmm {
     }
 
     /// The container's processes in the guest.
-    pub fn guest_processes(&self) -> Result<Vec<GuestProcess>, ContainerRunError> {
-        if self.status() == Status::Stopped {
+    pub fn guest_processes(&self, slot: &Slot) -> Result<Vec<GuestProcess>, ContainerRunError> {
+        if slot.status() == Status::Stopped {
             return Ok(Vec::new());
         }
         let request = Request::Processes {
-            id: self.id.clone(),
+            id: slot.id.clone(),
         };
         match self.call("Processes", request)? {
             Response::Processes { processes } => Ok(processes),
@@ -480,34 +558,33 @@ impl ContainerVmm {
         }
     }
 
-    /// Host pids of the container: this VMM, then each exec session's client.
-    pub fn host_pids(&self) -> Vec<i32> {
-        let mut pids = vec![i32::try_from(std::process::id()).unwrap_or(i32::MAX)];
-        pids.extend(self.execs.client_pids());
-        pids
-    }
-
-    /// Waits until the init exited, its output was delivered and the VM is
-    /// gone; returns how the init ended.
-    pub fn wait_exit(&self) -> Result<ExitStatus, ContainerRunError> {
+    /// Waits for the agent's report that `slot`'s init exited, then marks
+    /// it stopped once its output was delivered.
+    fn wait_for(&self, slot: &Slot) -> Result<ExitStatus, ContainerRunError> {
         let wait = Request::Wait {
-            id: self.id.clone(),
+            id: slot.id.clone(),
             exec_id: None,
         };
         let outcome = match self.call("Wait", wait) {
             Ok(Response::Exited { status }) => Ok(status),
+            Ok(Response::Error { message }) => Err(state_error(message)),
             Ok(other) => Err(ContainerRunError::Unexpected("Wait", other)),
             Err(e) => Err(e),
         };
-        *lock(&self.status) = Status::Stopped;
-        let status = outcome?;
-        tracing::debug!(?status, "container exited");
-        if let Some(output) = lock(&self.output).take() {
-            let deadline = Instant::now() + OUTPUT_DRAIN_TIMEOUT;
-            output.stdout.finish(deadline);
-            output.stderr.finish(deadline);
+        slot.stopped();
+        outcome
+    }
+
+    /// Waits until the main container's init exited, its output was
+    /// delivered and the VM is gone; returns how the init ended.
+    pub fn wait_exit(&self) -> Result<ExitStatus, ContainerRunError> {
+        let outcome = self.wait_for(&self.main);
+        for member in lock(&self.members).values() {
+            *lock(&member.status) = Status::Stopped;
         }
         lock(&self.raw_mode).take();
+        let status = outcome?;
+        tracing::debug!(?status, "container exited");
         self.shutdown();
         Ok(status)
     }

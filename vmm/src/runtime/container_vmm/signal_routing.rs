@@ -34,11 +34,11 @@ impl SignalRouting {
         let forwarder = SignalForwarder::start(move |signal| {
             let current = lock(&routed).clone();
             match current {
-                Target::Container(vmm) if signal == RESIZE => vmm.resize(),
+                Target::Container(vmm) if signal == RESIZE => vmm.resize(vmm.main()),
                 _ if signal == RESIZE => {}
                 Target::Container(vmm) => {
                     tracing::debug!(signal, "forwarding to the container");
-                    if let Err(e) = vmm.kill(signal, false) {
+                    if let Err(e) = vmm.kill(vmm.main(), signal, false) {
                         tracing::debug!("cannot forward signal {signal}: {e}");
                     }
                 }

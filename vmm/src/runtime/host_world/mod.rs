@@ -84,6 +84,8 @@ pub struct HostWorld {
     pub devices: Vec<Box<dyn VirtioDevice>>,
     /// What `delete` must undo, if anything.
     pub network_record: Option<NetworkRecord>,
+    /// The VM's share (pod members are exposed in it later).
+    pub tree: SharedTree,
 }
 
 impl std::fmt::Debug for HostWorld {
@@ -144,28 +146,10 @@ impl HostWorld {
             }
         }
         let tree = SharedTree::create(&state_dir.join(SHARE_DIR))?;
-        let guest = |rel: &Path| Path::new(SHARES_DIR).join(SHARE_TAG).join(rel);
-        for bind in mounts::host_binds(&spec)? {
-            let rel = tree.bind(
-                &mounts::share_path(id, bind.index),
-                &bind.source,
-                bind.readonly,
-                bind.recursive,
-            )?;
-            mounts::rewrite_source(&mut spec, bind.index, &guest(&rel));
-        }
+        expose_binds(&tree, id, &mut spec)?;
         let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
         let rootfs = match &bundle.rootfs {
-            HostRootfs::Dir(dir) => {
-                // Writable even for `root.readonly`, as runc's rootfs is:
-                // mount points are made in it before the container runtime
-                // in the guest remounts the container's `/` read-only.
-                let rel = tree.bind(&mounts::rootfs_share_path(id), dir, false, true)?;
-                RootfsSource::VirtioFs {
-                    tag: SHARE_TAG.into(),
-                    path: Some(rel.display().to_string()),
-                }
-            }
+            HostRootfs::Dir(dir) => expose_rootfs(&tree, id, dir)?,
             HostRootfs::Image { path, fstype } => {
                 let block = Block::open(path, bundle.readonly)
                     .map_err(|e| HostWorldError::Block(path.clone(), e))?;
@@ -193,6 +177,43 @@ impl HostWorld {
             network,
             devices,
             network_record,
+            tree,
         })
     }
+}
+
+/// Exposes each host bind source of `spec` in `tree` under container
+/// `id`, rewriting the sources to the guest's view of the share.
+pub fn expose_binds(tree: &SharedTree, id: &str, spec: &mut Value) -> Result<(), HostWorldError> {
+    for bind in mounts::host_binds(spec)? {
+        let rel = tree.bind(
+            &mounts::share_path(id, bind.index),
+            &bind.source,
+            bind.readonly,
+            bind.recursive,
+        )?;
+        mounts::rewrite_source(spec, bind.index, &guest_path(&rel));
+    }
+    Ok(())
+}
+
+/// Exposes container `id`'s rootfs directory `dir` in `tree`. Writable
+/// even for `root.readonly`, as runc's rootfs is: mount points are made
+/// in it before the container runtime in the guest remounts the
+/// container's `/` read-only.
+pub fn expose_rootfs(
+    tree: &SharedTree,
+    id: &str,
+    dir: &Path,
+) -> Result<RootfsSource, HostWorldError> {
+    let rel = tree.bind(&mounts::rootfs_share_path(id), dir, false, true)?;
+    Ok(RootfsSource::VirtioFs {
+        tag: SHARE_TAG.into(),
+        path: Some(rel.display().to_string()),
+    })
+}
+
+/// Where the guest sees `rel` of the share.
+fn guest_path(rel: &Path) -> PathBuf {
+    Path::new(SHARES_DIR).join(SHARE_TAG).join(rel)
 }

@@ -103,6 +103,14 @@ impl SharedTree {
         &self.root
     }
 
+    /// Detaches everything below `rel` (a container's part of the tree)
+    /// and removes it.
+    pub fn release(&self, rel: &Path) -> Result<(), SharedTreeError> {
+        let target = self.root.join(rel);
+        crate::runtime::state::remove::remove_state_tree(&target)
+            .map_err(|e| SharedTreeError::Make(target, e))
+    }
+
     /// Bind-mounts `source` (a directory or file on the host) at `rel`
     /// within the tree, read-only if asked, recursively if asked (`rbind`);
     /// returns `rel` for the guest (below `SHARES_DIR/<tag>`).

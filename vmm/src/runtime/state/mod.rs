@@ -23,7 +23,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub use liveness::ProcessIdentity;
-pub use record::{ContainerRecord, PrintedState, Status};
+pub use record::{ContainerRecord, PrintedState, SandboxRef, Status};
 
 /// The state file's name.
 pub const STATE_FILE: &str = "state.json";
@@ -261,6 +261,7 @@ mod tests {
             annotations: Default::default(),
             host_cgroups: vec![],
             network: None,
+            sandbox: None,
         }
     }
 

@@ -72,6 +72,19 @@ pub struct ContainerRecord {
     /// The network plumbing `delete` undoes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<crate::runtime::host_world::NetworkRecord>,
+    /// For a pod member: the sandbox whose VM holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxRef>,
+}
+
+/// The sandbox (pod) a member container lives in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxRef {
+    /// The sandbox's container id.
+    pub id: String,
+    /// Its VMM's control socket.
+    pub api_socket: PathBuf,
 }
 
 /// The JSON `vmrun state` prints: runc's `containerState`, field for field.
@@ -131,6 +144,7 @@ impl ContainerRecord {
             annotations,
             host_cgroups: Vec::new(),
             network: None,
+            sandbox: None,
         }
     }
 
@@ -178,6 +192,7 @@ mod tests {
             annotations: BTreeMap::from([("k".to_string(), "v".to_string())]),
             host_cgroups: vec![],
             network: None,
+            sandbox: None,
         }
     }
 

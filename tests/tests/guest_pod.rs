@@ -1,0 +1,209 @@
+//! Pods as one microVM, in real guests, driven as containerd's CRI and
+//! podman drive runc: a sandbox (annotation `container-type: sandbox`)
+//! boots the VM; two members (`container` + `sandbox-id`, namespace paths
+//! naming the sandbox's pid) are created inside it, share its network
+//! namespace (one serves on localhost, the other fetches from it), each
+//! with its own host pid (a host process that exits with its status and
+//! forwards signals) and state; deleting the sandbox ends the VM.
+//!
+//! Guest tests skip loudly (or fail under `VMRUN_REQUIRE_GUEST=1`) where
+//! guests cannot run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vmrun_tests::bundle::{build_busybox_bundle, edit_config};
+use vmrun_tests::runtimes::{Observed, Runtime};
+use vmrun_tests::{boot_timeout, guest_ready, run_ok, scratch_dir, wait_until};
+
+const STATE_LIMIT: Duration = Duration::from_secs(120);
+
+fn scratch() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| scratch_dir("vmrun-guest-pod", "256m"))
+}
+
+fn base_bundle() -> &'static Path {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let dir = scratch().join("base");
+        build_busybox_bundle(&dir);
+        dir
+    })
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+fn bundle(name: &str, args: &[&str], edit: impl FnOnce(&mut Value)) -> PathBuf {
+    let dir = scratch().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    run_ok(
+        Command::new("cp").arg("-a").arg(base_bundle()).arg(&dir),
+        "copying the bundle (cp -a)",
+    );
+    edit_config(&dir, |spec| {
+        spec["process"]["args"] = json!(args);
+        edit(spec);
+    });
+    dir
+}
+
+/// containerd CRI's annotations and namespace paths for a member of
+/// sandbox `sandbox` whose pid is `sandbox_pid`.
+fn as_member(spec: &mut Value, sandbox: &str, sandbox_pid: i64) {
+    spec["annotations"] = json!({
+        "io.kubernetes.cri.container-type": "container",
+        "io.kubernetes.cri.sandbox-id": sandbox,
+    });
+    let namespaces = spec["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces");
+    namespaces.retain(|ns| !matches!(ns["type"].as_str(), Some("network" | "ipc" | "uts")));
+    for (kind, file) in [("network", "net"), ("ipc", "ipc"), ("uts", "uts")] {
+        namespaces.push(json!({"type": kind, "path": format!("/proc/{sandbox_pid}/ns/{file}")}));
+    }
+}
+
+fn pid_of(rt: &Runtime, id: &str) -> i64 {
+    match rt.state(id) {
+        Observed::State { pid, .. } => pid,
+        other => panic!("state {id}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_pod_is_one_microvm_whose_members_share_localhost() {
+    let Some(g) = guest_ready("a_pod_is_one_microvm_whose_members_share_localhost") else {
+        return;
+    };
+    let dir = scratch().join("pod");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let rt = Runtime::vmrun(&dir.join("root"), &g.kernel, &g.initrd, boot_timeout());
+
+    // The sandbox: a pause-like process, booting the pod's VM.
+    let sandbox = bundle("sandbox", &["sleep", "100000"], |spec| {
+        spec["annotations"] = json!({"io.kubernetes.cri.container-type": "sandbox"});
+    });
+    let out = rt.call_detached("run", &["-d", "--bundle", s(&sandbox), "pod-sb"]);
+    assert!(out.success(), "{}", out.describe());
+    let sandbox_pid = pid_of(&rt, "pod-sb");
+
+    // Member A serves a page on the pod's localhost.
+    let server = bundle(
+        "member-a",
+        &["sh", "-c", "mkdir -p /www && echo hello-from-a > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"],
+        |spec| as_member(spec, "pod-sb", sandbox_pid),
+    );
+    let pid_a = dir.join("a.pid");
+    let out = rt.call_detached(
+        "create",
+        &["--bundle", s(&server), "--pid-file", s(&pid_a), "pod-a"],
+    );
+    assert!(out.success(), "{}", out.describe());
+    assert_eq!(rt.status("pod-a"), "created");
+    let host_pid_a: i64 = std::fs::read_to_string(&pid_a)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_eq!(pid_of(&rt, "pod-a"), host_pid_a);
+    assert_ne!(host_pid_a, sandbox_pid, "a member has its own host pid");
+    assert!(rt.call("start", &["pod-a"]).success());
+    assert_eq!(rt.status("pod-a"), "running");
+
+    // Member B fetches it over localhost, with its output through create's stdio.
+    let client = bundle(
+        "member-b",
+        &["sh", "-c", "i=0; while [ $i -lt 100 ]; do \
+                         out=$(printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8080 2>/dev/null | tail -n 1); \
+                         if [ -n \"$out\" ]; then echo \"got: $out\"; hostname; exit 7; fi; \
+                         sleep 0.2; i=$((i+1)); done; exit 1"],
+        |spec| {
+            as_member(spec, "pod-sb", sandbox_pid);
+            spec["hostname"] = json!("member-b-own-name");
+        },
+    );
+    let out_b = dir.join("b.out");
+    let mut create_b = rt.spawn(
+        "create",
+        &["--bundle", s(&client), "pod-b"],
+        &out_b,
+        &dir.join("b.err"),
+    );
+    let created = wait_until(&mut create_b, Instant::now() + STATE_LIMIT);
+    assert_eq!(
+        created.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(dir.join("b.err")).unwrap_or_default()
+    );
+    let host_pid_b = pid_of(&rt, "pod-b");
+    assert!(rt.call("start", &["pod-b"]).success());
+    assert_eq!(rt.wait_status("pod-b", "stopped", STATE_LIMIT), "stopped");
+    let output = std::fs::read_to_string(&out_b).unwrap_or_default();
+    assert!(
+        output.contains("got: hello-from-a"),
+        "member B did not reach A on localhost: {output:?}"
+    );
+    // The uts namespace is the sandbox's, so B's own hostname is not set.
+    assert!(!output.contains("member-b-own-name"), "{output:?}");
+    let deadline = Instant::now() + STATE_LIMIT;
+    while Path::new(&format!("/proc/{host_pid_b}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Signals to a member's host pid reach its init; ps lists host pids.
+    let ps = rt.call("ps", &["--format", "json", "pod-a"]);
+    let pids: Vec<i64> = serde_json::from_str(&ps.stdout).expect(&ps.stdout);
+    assert_eq!(pids.first(), Some(&host_pid_a), "{}", ps.stdout);
+    let listed = rt.call("list", &["-q"]);
+    let ids: Vec<&str> = listed.stdout.lines().collect();
+    assert_eq!(ids, ["pod-a", "pod-b", "pod-sb"], "{}", listed.stdout);
+    // SAFETY: kill(2) only sends a signal.
+    assert_eq!(unsafe { libc::kill(host_pid_a as i32, libc::SIGKILL) }, 0);
+    assert_eq!(rt.wait_status("pod-a", "stopped", STATE_LIMIT), "stopped");
+    assert_eq!(
+        rt.status("pod-sb"),
+        "running",
+        "a member's end ended the pod"
+    );
+
+    for id in ["pod-a", "pod-b"] {
+        let out = rt.call("delete", &[id]);
+        assert!(out.success(), "{}", out.describe());
+    }
+    let out = rt.call("delete", &["--force", "pod-sb"]);
+    assert!(out.success(), "{}", out.describe());
+    let left: Vec<_> = std::fs::read_dir(&rt.root)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left under the root: {left:?}");
+    assert!(
+        !Path::new(&format!("/proc/{sandbox_pid}")).exists() || rt.status("pod-sb") != "running"
+    );
+}
+
+#[test]
+fn a_member_of_a_missing_sandbox_is_refused_leaving_nothing() {
+    let Some(g) = guest_ready("a_member_of_a_missing_sandbox_is_refused_leaving_nothing") else {
+        return;
+    };
+    let dir = scratch().join("orphan");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let rt = Runtime::vmrun(&dir.join("root"), &g.kernel, &g.initrd, boot_timeout());
+    let b = bundle("orphan-member", &["true"], |spec| {
+        as_member(spec, "no-such-sandbox", 1)
+    });
+    let out = rt.call_detached("create", &["--bundle", s(&b), "orphan"]);
+    assert!(!out.success(), "{}", out.describe());
+    assert!(out.stderr.contains("no-such-sandbox"), "{}", out.describe());
+    let left: Vec<_> = std::fs::read_dir(&rt.root)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left under the root: {left:?}");
+}
