@@ -45,9 +45,12 @@ log "1/6 apt packages"
 ensure_packages build-essential pkg-config git ca-certificates curl jq \
     flex bison bc libelf-dev zlib1g-dev libssl-dev xz-utils cpio gzip binutils \
     libseccomp-dev busybox-static linux-source-6.1 python3 python3-pip
-# Real peers the tests compare against or drive: runc (isolation checker),
-# umoci/skopeo/podman/docker-registry (images), e2fsprogs (virtio-blk rootfs).
-ensure_packages runc umoci skopeo podman docker-registry e2fsprogs
+# Real peers the tests compare against or drive: runc (isolation checker,
+# lifecycle side by side), umoci/skopeo/podman/docker-registry (images),
+# e2fsprogs (virtio-blk rootfs), containerd (ctr, the runc v2 shim and CRI,
+# started privately by the client tests; no service is enabled here),
+# iproute2 (taps and tc redirects for microVM networking).
+ensure_packages runc umoci skopeo podman docker-registry e2fsprogs containerd iproute2
 
 # 2. Rust. Debian's rustc is too old (the workspace needs >= 1.88: rust-version in Cargo.toml).
 log "2/6 Rust toolchain"

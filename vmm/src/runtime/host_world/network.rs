@@ -22,7 +22,7 @@ use std::process::Command;
 use nix::sched::{setns, CloneFlags};
 use serde_json::Value;
 use vmrun_protocol::{NetInterface, NetRoute};
-use vmrun_virtio::net::tap::Tap;
+use vmrun_virtio::net::tap::{Tap, TapError};
 
 /// Errors plumbing the network namespace.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,12 @@ pub enum NetworkError {
     /// A tap could not be opened.
     #[error("cannot open the tap {0}")]
     Tap(String, #[source] vmrun_virtio::net::tap::TapError),
+    /// The host has no tun device.
+    #[error("this host has no tun device (/dev/net/tun): load the tun module to give microVMs a network")]
+    NoTun,
+    /// The path names the VMM's own (the host's) network namespace.
+    #[error("linux.namespaces[{0}].path {1}: this is the host's own network namespace; a microVM is plumbed into a namespace of the container's own (as CNI makes)")]
+    HostNetns(usize, PathBuf),
     /// The helper thread died.
     #[error("the network namespace thread failed")]
     Thread,
@@ -175,6 +181,16 @@ fn open_netns(index: usize, path: &Path) -> Result<File, NetworkError> {
 /// (entry `index` of `linux.namespaces`) to a tap (see the module docs).
 pub fn plumb(index: usize, path: &Path) -> Result<Vec<PlumbedInterface>, NetworkError> {
     let netns = open_netns(index, path)?;
+    // Never plumb the host's own interfaces (a path such as /proc/1/ns/net
+    // or the VMM's own): that would redirect the host's traffic into a VM.
+    let own = std::fs::metadata("/proc/self/ns/net").ok();
+    let given = netns.metadata().ok();
+    if let (Some(own), Some(given)) = (own, given) {
+        use std::os::unix::fs::MetadataExt;
+        if (own.dev(), own.ino()) == (given.dev(), given.ino()) {
+            return Err(NetworkError::HostNetns(index, path.to_path_buf()));
+        }
+    }
     let path = path.to_path_buf();
     std::thread::Builder::new()
         .name("netns".into())
@@ -207,7 +223,10 @@ fn plumb_here() -> Result<Vec<PlumbedInterface>, NetworkError> {
             .and_then(|m| u16::try_from(m).ok())
             .unwrap_or(1500);
         let tap_name = format!("{TAP_PREFIX}{}", plumbed.len());
-        let tap = Tap::open(&tap_name).map_err(|e| NetworkError::Tap(tap_name.clone(), e))?;
+        let tap = Tap::open(&tap_name).map_err(|e| match e {
+            TapError::Open(io) if io.kind() == std::io::ErrorKind::NotFound => NetworkError::NoTun,
+            other => NetworkError::Tap(tap_name.clone(), other),
+        })?;
         let mtu_text = mtu.to_string();
         run(
             "ip",
@@ -299,6 +318,13 @@ mod tests {
         assert_eq!(got[1].destination, "192.168.5.0/24");
         assert_eq!(got[2].destination, "10.1.2.3/32");
         assert_eq!(got[2].gateway, None);
+    }
+
+    #[test]
+    fn the_hosts_own_network_namespace_is_refused() {
+        let err = plumb(1, Path::new("/proc/self/ns/net")).unwrap_err();
+        assert!(matches!(err, NetworkError::HostNetns(1, _)), "{err}");
+        assert!(err.to_string().contains("host's own network namespace"), "{err}");
     }
 
     #[test]
