@@ -6,6 +6,7 @@
 //! run), [`timings`], [`check`] (host capability), [`cli`] (the `vmrun` verbs).
 
 pub mod arch;
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod cmdline;

@@ -1,6 +1,7 @@
 //! The `vmrun` command line: runc-style global flags and one clap struct per
 //! verb (one file each). New verbs are a new file plus a [`Command`] variant.
 
+pub mod bench;
 pub mod boot;
 pub mod check;
 pub mod create;
@@ -75,6 +76,9 @@ pub enum CliError {
     /// Logging could not be set up.
     #[error("cannot set up logging to {0}")]
     Log(PathBuf, #[source] std::io::Error),
+    /// `vmrun bench` could not produce a result.
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
 }
 
 /// Log output format (`--log-format`).
@@ -179,6 +183,7 @@ pub enum Command {
     #[command(subcommand)]
     Image(image::ImageCommand),
     /// Measure vmrun against runc, crun, podman, QEMU microvm, Firecracker.
+    Bench(bench::BenchArgs),
 }
 
 /// The global flags a helper vmrun starts (the VMM daemon, a detached
@@ -257,6 +262,7 @@ pub fn execute(cli: Cli) -> Result<i32, CliError> {
         Command::Images(a) => image::run(&cli.global.image_store, image::ImageVerb::Images(a)),
         Command::Rmi(a) => image::run(&cli.global.image_store, image::ImageVerb::Rmi(a)),
         Command::Image(c) => image::run(&cli.global.image_store, image::ImageVerb::Image(c)),
+        Command::Bench(args) => bench::run(&cli.global, args),
     }
 }
 
