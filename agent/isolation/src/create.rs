@@ -177,12 +177,16 @@ pub(crate) fn check_id(field: &str, value: &str) -> Result<(), IsolationError> {
 }
 
 fn point_root_at(spec: &mut Spec, rootfs: &Path) -> Result<(), IsolationError> {
-    let readonly = spec.root().as_ref().and_then(|r| r.readonly());
-    let mut root = RootBuilder::default().path(rootfs);
-    if let Some(ro) = readonly {
-        root = root.readonly(ro);
-    }
-    let root = root
+    // Absent means writable (runtime-spec); always set: oci-spec's
+    // RootBuilder defaults `readonly` to true.
+    let readonly = spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false);
+    let root = RootBuilder::default()
+        .path(rootfs)
+        .readonly(readonly)
         .build()
         .map_err(|e| IsolationError::invalid("root", e.to_string()))?;
     spec.set_root(Some(root));
@@ -333,4 +337,27 @@ fn finish_init(
         })?
         .cgroup_path;
     Ok((pid, pty_master, cgroup_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(root: serde_json::Value) -> Spec {
+        serde_json::from_value(serde_json::json!({"ociVersion": "1.0.2", "root": root}))
+            .expect("spec")
+    }
+
+    #[test]
+    fn a_root_without_readonly_stays_writable() {
+        // podman and containerd omit `readonly` when it is false.
+        let mut s = spec(serde_json::json!({"path": "/somewhere/else"}));
+        point_root_at(&mut s, Path::new("/run/c/rootfs")).unwrap();
+        let root = s.root().as_ref().unwrap();
+        assert_eq!(root.path(), Path::new("/run/c/rootfs"));
+        assert_eq!(root.readonly(), Some(false));
+        let mut s = spec(serde_json::json!({"path": "rootfs", "readonly": true}));
+        point_root_at(&mut s, Path::new("/run/c/rootfs")).unwrap();
+        assert_eq!(s.root().as_ref().unwrap().readonly(), Some(true));
+    }
 }

@@ -136,7 +136,8 @@ fn podman_runtime_entry_detached_logs_exec_stop_rm() {
         "web",
         "sh",
         "-c",
-        "echo from-exec; echo shared > /tmp/mark; exit 5",
+        // A failed write shows the container's mounts (in the assertion).
+        "echo from-exec; echo shared > /tmp/mark || { grep ' / ' /proc/self/mountinfo; exit 9; }; exit 5",
     ]);
     assert_eq!(code(&out), Some(5), "{}", out.describe());
     assert_eq!(out.stdout, "from-exec\n", "{}", out.describe());
