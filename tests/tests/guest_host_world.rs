@@ -267,6 +267,8 @@ impl TestNetwork {
             &net.netns,
         ]);
         ip(&["link", "set", &net.host_veth, "master", &net.bridge, "up"]);
+        // `mtu` before `type veth` sets the host end's only.
+        ip(&["-n", &net.netns, "link", "set", "eth0", "mtu", &mtu]);
         ip(&["-n", &net.netns, "addr", "add", &addr, "dev", "eth0"]);
         ip(&["-n", &net.netns, "link", "set", "eth0", "up"]);
         ip(&["-n", &net.netns, "link", "set", "lo", "up"]);

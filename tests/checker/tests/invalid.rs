@@ -83,8 +83,10 @@ fn uid_mapping_without_user_namespace() {
 }
 
 /// `linux.namespaces[1]` (network) joining by a path that is not a network
-/// namespace file. In the guest the agent resolves the path (PID 1 is the
-/// agent), on this host the runner does: /proc/self is the runtime.
+/// namespace file. A namespace path names a namespace of the host (what
+/// podman and containerd hand a runtime): `vmrun run` resolves it before
+/// any guest boots, vmrun-isolation's runner on this host: /proc/self is
+/// the runtime either way.
 fn network_namespace_path(path: &str) -> Value {
     let mut c = base_config();
     c["linux"]["namespaces"][1] = json!({"type": "network", "path": path});

@@ -128,16 +128,52 @@ fn assert_namespaces_compared(who: &str, text: &str) {
     }
 }
 
-/// linux.namespaces[].path in the microVM: the container joins the
-/// agent's (PID 1's) net, uts and ipc namespaces by path and gets fresh
-/// pid, mount and cgroup ones; the checker compares each of its namespaces
-/// with the agent's, bound into the container from the guest's /proc/1/ns.
+/// linux.namespaces[].path in the microVM names a namespace of the host
+/// (what podman, containerd and CRI hand a runtime): a network namespace
+/// is plumbed into the VM, one of another type cannot be joined from a VM
+/// and the host's own network namespace is never plumbed. The config that
+/// joins /proc/1/ns's net, uts and ipc namespaces on a runc host is
+/// refused naming the entry, before any guest boots, and nothing is left.
 #[test]
-fn namespaces_joined_by_path_in_the_guest() {
-    let Some(out) = vm_half("nspath-guest", &joined_namespaces_config("/proc/1/ns"), 40) else {
+fn namespace_paths_name_host_namespaces_in_the_microvm() {
+    let Some(guest) = guest("nspath-guest") else {
         return;
     };
-    assert_namespaces_compared("vmrun run (microVM)", &out.stdout);
+    let config = joined_namespaces_config("/proc/1/ns");
+    let bundle = Bundle::new("nspath-guest", &config);
+    let out = run_vm(&guest, &bundle, "nspath-guest");
+    assert!(
+        vm_code(&out).is_some_and(|c| c != 0),
+        "joining host namespaces must be refused: {}",
+        out.describe()
+    );
+    assert!(
+        out.stderr
+            .contains("linux.namespaces[4].path: a microVM cannot join a host uts namespace"),
+        "the refusal names the uts entry: {}",
+        out.describe()
+    );
+    assert!(
+        !out.stdout.contains("PASS"),
+        "the checker ran: {}",
+        out.describe()
+    );
+    // The host's own network namespace alone: refused as such.
+    let mut net_only = config.clone();
+    net_only["linux"]["namespaces"] = json!([
+        {"type": "pid"}, {"type": "mount"}, {"type": "cgroup"},
+        {"type": "network", "path": "/proc/1/ns/net"}, {"type": "uts"}, {"type": "ipc"}
+    ]);
+    let bundle = Bundle::new("nspath-hostnet", &net_only);
+    let out = run_vm(&guest, &bundle, "nspath-hostnet");
+    assert!(
+        vm_code(&out).is_some_and(|c| c != 0)
+            && out.stderr.contains(
+                "linux.namespaces[3].path /proc/1/ns/net: this is the host's own network namespace"
+            ),
+        "the host's netns must be refused: {}",
+        out.describe()
+    );
 }
 
 /// The same on this host, through vmrun-isolation and runc, against a

@@ -27,16 +27,15 @@ use vmrun_virtio::net::tap::{Tap, TapError};
 /// Errors plumbing the network namespace.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
-    /// The path does not name a network namespace.
-    #[error("linux.namespaces[{index}].path {path}: {reason}")]
-    NotANetns {
-        /// The entry's index.
-        index: usize,
-        /// The path.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    /// The path cannot be opened.
+    #[error("linux.namespaces[{0}].path: {1}: cannot open")]
+    Open(usize, PathBuf, #[source] std::io::Error),
+    /// The path is not a namespace file.
+    #[error("linux.namespaces[{0}].path: {1} is not a namespace file")]
+    NotANamespace(usize, PathBuf),
+    /// The path names a namespace of another type.
+    #[error("linux.namespaces[{0}].path: {1} is a {2} namespace, not network")]
+    WrongType(usize, PathBuf, &'static str),
     /// The namespace could not be entered.
     #[error("cannot enter the network namespace {0}")]
     Enter(PathBuf, #[source] nix::Error),
@@ -158,23 +157,36 @@ pub fn routes(route_show: &Value) -> Vec<NetRoute> {
 
 /// Checks that `path` holds a network namespace.
 fn open_netns(index: usize, path: &Path) -> Result<File, NetworkError> {
-    let bad = |reason: String| NetworkError::NotANetns {
-        index,
-        path: path.to_path_buf(),
-        reason,
-    };
-    let file = File::open(path).map_err(|e| bad(e.to_string()))?;
+    let file = File::open(path).map_err(|e| NetworkError::Open(index, path.to_path_buf(), e))?;
     // NS_GET_NSTYPE = _IO(0xb7, 0x3).
     const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
     // SAFETY: NS_GET_NSTYPE takes no argument and returns the type.
     let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
     if kind < 0 {
-        return Err(bad("not a namespace file".into()));
+        return Err(NetworkError::NotANamespace(index, path.to_path_buf()));
     }
     if kind != libc::CLONE_NEWNET {
-        return Err(bad("not a network namespace".into()));
+        return Err(NetworkError::WrongType(
+            index,
+            path.to_path_buf(),
+            namespace_type_name(kind),
+        ));
     }
     Ok(file)
+}
+
+/// The `linux.namespaces[].type` of a `CLONE_NEW*` flag.
+fn namespace_type_name(flag: libc::c_int) -> &'static str {
+    match flag {
+        libc::CLONE_NEWNS => "mount",
+        libc::CLONE_NEWUTS => "uts",
+        libc::CLONE_NEWIPC => "ipc",
+        libc::CLONE_NEWPID => "pid",
+        libc::CLONE_NEWUSER => "user",
+        libc::CLONE_NEWCGROUP => "cgroup",
+        0x80 => "time", // CLONE_NEWTIME
+        _ => "unknown",
+    }
 }
 
 /// Plumbs every non-loopback interface of the network namespace at `path`
@@ -324,18 +336,30 @@ mod tests {
     fn the_hosts_own_network_namespace_is_refused() {
         let err = plumb(1, Path::new("/proc/self/ns/net")).unwrap_err();
         assert!(matches!(err, NetworkError::HostNetns(1, _)), "{err}");
-        assert!(err.to_string().contains("host's own network namespace"), "{err}");
+        assert!(
+            err.to_string().contains("host's own network namespace"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_non_namespace_path_is_named() {
         let err = plumb(2, Path::new("/etc/hostname")).unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("linux.namespaces[2].path /etc/hostname"),
+            err.to_string() == "linux.namespaces[2].path: /etc/hostname is not a namespace file",
             "{err}"
         );
         let err = plumb(0, Path::new("/proc/self/ns/uts")).unwrap_err();
-        assert!(err.to_string().contains("not a network namespace"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "linux.namespaces[0].path: /proc/self/ns/uts is a uts namespace, not network"
+        );
+        let err = plumb(1, Path::new("/proc/self/ns/no-such-namespace")).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "linux.namespaces[1].path: /proc/self/ns/no-such-namespace: cannot open"
+            ),
+            "{err}"
+        );
     }
 }
