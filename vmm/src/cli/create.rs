@@ -181,6 +181,24 @@ pub fn create_container(global: &GlobalOpts, request: &CreateRequest) -> Result<
     Ok(())
 }
 
+/// The sandbox a member names: container `sandbox_id`, or else (podman
+/// names its pod, not the pod's infra container) the container whose pid
+/// the member's `/proc/PID/ns/...` namespace paths name.
+fn find_sandbox(root: &StateRoot, sandbox_id: &str, spec: &serde_json::Value) -> Option<Container> {
+    if let Ok(sandbox) = Container::load(root, sandbox_id) {
+        return Some(sandbox);
+    }
+    let pids = crate::runtime::pod::namespace_pids(spec);
+    if pids.is_empty() {
+        return None;
+    }
+    root.ids()
+        .ok()?
+        .into_iter()
+        .filter_map(|id| Container::load(root, &id).ok())
+        .find(|c| pids.contains(&c.record().vmm.pid) && c.vmm_alive())
+}
+
 /// Creates pod member `request.id` in the VM of its sandbox `sandbox_id`:
 /// its pid is a host process standing for its init (a detached session,
 /// in the member's host cgroup) that holds `create`'s stdio, forwards
@@ -192,7 +210,7 @@ fn create_member(
     sandbox_id: &str,
 ) -> Result<(), CliError> {
     let root = StateRoot::new(&global.root);
-    let sandbox = Container::load(&root, sandbox_id).map_err(|_| {
+    let sandbox = find_sandbox(&root, sandbox_id, &bundle.spec).ok_or_else(|| {
         CliError::Usage(format!(
             "the pod's sandbox {sandbox_id} does not exist (its members run in its microVM)"
         ))
@@ -212,6 +230,8 @@ fn create_member(
             id: request.id.clone(),
             bundle: bundle.dir.clone(),
             no_pivot: request.no_pivot,
+            // Filled in by the session client, which makes the trees.
+            trees: 0,
         },
         terminal: spec_wants_terminal(&bundle.spec),
         console_socket: request
@@ -261,7 +281,7 @@ fn create_member(
     let mut record = ContainerRecord::new(&request.id, bundle, identity);
     record.host_cgroups = cgroup.dirs().to_vec();
     record.sandbox = Some(SandboxRef {
-        id: sandbox_id.to_owned(),
+        id: sandbox.record().id.clone(),
         api_socket,
     });
     let recorded = dir

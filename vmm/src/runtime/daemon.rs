@@ -222,15 +222,7 @@ fn boot(
     let bundle =
         Bundle::load(&config.bundle, config.rootfs_image.as_deref()).map_err(|e| chain(&e))?;
     let overhead = VmOverhead::for_vm(config.memory_mib, config.cpus);
-    let cgroup = HostCgroup::join_container(
-        &config.id,
-        &bundle.spec,
-        config.systemd_cgroup,
-        overhead,
-        std::process::id(),
-    )
-    .map_err(|e| chain(&e))?;
-    host_cgroups.extend_from_slice(cgroup.dirs());
+    let cgroup_spec = bundle.spec.clone();
     let machine = MachineBuilder::for_boot(BootConfig {
         machine: MachineConfig {
             vcpus: config.cpus,
@@ -263,7 +255,8 @@ fn boot(
             console: console.clone(),
             no_pivot: config.no_pivot,
             stdio,
-            host_cgroup: Some((cgroup, overhead)),
+            // Joined below, once booted.
+            host_cgroup: None,
             state_dir: config.state_dir.clone(),
         },
         timings,
@@ -281,6 +274,22 @@ fn boot(
         }
         message
     })?;
+    // The VMM joins the container's host cgroup once every device it needs
+    // is open (/dev/kvm, /dev/net/tun, ptys) and the network is plumbed:
+    // a client may have given that cgroup a device policy for the
+    // container (podman's pod cgroups on cgroup v2 deny every device),
+    // which applies in the guest, not to the VMM. Guest memory touched
+    // from here on is charged to it.
+    let cgroup = HostCgroup::join_container(
+        &config.id,
+        &cgroup_spec,
+        config.systemd_cgroup,
+        overhead,
+        std::process::id(),
+    )
+    .map_err(|e| chain(&e))?;
+    host_cgroups.extend_from_slice(cgroup.dirs());
+    vmm.joined_host_cgroup(cgroup, overhead);
     let vmm = Arc::new(vmm);
     let dir = ContainerDir::at(&config.state_dir, &config.id);
     let server = ApiServer::start(&dir.api_socket(), Arc::clone(&vmm))

@@ -70,6 +70,12 @@ pub enum ExecError {
     /// A descriptor or thread could not be set up.
     #[error("cannot {0}")]
     Io(&'static str, #[source] io::Error),
+    /// A pod member's bundle could not be read.
+    #[error("cannot read the member's bundle")]
+    MemberBundle(#[source] Box<super::bundle::BundleError>),
+    /// A pod member's host trees could not be made.
+    #[error("cannot hand the member's rootfs and binds to its sandbox's VM")]
+    MemberTrees(#[source] Box<super::host_world::HostWorldError>),
     /// The VMM ended without reporting the process's exit.
     #[error("the container's VMM ended before the process's exit was reported")]
     Lost,
@@ -185,14 +191,45 @@ fn with_console_size(first: ApiRequest, source: Option<RawFd>) -> ApiRequest {
     ApiRequest::Exec { process }
 }
 
+/// For `AddMember`: the member's detached host trees (made here, in the
+/// host's mount namespace) and the request announcing them.
+fn with_member_trees(first: ApiRequest) -> Result<(ApiRequest, Vec<OwnedFd>), ExecError> {
+    let ApiRequest::AddMember {
+        id,
+        bundle,
+        no_pivot,
+        ..
+    } = first
+    else {
+        return Ok((first, Vec::new()));
+    };
+    let loaded = super::bundle::Bundle::load(&bundle, None)
+        .map_err(|e| ExecError::MemberBundle(Box::new(e)))?;
+    let trees = super::host_world::member_trees(&loaded)
+        .map_err(|e| ExecError::MemberTrees(Box::new(e)))?;
+    let request = ApiRequest::AddMember {
+        id,
+        bundle,
+        no_pivot,
+        trees: trees.len(),
+    };
+    Ok((request, trees))
+}
+
 /// Runs the session: starts the process, tells `ready` (a detached
 /// client's parent) once it exists, and returns its exit status.
 pub fn run(launch: SessionLaunch, ready: Option<UnixStream>) -> Result<ExitStatus, ExecError> {
     signals::block_forwarded().map_err(io_err("block signals"))?;
     let mut stdio = exec_stdio(&launch)?;
+    let (first, trees) = with_member_trees(launch.first.clone())?;
     let mut api = ApiClient::connect(&launch.api_socket, launch.container.as_deref())?;
-    api.send(&with_console_size(launch.first.clone(), stdio.size_source))?;
+    api.send(&with_console_size(first, stdio.size_source))?;
     send_fds(api.stream(), b"F", &stdio.fds).map_err(io_err("pass stdio to the VMM"))?;
+    for tree in &trees {
+        send_fds(api.stream(), b"T", &[tree.as_raw_fd()])
+            .map_err(io_err("pass the member's host trees to the VMM"))?;
+    }
+    drop(trees);
     match api.receive()? {
         ApiResponse::ExecStarted { guest_pid } | ApiResponse::MemberCreated { guest_pid } => {
             tracing::debug!(guest_pid, "the session's process exists");

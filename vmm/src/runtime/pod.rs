@@ -5,7 +5,10 @@
 //! for pod members) uses `io.kubernetes.cri-o.ContainerType` and
 //! `io.kubernetes.cri-o.SandboxID`. A sandbox boots the VM (podman's infra
 //! container carries no annotation and simply boots its own); a member is
-//! created inside its sandbox's VM.
+//! created inside its sandbox's VM. podman's SandboxID names its pod, not
+//! the pod's infra container: the sandbox is then the container whose pid
+//! the member's namespace paths name (`/proc/PID/ns/net`, see
+//! [`namespace_pids`]).
 
 use serde_json::Value;
 
@@ -61,10 +64,49 @@ pub fn pod_role(id: &str, spec: &Value) -> PodRole {
     PodRole::Single
 }
 
+/// The pids that `spec`'s namespace paths of the form `/proc/PID/ns/...`
+/// name (the process whose namespaces a member joins), in order.
+pub fn namespace_pids(spec: &Value) -> Vec<i32> {
+    let mut pids: Vec<i32> = Vec::new();
+    let entries = spec
+        .pointer("/linux/namespaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    for entry in entries {
+        let Some(path) = entry.get("path").and_then(Value::as_str) else {
+            continue;
+        };
+        let mut parts = path.split('/');
+        let pid = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(""), Some("proc"), Some(pid), Some("ns")) => pid.parse::<i32>().ok(),
+            _ => None,
+        };
+        if let Some(pid) = pid.filter(|p| *p > 0 && !pids.contains(p)) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn namespace_pids_come_from_proc_paths_only() {
+        let spec = json!({"linux": {"namespaces": [
+            {"type": "pid"},
+            {"type": "network", "path": "/proc/321/ns/net"},
+            {"type": "ipc", "path": "/proc/321/ns/ipc"},
+            {"type": "uts", "path": "/run/netns/x"},
+            {"type": "cgroup", "path": "/proc/self/ns/cgroup"},
+            {"type": "mount", "path": "/proc/77/ns/mnt"}
+        ]}});
+        assert_eq!(namespace_pids(&spec), vec![321, 77]);
+        assert!(namespace_pids(&json!({})).is_empty());
+    }
 
     #[test]
     fn roles_from_containerd_cri_o_and_podman_annotations() {

@@ -78,6 +78,13 @@ pub enum ApiRequest {
         bundle: PathBuf,
         /// `--no-pivot`.
         no_pivot: bool,
+        /// How many detached host trees (its rootfs, then each host bind
+        /// source in order) follow the stdio descriptors, one descriptor
+        /// per message: the member's client makes them in the host's
+        /// mount namespace, where a rootfs mounted after the sandbox's VMM
+        /// started is (`host_world::member_trees`).
+        #[serde(default)]
+        trees: usize,
     },
     /// In a session: signal its process.
     SessionSignal {

@@ -101,9 +101,10 @@ fn serve_connection(vmm: &Arc<ContainerVmm>, mut conn: UnixStream) {
             id,
             bundle,
             no_pivot,
+            trees,
         } = call.request
         {
-            vmm.member_session(conn, &id, &bundle, no_pivot);
+            vmm.member_session(conn, &id, &bundle, no_pivot, trees);
             return;
         }
         let slot = match vmm.slot(call.container.as_deref()) {

@@ -2,8 +2,9 @@
 //! container (the pod's sandbox), for a member's host process (the pid
 //! `create` reports for the member, see `runtime::member`).
 //!
-//! The session: `AddMember { id, bundle }` and the member's stdio
-//! descriptors → the VMM exposes the member's rootfs and bind sources in
+//! The session: `AddMember { id, bundle, trees }`, the member's stdio
+//! descriptors and its detached host trees (rootfs and bind sources, made
+//! by the client in the host's mount namespace) → the VMM mounts them in
 //! the VM's share, points every namespace path of its spec at the
 //! sandbox init's namespace of that type in the guest (the paths clients
 //! give name the sandbox's host pid, which is this VMM: what they mean is
@@ -26,10 +27,11 @@ use super::{
     connect_stdio, listen_stdio, lock, state_error, stdio_ports, ContainerRunError, ContainerVmm,
     HostStdio,
 };
+use crate::runtime::api::fd_passing::recv_fds;
 use crate::runtime::api::{ApiRequest, ApiResponse};
 use crate::runtime::bundle::{Bundle, HostRootfs};
 use crate::runtime::host_world::shared_tree::SHARE_TAG;
-use crate::runtime::host_world::{expose_binds, expose_rootfs, mounts};
+use crate::runtime::host_world::{attach_member, mounts, HostWorldError};
 use crate::runtime::state::{validate_id, Status};
 
 /// Most members a VM holds at once (the agent holds 16 containers).
@@ -48,6 +50,32 @@ fn ns_file(kind: &str) -> Option<&'static str> {
         "time" => "time",
         _ => return None,
     })
+}
+
+/// Most trees a member's client may announce (its rootfs and binds).
+const MAX_TREES: usize = 256;
+
+/// Receives a member client's `count` detached trees, one per message.
+fn receive_trees(
+    conn: &UnixStream,
+    count: usize,
+) -> Result<Vec<std::os::fd::OwnedFd>, ContainerRunError> {
+    if count > MAX_TREES {
+        return Err(state_error(format!(
+            "a pod member's client announced {count} host trees (at most {MAX_TREES})"
+        )));
+    }
+    let mut trees = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut marker = [0u8; 1];
+        let (_, fds) = recv_fds(conn, &mut marker)
+            .map_err(|e| ContainerRunError::Io("receive the member's host trees", e))?;
+        let [fd]: [std::os::fd::OwnedFd; 1] = fds
+            .try_into()
+            .map_err(|_| state_error("the member's client must send one tree per message"))?;
+        trees.push(fd);
+    }
+    Ok(trees)
 }
 
 /// Points every namespace path of `spec` at the namespace of the same type
@@ -90,8 +118,9 @@ impl ContainerVmm {
         id: &str,
         bundle: &Path,
         no_pivot: bool,
+        trees: usize,
     ) {
-        if let Err(e) = self.run_member(&mut conn, id, bundle, no_pivot) {
+        if let Err(e) = self.run_member(&mut conn, id, bundle, no_pivot, trees) {
             send(
                 &mut conn,
                 &ApiResponse::Error {
@@ -107,8 +136,10 @@ impl ContainerVmm {
         id: &str,
         bundle_dir: &Path,
         no_pivot: bool,
+        tree_count: usize,
     ) -> Result<(), ContainerRunError> {
         let fds = receive_stdio(conn)?;
+        let trees = receive_trees(conn, tree_count)?;
         validate_id(id)?;
         if self.slot(Some(id)).is_ok() {
             return Err(state_error("container with given ID already exists"));
@@ -122,21 +153,18 @@ impl ContainerVmm {
             return Err(state_error("the pod's sandbox is not running"));
         }
         let bundle = Bundle::load(bundle_dir, None)?;
-        let HostRootfs::Dir(rootfs_dir) = &bundle.rootfs else {
-            return Err(state_error(
-                "a pod member's rootfs must be a directory (the VM's disks are fixed at boot)",
-            ));
-        };
+        if !matches!(bundle.rootfs, HostRootfs::Dir(_)) {
+            return Err(HostWorldError::MemberRootfs.into());
+        }
         let mut spec = bundle.spec.clone();
-        mounts::host_binds(&spec).map_err(crate::runtime::host_world::HostWorldError::from)?;
+        mounts::host_binds(&spec).map_err(HostWorldError::from)?;
         join_sandbox_namespaces(&mut spec, self.main.guest_pid)?;
         let release = || {
             if let Err(e) = self.tree.release(Path::new(id)) {
                 tracing::warn!("releasing member {id}'s share: {}", crate::error_chain(&e));
             }
         };
-        let exposed = expose_binds(&self.tree, id, &mut spec)
-            .and_then(|()| expose_rootfs(&self.tree, id, rootfs_dir));
+        let exposed = attach_member(&self.tree, id, &mut spec, trees);
         let rootfs = match exposed {
             Ok(rootfs) => rootfs,
             Err(e) => {

@@ -26,7 +26,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -136,7 +136,7 @@ pub struct ContainerVmm {
     raw_mode: Mutex<Option<RawMode>>,
     next_ports: AtomicU64,
     tree: SharedTree,
-    host_cgroup: Option<(HostCgroup, VmOverhead)>,
+    host_cgroup: std::sync::OnceLock<(HostCgroup, VmOverhead)>,
     network_record: Option<NetworkRecord>,
 }
 
@@ -335,7 +335,7 @@ impl ContainerVmm {
             raw_mode: Mutex::new(None),
             next_ports: AtomicU64::new(0),
             tree: world.tree,
-            host_cgroup,
+            host_cgroup: host_cgroup.map(OnceLock::from).unwrap_or_default(),
             network_record,
         })
     }
@@ -519,13 +519,20 @@ impl ContainerVmm {
             },
         )?;
         if std::ptr::eq(slot, &*self.main) {
-            if let Some((cgroup, overhead)) = &self.host_cgroup {
+            if let Some((cgroup, overhead)) = self.host_cgroup.get() {
                 cgroup
                     .update(&resources, *overhead)
                     .map_err(|e| state_error(crate::error_chain(&e)))?;
             }
         }
         Ok(())
+    }
+
+    /// Records the host cgroup the VMM joined after it booted (the daemon
+    /// joins once its devices are open, see `runtime::daemon`), for
+    /// `update`. A second call is ignored.
+    pub fn joined_host_cgroup(&self, cgroup: HostCgroup, overhead: VmOverhead) {
+        let _ = self.host_cgroup.set((cgroup, overhead));
     }
 
     /// Resource usage (runc's `events --stats` data).

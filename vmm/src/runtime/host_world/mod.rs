@@ -14,6 +14,7 @@ pub mod mounts;
 pub mod network;
 pub mod shared_tree;
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,14 @@ pub enum HostWorldError {
     /// A namespace path of another type than network.
     #[error("linux.namespaces[{0}].path: a microVM cannot join a host {1} namespace (only a network namespace path is supported)")]
     NamespacePath(usize, String),
+    /// A pod member's rootfs is not a directory.
+    #[error("a pod member's rootfs must be a directory (the VM's disks are fixed at boot)")]
+    MemberRootfs,
+    /// A member's client sent another number of trees than its spec needs.
+    #[error(
+        "a pod member needs {0} host trees (its rootfs and bind sources), its client sent {1}"
+    )]
+    MemberTrees(usize, usize),
     /// The share device could not be made.
     #[error("cannot share {0} over virtio-fs")]
     Fs(PathBuf, #[source] FsError),
@@ -207,6 +216,57 @@ pub fn expose_rootfs(
     dir: &Path,
 ) -> Result<RootfsSource, HostWorldError> {
     let rel = tree.bind(&mounts::rootfs_share_path(id), dir, false, true)?;
+    Ok(RootfsSource::VirtioFs {
+        tag: SHARE_TAG.into(),
+        path: Some(rel.display().to_string()),
+    })
+}
+
+/// The host trees a pod member needs in its sandbox's VM, made by the
+/// member's client (in the host's mount namespace) for the sandbox's VMM
+/// (in its own, made before the member's rootfs was mounted): detached
+/// copies of the rootfs directory, then of each host bind source of the
+/// spec in order (see [`attach_member`]).
+pub fn member_trees(bundle: &Bundle) -> Result<Vec<OwnedFd>, HostWorldError> {
+    let HostRootfs::Dir(rootfs) = &bundle.rootfs else {
+        return Err(HostWorldError::MemberRootfs);
+    };
+    let mut trees = vec![shared_tree::detached_tree(rootfs, true)?];
+    for bind in mounts::host_binds(&bundle.spec)? {
+        trees.push(shared_tree::detached_tree(&bind.source, bind.recursive)?);
+    }
+    Ok(trees)
+}
+
+/// Mounts a member's trees from [`member_trees`] in `tree` under its id,
+/// rewriting its bind sources to the guest's view; its rootfs source.
+pub fn attach_member(
+    tree: &SharedTree,
+    id: &str,
+    spec: &mut Value,
+    trees: Vec<OwnedFd>,
+) -> Result<RootfsSource, HostWorldError> {
+    let binds = mounts::host_binds(spec)?;
+    if trees.len() != binds.len() + 1 {
+        return Err(HostWorldError::MemberTrees(binds.len() + 1, trees.len()));
+    }
+    let mut trees = trees.into_iter();
+    let rootfs_tree = trees.next().ok_or(HostWorldError::MemberTrees(1, 0))?;
+    for (bind, fd) in binds.iter().zip(trees) {
+        let rel = tree.attach(
+            &mounts::share_path(id, bind.index),
+            fd,
+            &bind.source.display().to_string(),
+            bind.readonly,
+        )?;
+        mounts::rewrite_source(spec, bind.index, &guest_path(&rel));
+    }
+    let rel = tree.attach(
+        &mounts::rootfs_share_path(id),
+        rootfs_tree,
+        "the member's rootfs",
+        false,
+    )?;
     Ok(RootfsSource::VirtioFs {
         tag: SHARE_TAG.into(),
         path: Some(rel.display().to_string()),

@@ -16,8 +16,11 @@
 //! symlink (the guest resolves symlinks itself, in its own tree), and `..`
 //! at the share's root stays at the root.
 
+use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
@@ -111,22 +114,12 @@ impl SharedTree {
             .map_err(|e| SharedTreeError::Make(target, e))
     }
 
-    /// Bind-mounts `source` (a directory or file on the host) at `rel`
-    /// within the tree, read-only if asked, recursively if asked (`rbind`);
-    /// returns `rel` for the guest (below `SHARES_DIR/<tag>`).
-    pub fn bind(
-        &self,
-        rel: &Path,
-        source: &Path,
-        readonly: bool,
-        recursive: bool,
-    ) -> Result<PathBuf, SharedTreeError> {
+    /// Makes the mount point `rel` in the tree: a directory or an empty
+    /// file; returns its path.
+    fn mount_point(&self, rel: &Path, is_dir: bool) -> Result<PathBuf, SharedTreeError> {
         let target = self.root.join(rel);
         let parent = target.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(parent).map_err(|e| SharedTreeError::Make(parent.into(), e))?;
-        let is_dir = std::fs::metadata(source)
-            .map_err(|e| SharedTreeError::Make(source.into(), e))?
-            .is_dir();
         let made = if is_dir {
             std::fs::create_dir(&target)
         } else {
@@ -137,6 +130,26 @@ impl SharedTree {
                 .map(drop)
         };
         made.map_err(|e| SharedTreeError::Make(target.clone(), e))?;
+        Ok(target)
+    }
+
+    /// Bind-mounts `source` (a directory or file on the host) at `rel`
+    /// within the tree, read-only if asked, recursively if asked (`rbind`);
+    /// returns `rel` for the guest (below `SHARES_DIR/<tag>`). `source` is
+    /// resolved in this process's mount namespace: a mount made on the
+    /// host after the VMM started shows here only where the host's mounts
+    /// propagate (see [`SharedTree::attach`] for one that is not).
+    pub fn bind(
+        &self,
+        rel: &Path,
+        source: &Path,
+        readonly: bool,
+        recursive: bool,
+    ) -> Result<PathBuf, SharedTreeError> {
+        let is_dir = std::fs::metadata(source)
+            .map_err(|e| SharedTreeError::Make(source.into(), e))?
+            .is_dir();
+        let target = self.mount_point(rel, is_dir)?;
         let mut flags = MsFlags::MS_BIND;
         if recursive {
             flags |= MsFlags::MS_REC;
@@ -144,6 +157,57 @@ impl SharedTree {
         let what = source.display().to_string();
         mount(Some(source), &target, None::<&str>, flags, None::<&str>)
             .map_err(mount_err(what.clone(), &target))?;
+        self.seal(rel, &target, &what, readonly)
+    }
+
+    /// Mounts `tree`, a detached copy of a host directory or file made by
+    /// [`detached_tree`] in the host's mount namespace (by the client, which
+    /// is there), at `rel` within the tree, read-only if asked; returns
+    /// `rel` for the guest. What a client mounted on the host after this
+    /// VMM made its namespace (a pod member's rootfs, mounted by containerd
+    /// or podman after the sandbox started) reaches the VM this way,
+    /// whatever the host's mount propagation.
+    pub fn attach(
+        &self,
+        rel: &Path,
+        tree: OwnedFd,
+        what: &str,
+        readonly: bool,
+    ) -> Result<PathBuf, SharedTreeError> {
+        let is_dir = nix::sys::stat::fstat(tree.as_raw_fd())
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .map_err(|e| SharedTreeError::Make(PathBuf::from(what), e.into()))?;
+        let target = self.mount_point(rel, is_dir)?;
+        let target_c = CString::new(target.as_os_str().as_bytes())
+            .map_err(|e| SharedTreeError::Make(target.clone(), e.into()))?;
+        // SAFETY: move_mount reads two NUL-terminated strings that outlive
+        // the call; `tree` is an open mount descriptor.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                target_c.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        if rc != 0 {
+            return Err(mount_err(what, &target)(nix::Error::last()));
+        }
+        self.seal(rel, &target, what, readonly)
+    }
+
+    /// Makes the mount at `target` private and read-only if asked.
+    fn seal(
+        &self,
+        rel: &Path,
+        target: &Path,
+        what: &str,
+        readonly: bool,
+    ) -> Result<PathBuf, SharedTreeError> {
+        let target = target.to_path_buf();
+        let what = what.to_string();
         // Private: the guest's view must not change under a mount event on
         // the host side of a bind (and nothing propagates back).
         mount(
@@ -166,4 +230,37 @@ impl SharedTree {
         }
         Ok(rel.to_path_buf())
     }
+}
+
+/// `OPEN_TREE_CLONE` (linux/mount.h).
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+/// `MOVE_MOUNT_F_EMPTY_PATH` (linux/mount.h).
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+
+/// A detached copy of the mount at `source` (recursive if asked, as
+/// `rbind`), for [`SharedTree::attach`] in another mount namespace.
+/// `source` is resolved in the caller's mount namespace.
+pub fn detached_tree(source: &Path, recursive: bool) -> Result<OwnedFd, SharedTreeError> {
+    let what = source.display().to_string();
+    let source_c = CString::new(source.as_os_str().as_bytes())
+        .map_err(|e| SharedTreeError::Make(source.into(), e.into()))?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: open_tree reads a NUL-terminated path that outlives the call
+    // and returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            source_c.as_ptr(),
+            flags,
+        )
+    };
+    if fd < 0 {
+        return Err(mount_err(what, source)(nix::Error::last()));
+    }
+    // SAFETY: open_tree returned a new descriptor this function owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
