@@ -20,6 +20,8 @@ pub struct Mapping {
     pub rss_kib: u64,
     /// `Pss:` (KiB).
     pub pss_kib: u64,
+    /// `VmFlags:` has `dc` (`MADV_DONTFORK`: the VMM's guest RAM).
+    pub dontfork: bool,
 }
 
 /// Totals of `/proc/PID/smaps_rollup`.
@@ -63,6 +65,7 @@ pub fn parse_smaps(text: &str) -> Vec<Mapping> {
                 size_kib: 0,
                 rss_kib: 0,
                 pss_kib: 0,
+                dontfork: false,
             });
             continue;
         }
@@ -73,6 +76,8 @@ pub fn parse_smaps(text: &str) -> Vec<Mapping> {
             m.rss_kib = v;
         } else if let Some(v) = field_kib(line, "Pss") {
             m.pss_kib = v;
+        } else if let Some(flags) = line.strip_prefix("VmFlags:") {
+            m.dontfork = flags.split_whitespace().any(|f| f == "dc");
         }
     }
     out
@@ -93,9 +98,31 @@ pub fn parse_rollup(text: &str) -> Rollup {
 
 /// The guest RAM of a VM with `memory_mib`: for each of its RAM regions
 /// (`arch::x86_64::memory_map::ram_regions`), the anonymous mapping of
-/// exactly that size with the most resident pages. `None` unless every
-/// region is found.
+/// exactly that size with the most resident pages; failing that (the
+/// kernel merged adjacent mappings), the anonymous `MADV_DONTFORK`
+/// mappings (vmrun marks its guest RAM so) when they add up to the RAM's
+/// size. `None` unless found.
 pub fn find_guest_ram(mappings: &[Mapping], memory_mib: u64) -> Option<GuestRamReport> {
+    find_by_region_size(mappings, memory_mib).or_else(|| find_dontfork(mappings, memory_mib))
+}
+
+fn find_dontfork(mappings: &[Mapping], memory_mib: u64) -> Option<GuestRamReport> {
+    let mut found = GuestRamReport {
+        mappings: Vec::new(),
+        size_kib: 0,
+        rss_kib: 0,
+        pss_kib: 0,
+    };
+    for m in mappings.iter().filter(|m| m.anonymous && m.dontfork) {
+        found.mappings.push(m.range.clone());
+        found.size_kib += m.size_kib;
+        found.rss_kib += m.rss_kib;
+        found.pss_kib += m.pss_kib;
+    }
+    (found.size_kib == memory_mib << 10).then_some(found)
+}
+
+fn find_by_region_size(mappings: &[Mapping], memory_mib: u64) -> Option<GuestRamReport> {
     let mut used = vec![false; mappings.len()];
     let mut found = GuestRamReport {
         mappings: Vec::new(),
@@ -203,6 +230,33 @@ Rss:               25000 kB
 Pss:               23000 kB
 Pss_Anon:          21000 kB
 ";
+
+    #[test]
+    fn merged_guest_ram_is_found_by_its_dontfork_flag() {
+        let smaps = "\
+7f0000000000-7f0008400000 rw-p 00000000 00:00 0 
+Size:             135168 kB
+Rss:               20480 kB
+Pss:               20480 kB
+VmFlags: rd wr mr mw me ac sd 
+7f0010000000-7f0014000000 rw-p 00000000 00:00 0 
+Size:              65536 kB
+Rss:                4096 kB
+Pss:                4096 kB
+VmFlags: rd wr mr mw me dc ac sd 
+7f0014000000-7f0018000000 rw-p 00000000 00:00 0 
+Size:              65536 kB
+Rss:                   4 kB
+Pss:                   4 kB
+VmFlags: rd wr mr mw me dc ac sd hg 
+";
+        let m = parse_smaps(smaps);
+        assert!(!m[0].dontfork && m[1].dontfork && m[2].dontfork);
+        let ram = find_guest_ram(&m, 128).unwrap();
+        assert_eq!(ram.mappings.len(), 2);
+        assert_eq!(ram.rss_kib, 4100);
+        assert!(find_guest_ram(&m, 256).is_none());
+    }
 
     #[test]
     fn smaps_mappings_and_their_sizes() {
