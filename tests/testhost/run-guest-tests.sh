@@ -10,7 +10,8 @@
 #    that cannot boot a guest FAILS instead of skipping) through
 #    tests/testhost/run.sh: directly on a host with hardware KVM, else inside
 #    a test host (QEMU TCG + emulated AMD SVM, see shared/TESTHOST.md), one
-#    per group: the vmrun-tests binaries, then the vmrun-checker binaries
+#    per group: the vmrun-tests binaries, then the vmrun-checker binaries,
+#    while the client tests (guest_clients) run in a second test host
 #    (each group retried on its own when its test host dies, see below).
 #
 # Needs the guest kernel and initramfs built (tests/setup.sh does it).
@@ -40,12 +41,19 @@ trap 'rm -f "$artifacts"' EXIT
 cargo test -p vmrun-tests -p vmrun-checker --no-run --message-format=json \
     | jq -c 'select(.reason == "compiler-artifact" and .profile.test == true and .executable != null)' \
     >"$artifacts"
-mapfile -t test_bins < <(jq -r 'select(.target.src_path | contains("/tests/checker/") | not) | .executable' "$artifacts")
+# The client tests (podman, containerd, CRI: ~25 min of the batch) are a
+# group of their own, run in a second test host alongside the others (this
+# machine has two cores; each test host keeps one busy).
+# `vmrun bench`'s guest test (~4 min) joins them: the two test hosts then
+# take about as long.
+side='contains("/guest_clients/") or endswith("/guest_bench.rs")'
+mapfile -t test_bins < <(jq -r "select(.target.src_path | (contains(\"/tests/checker/\") or $side) | not) | .executable" "$artifacts")
+mapfile -t client_bins < <(jq -r "select(.target.src_path | $side) | .executable" "$artifacts")
 mapfile -t checker_bins < <(jq -r 'select(.target.src_path | contains("/tests/checker/")) | .executable' "$artifacts")
 [ ${#test_bins[@]} -gt 0 ] || die "cargo built no vmrun-tests test binaries"
 [ ${#checker_bins[@]} -gt 0 ] || die "cargo built no vmrun-checker test binaries"
 export VMRUN_CHECKER_HALVES=guest
-for b in "${test_bins[@]}" "${checker_bins[@]}"; do log "  $b"; done
+for b in "${test_bins[@]}" "${client_bins[@]}" "${checker_bins[@]}"; do log "  $b"; done
 
 export VMRUN_KERNEL="${VMRUN_KERNEL:-$cache/vmlinux}"
 export VMRUN_INITRD="${VMRUN_INITRD:-$cache/initramfs.cpio.gz}"
@@ -106,10 +114,28 @@ run_group() {
 }
 
 start=$(date +%s)
+# The clients group in the background, its output kept apart and printed
+# once it is done (two groups' lines interleaved would be unreadable).
+clients_status=0
+clients_log="$target/testhost/clients-$run_id.log"
+clients_pid=
+if [ ${#client_bins[@]} -gt 0 ]; then
+    log "the clients group runs alongside, in a second test host (output: $clients_log once done)"
+    run_group clients "$target/testhost/clients-$run_id" "${client_bins[@]}" >"$clients_log" 2>&1 &
+    clients_pid=$!
+    trap 'rm -f "$artifacts"; [ -n "$clients_pid" ] && kill "$clients_pid" 2>/dev/null' EXIT
+fi
 tests_status=0
 run_group guest-tests "$results" "${test_bins[@]}" || tests_status=$?
 checker_status=0
 run_group checker "$target/testhost/checker-$run_id" "${checker_bins[@]}" || checker_status=$?
-log "guest batch: vmrun-tests group exit $tests_status, vmrun-checker group exit $checker_status ($(($(date +%s) - start))s)"
+if [ -n "$clients_pid" ]; then
+    wait "$clients_pid" || clients_status=$?
+    clients_pid=
+    log "the clients group's output:"
+    cat "$clients_log"
+fi
+log "guest batch: vmrun-tests group exit $tests_status, clients group exit $clients_status, vmrun-checker group exit $checker_status ($(($(date +%s) - start))s)"
 [ "$tests_status" = 0 ] || exit "$tests_status"
+[ "$clients_status" = 0 ] || exit "$clients_status"
 exit "$checker_status"
