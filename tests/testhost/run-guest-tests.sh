@@ -25,8 +25,9 @@ cd "$VMRUN_REPO"
 target="$(cargo_target_dir)"
 cache="$(vmrun_cache_dir)"
 
-log "building vmrun (release)"
-cargo build --release -p vmrun
+log "building vmrun and vmrun-cri (release)"
+# vmrun-cri: the CRI client the client tests drive containerd with.
+cargo build --release -p vmrun -p vmrun-cri-client
 export VMRUN_BIN="${VMRUN_BIN:-$target/release/vmrun}"
 [ -x "$VMRUN_BIN" ] || die "vmrun binary $VMRUN_BIN missing after the build"
 
