@@ -122,7 +122,10 @@ clients_log="$target/testhost/clients-$run_id.log"
 clients_pid=
 if [ ${#client_bins[@]} -gt 0 ]; then
     log "the clients group runs alongside, in a second test host (output: $clients_log once done)"
-    run_group clients "$target/testhost/clients-$run_id" "${client_bins[@]}" >"$clients_log" 2>&1 &
+    # A CRI pod test prints nothing for up to ~5 min while both test
+    # hosts share this machine: the stall watchdog waits longer here.
+    VMRUN_TESTHOST_STALL_SECS="${VMRUN_TESTHOST_STALL_SECS:-900}" \
+        run_group clients "$target/testhost/clients-$run_id" "${client_bins[@]}" >"$clients_log" 2>&1 &
     clients_pid=$!
     trap 'rm -f "$artifacts"; [ -n "$clients_pid" ] && kill "$clients_pid" 2>/dev/null' EXIT
 fi
