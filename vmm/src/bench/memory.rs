@@ -107,43 +107,45 @@ pub fn find_guest_ram(mappings: &[Mapping], memory_mib: u64) -> Option<GuestRamR
 }
 
 fn find_dontfork(mappings: &[Mapping], memory_mib: u64) -> Option<GuestRamReport> {
+    let found = sum_of(mappings.iter().filter(|m| m.anonymous && m.dontfork));
+    (found.size_kib == memory_mib << 10).then_some(found)
+}
+
+/// The report of `mappings` taken together.
+fn sum_of<'a>(mappings: impl Iterator<Item = &'a Mapping>) -> GuestRamReport {
     let mut found = GuestRamReport {
         mappings: Vec::new(),
         size_kib: 0,
         rss_kib: 0,
         pss_kib: 0,
     };
-    for m in mappings.iter().filter(|m| m.anonymous && m.dontfork) {
+    for m in mappings {
         found.mappings.push(m.range.clone());
         found.size_kib += m.size_kib;
         found.rss_kib += m.rss_kib;
         found.pss_kib += m.pss_kib;
     }
-    (found.size_kib == memory_mib << 10).then_some(found)
+    found
 }
 
 fn find_by_region_size(mappings: &[Mapping], memory_mib: u64) -> Option<GuestRamReport> {
     let mut used = vec![false; mappings.len()];
-    let mut found = GuestRamReport {
-        mappings: Vec::new(),
-        size_kib: 0,
-        rss_kib: 0,
-        pss_kib: 0,
-    };
     for (_, len) in ram_regions(memory_mib << 20) {
         let want_kib = (len as u64) >> 10;
-        let (i, m) = mappings
+        let (i, _) = mappings
             .iter()
             .enumerate()
             .filter(|(i, m)| m.anonymous && m.size_kib == want_kib && !used[*i])
             .max_by_key(|(_, m)| m.rss_kib)?;
         used[i] = true;
-        found.mappings.push(m.range.clone());
-        found.size_kib += m.size_kib;
-        found.rss_kib += m.rss_kib;
-        found.pss_kib += m.pss_kib;
     }
-    Some(found)
+    Some(sum_of(
+        mappings
+            .iter()
+            .zip(&used)
+            .filter(|(_, u)| **u)
+            .map(|(m, _)| m),
+    ))
 }
 
 /// The memory report of the process `pid` (a VMM with `memory_mib` of
