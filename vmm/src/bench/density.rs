@@ -283,11 +283,21 @@ mod tests {
     #[test]
     fn processes_are_found_by_their_command_line() {
         let mark = format!("vmrun-bench-test-{}", std::process::id());
+        // `read` is a shell builtin: the shell never forks a child that
+        // would carry the same command line until it execs.
         let mut child = Command::new("sh")
-            .args(["-c", "sleep 30; true", &mark])
+            .args(["-c", "read line", &mark])
+            .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let found = processes_mentioning(&mark);
+        // spawn() returns once the child's exec replaced its memory, but
+        // the kernel sets the new command line a moment later: wait for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut found = processes_mentioning(&mark);
+        while found.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            found = processes_mentioning(&mark);
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(found.len(), 1, "{found:?}");

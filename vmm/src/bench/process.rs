@@ -188,11 +188,13 @@ pub fn run_timed(
         ),
         Capture::Files { stdout, stderr } => (file_tail(stdout), file_tail(stderr)),
     };
+    // The output was written before the command was reaped; a reader
+    // thread scheduled late must not make it look later than that.
     Ok(Timed {
         status,
         wall,
-        first_output: out.first,
-        marker: out.marker,
+        first_output: out.first.map(|t| t.min(wall)),
+        marker: out.marker.map(|t| t.min(wall)),
         stdout_tail,
         stderr_tail,
     })
