@@ -11,7 +11,8 @@
 #    tests/testhost/run.sh: directly on a host with hardware KVM, else inside
 #    a test host (QEMU TCG + emulated AMD SVM, see shared/TESTHOST.md), one
 #    per group: the vmrun-tests binaries, then the vmrun-checker binaries,
-#    while the client tests (guest_clients) run in a second test host
+#    while the client tests (guest_clients) and a few more guest tests run
+#    in a second test host
 #    (each group retried on its own when its test host dies, see below).
 #
 # Needs the guest kernel and initramfs built (tests/setup.sh does it).
@@ -42,12 +43,13 @@ trap 'rm -f "$artifacts"' EXIT
 cargo test -p vmrun-tests -p vmrun-checker --no-run --message-format=json \
     | jq -c 'select(.reason == "compiler-artifact" and .profile.test == true and .executable != null)' \
     >"$artifacts"
-# The client tests (podman, containerd, CRI: ~25 min of the batch) are a
+# The client tests (podman, containerd, CRI: ~21 min of the batch) are a
 # group of their own, run in a second test host alongside the others (this
-# machine has two cores; each test host keeps one busy).
-# `vmrun bench`'s guest test (~4 min) joins them: the two test hosts then
-# take about as long.
-side='contains("/guest_clients/") or endswith("/guest_bench.rs")'
+# machine has two cores; each test host keeps one busy). `vmrun bench`'s
+# guest test (~5 min), the pod, host-world and terminal tests (~3 min
+# each) join them: measured in CI, the two test hosts then take about as
+# long (~34 min each; 42 + 26 min before these three moved).
+side='contains("/guest_clients/") or (endswith("/guest_bench.rs") or endswith("/guest_pod.rs") or endswith("/guest_host_world.rs") or endswith("/guest_terminal.rs"))'
 mapfile -t test_bins < <(jq -r "select(.target.src_path | (contains(\"/tests/checker/\") or $side) | not) | .executable" "$artifacts")
 mapfile -t client_bins < <(jq -r "select(.target.src_path | $side) | .executable" "$artifacts")
 mapfile -t checker_bins < <(jq -r 'select(.target.src_path | contains("/tests/checker/")) | .executable' "$artifacts")
