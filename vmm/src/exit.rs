@@ -44,6 +44,13 @@ pub enum VmExit {
         /// What failed.
         error: String,
     },
+    /// A vCPU thread panicked (a VMM bug, possibly guest-triggered).
+    VcpuPanicked {
+        /// The vCPU.
+        cpu: u8,
+        /// The panic message.
+        message: String,
+    },
 }
 
 /// Shared between the vCPU threads, the devices and the thread waiting for

@@ -13,6 +13,7 @@ pub mod cmdline;
 pub mod devices;
 pub mod exit;
 pub mod machine;
+pub mod panic_report;
 pub mod runtime;
 pub mod timings;
 pub mod vstate;

@@ -4,6 +4,7 @@ use clap::Parser;
 
 fn main() {
     vmrun::timings::process_start();
+    vmrun::panic_report::install();
     let cli = vmrun::cli::Cli::parse();
     let code = match vmrun::cli::execute(cli) {
         Ok(code) => code,

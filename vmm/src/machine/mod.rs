@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
+use vmrun_virtio::panic_guard;
 use vmrun_virtio::VirtioDevice;
 
 use crate::arch::x86_64::layout::{
@@ -134,6 +135,14 @@ pub enum RunError {
     /// A vCPU thread panicked (a VMM bug).
     #[error("{0} vCPU thread(s) panicked")]
     ThreadPanicked(usize),
+    /// A vCPU thread panicked; the VM was stopped.
+    #[error("vCPU {cpu} thread panicked: {message}")]
+    VcpuPanicked {
+        /// The vCPU.
+        cpu: u8,
+        /// The panic message.
+        message: String,
+    },
 }
 
 /// How a guest ended cleanly.
@@ -345,8 +354,15 @@ impl Machine {
             let ctx = ctx.clone();
             match std::thread::Builder::new()
                 .name(format!("vcpu{cpu}"))
-                .spawn(move || run_vcpu(vcpu, ctx))
-            {
+                .spawn(move || {
+                    // A panic here (a VMM bug the guest may trigger) stops
+                    // the VM with an error instead of leaving it waiting
+                    // for an exit this thread would never report.
+                    let exit = ctx.exit.clone();
+                    if let Err(message) = panic_guard::catch(|| run_vcpu(vcpu, ctx)) {
+                        exit.report(VmExit::VcpuPanicked { cpu, message });
+                    }
+                }) {
                 Ok(h) => handles.push(h),
                 Err(e) => {
                     spawn_error = Some(RunError::SpawnThread {
@@ -400,6 +416,7 @@ pub fn classify(exit: VmExit, panic_line: Option<String>) -> Result<CleanExit, R
         }
         (VmExit::GuestCrash { cpu }, None) => Err(RunError::GuestCrash { cpu }),
         (VmExit::VcpuFailed { cpu, error }, _) => Err(RunError::VcpuFailed { cpu, error }),
+        (VmExit::VcpuPanicked { cpu, message }, _) => Err(RunError::VcpuPanicked { cpu, message }),
     }
 }
 
@@ -426,5 +443,38 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("emulation failure"), "{err}");
+        let err = classify(
+            VmExit::VcpuPanicked {
+                cpu: 1,
+                message: "index out of bounds".into(),
+            },
+            Some("a panic line loses to the VMM's own failure".into()),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "vCPU 1 thread panicked: index out of bounds"
+        );
+    }
+
+    #[test]
+    fn a_panicking_vcpu_thread_reports_its_exit() {
+        // What each vCPU thread runs around `run_vcpu`.
+        let exit = Arc::new(ExitState::new());
+        let state = exit.clone();
+        std::thread::spawn(move || {
+            if let Err(message) = panic_guard::catch(|| -> () { panic!("bad exit {}", 9) }) {
+                state.report(VmExit::VcpuPanicked { cpu: 0, message });
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            exit.wait(),
+            VmExit::VcpuPanicked {
+                cpu: 0,
+                message: "bad exit 9".into()
+            }
+        );
     }
 }

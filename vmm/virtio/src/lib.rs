@@ -44,6 +44,7 @@
 //! | [`net`] | virtio-net over a tap ([`Tap::open`] in the right network namespace, then [`Net::new`]): one RX/TX pair, MAC/MTU/STATUS, no offloads (the module docs say why); RX and TX as plain functions over guest memory and the tap fd, epoll glue |
 //! | [`vsock`] | virtio-vsock: a connection state machine per stream, a router that returns the epoll changes it wants (so the protocol is tested without epoll), host handles, RX/TX queue code, epoll glue |
 //! | [`fuzz`] | entry points that drive device code with arbitrary bytes |
+//! | [`panic_guard`] | panics caught on purpose (workers, vCPUs) told apart from those that must end the VMM |
 //!
 //! A device embeds a [`VirtioCommon`] and implements only
 //! [`VirtioDevice::activate`]: build its worker's handler from the
@@ -60,6 +61,7 @@ pub mod fuzz;
 pub mod interrupt;
 pub mod mmio;
 pub mod net;
+pub mod panic_guard;
 pub mod vsock;
 pub mod worker;
 

@@ -101,10 +101,11 @@ impl Worker {
                         }
                         // A bug reachable by guest input must cost this
                         // device, not the VMM: stop the worker, keep the VM.
-                        let handled =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                handler.handle_event(ev.data(), ev.event_set(), &epoll)
-                            }));
+                        // (panic_guard: the VMM's panic hook reports it
+                        // and leaves the process running.)
+                        let handled = crate::panic_guard::catch(|| {
+                            handler.handle_event(ev.data(), ev.event_set(), &epoll)
+                        });
                         if handled.is_err() {
                             tracing::error!("virtio worker panicked; device stopped");
                             return;
