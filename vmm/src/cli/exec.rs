@@ -16,6 +16,7 @@ use super::{helper_global_args, CliError, GlobalOpts};
 use crate::runtime::api::ApiRequest;
 use crate::runtime::container::Container;
 use crate::runtime::exec_client::{self, SessionLaunch};
+use crate::runtime::spec_check;
 use crate::runtime::state::{StateRoot, Status};
 
 /// Arguments of `vmrun exec` (runc 1.1's flags).
@@ -180,19 +181,23 @@ pub fn build_process(
     Ok(process)
 }
 
-/// What runc's `validateProcessSpec` checks.
+/// What runc's `validateProcessSpec` checks, and what the guest could not
+/// run as given (NUL bytes, types, ranges: [`spec_check`]).
 fn check_process(process: &Value) -> Result<(), CliError> {
     let args = process.get("args").and_then(Value::as_array);
     if args.is_none_or(|a| a.is_empty()) {
         return Err(usage("process.args: args must not be empty"));
     }
     match process.get("cwd").and_then(Value::as_str) {
-        Some(cwd) if cwd.starts_with('/') => Ok(()),
-        Some(cwd) => Err(usage(format!(
-            "process.cwd: {cwd:?} is not an absolute path"
-        ))),
-        None => Err(usage("process.cwd: the working directory must be set")),
+        Some(cwd) if cwd.starts_with('/') => {}
+        Some(cwd) => {
+            return Err(usage(format!(
+                "process.cwd: {cwd:?} is not an absolute path"
+            )))
+        }
+        None => return Err(usage("process.cwd: the working directory must be set")),
     }
+    spec_check::check_process(process).map_err(|p| usage(p.to_string()))
 }
 
 /// The container's own `process` (from its bundle's config.json).
@@ -337,5 +342,13 @@ mod tests {
         let args = parse(&["-p", file.to_str().unwrap(), "c1"]);
         let err = build_process(&args, None).unwrap_err();
         assert!(err.to_string().contains("process.args"), "{err}");
+        let err = build_process(&parse(&["c1", "echo", "a\0b"]), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("process.args[1]: contains a NUL byte"),
+            "{err}"
+        );
+        let err = build_process(&parse(&["-e", "A=\0", "c1", "true"]), None).unwrap_err();
+        assert!(err.to_string().contains("process.env[0]"), "{err}");
     }
 }

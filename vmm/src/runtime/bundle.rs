@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::spec_check::{check_spec, FieldProblem};
+
 /// Bundle annotation naming a disk image (relative to the bundle) to use as
 /// the root filesystem over virtio-blk instead of sharing `root.path`.
 pub const ROOTFS_IMAGE_ANNOTATION: &str = "vmrun.rootfs-image";
@@ -40,6 +42,15 @@ pub enum BundleError {
         field: &'static str,
         /// What is wrong with it.
         problem: String,
+    },
+    /// A field the VM could not run as given (NUL bytes, wrong types,
+    /// values out of range).
+    #[error("{path}: {problem}")]
+    Spec {
+        /// The config.json path.
+        path: PathBuf,
+        /// The field and what is wrong with it.
+        problem: FieldProblem,
     },
     /// The root filesystem directory does not exist.
     #[error("root.path: the rootfs directory {0} does not exist or is not a directory")]
@@ -107,6 +118,10 @@ impl Bundle {
             return Err(field_error(&config, "(top level)", "is not a JSON object"));
         }
         check_process(&config, &spec)?;
+        check_spec(&spec).map_err(|problem| BundleError::Spec {
+            path: config.clone(),
+            problem,
+        })?;
         let root = spec.get("root");
         let readonly = match root.and_then(|r| r.get("readonly")) {
             None | Some(Value::Null) => false,
@@ -202,8 +217,7 @@ mod tests {
         dir
     }
 
-    const GOOD: &str =
-        r#"{"process":{"args":["echo","hi"]},"root":{"path":"rootfs","readonly":true}}"#;
+    const GOOD: &str = r#"{"ociVersion":"1.0.2","process":{"args":["echo","hi"],"cwd":"/","user":{"uid":0,"gid":0}},"root":{"path":"rootfs","readonly":true}}"#;
 
     #[test]
     fn a_good_bundle_loads() {
@@ -247,12 +261,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("is not a directory"), "{err}");
+
+        let dir = bundle(
+            r#"{"process":{"args":["echo","a\u0000b"],"cwd":"/"},"root":{"path":"rootfs"}}"#,
+            true,
+        );
+        let err = Bundle::load(dir.path(), None).unwrap_err().to_string();
+        assert!(
+            err.contains("config.json: process.args[1]: contains a NUL byte"),
+            "{err}"
+        );
     }
 
     #[test]
     fn an_image_replaces_the_rootfs_dir() {
         let dir = bundle(
-            r#"{"process":{"args":["sh"]},"root":{"path":"gone"}}"#,
+            r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},"root":{"path":"gone"}}"#,
             false,
         );
         let image = dir.path().join("disk.img");

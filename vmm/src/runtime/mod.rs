@@ -1,6 +1,7 @@
 //! Containers in microVMs with runc's lifecycle.
 //!
-//! - [`bundle`]: validates `config.json` and the rootfs before any VM exists;
+//! - [`bundle`]: validates `config.json` and the rootfs before any VM exists
+//!   ([`spec_check`]: NUL bytes, types and ranges, named by JSON path);
 //! - [`state`]: the container's directory under `--root` (record, lock,
 //!   liveness of its VMM); [`container`]: a recorded container as the
 //!   verbs see it (status, control socket, teardown);
@@ -32,6 +33,7 @@ pub mod host_world;
 pub mod pod;
 pub mod run;
 pub mod signals;
+pub mod spec_check;
 pub mod state;
 pub mod stdio;
 pub mod terminal;
