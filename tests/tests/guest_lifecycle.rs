@@ -6,7 +6,8 @@
 //! has to prove: the pid is the VMM's and a subreaper inherits it with the
 //! container's status; exec (output, status, a terminal through a console
 //! socket, detached with a pid that forwards signals and whose death kills
-//! the process); a VMM killed with SIGKILL; bad input leaving nothing.
+//! the process); a VMM killed with SIGKILL; bad input leaving nothing;
+//! the VMM keeps no descriptor leaked to it and runs with no_new_privs.
 //!
 //! Guest tests skip loudly (or fail under `VMRUN_REQUIRE_GUEST=1`) where
 //! guests cannot run.
@@ -489,12 +490,59 @@ fn a_subreaper_inherits_the_vmm_and_gets_the_containers_status() {
     assert!(vmrun.call("delete", &["sr"]).success());
 }
 
+/// The VMM's descriptors that name `path`.
+fn fds_naming(pid: i64, path: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return vec!["(cannot read the VMM's fd table)".into()];
+    };
+    dir.flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == path))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 #[test]
 fn exec_relays_output_and_status() {
     let test = "exec_relays_output_and_status";
-    let Some((vmrun, _)) = vmrun_with(test, "ex", &["sleep", "1000"]) else {
+    let Some((_, vmrun)) = runtimes(test) else {
         return;
     };
+    // Started with a descriptor leaked to it (no close-on-exec, as a
+    // careless caller leaves them): the VMM must not keep it.
+    let b = bundle("exec-bundle", &["sleep", "1000"]);
+    let leak_path = scratch().join("leaked-descriptor");
+    let leak = std::fs::File::create(&leak_path).expect("create the leak file");
+    let leak_fd = leak.as_raw_fd();
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let mut command = vmrun.command("run", &["-d", "--bundle", s(&b), "ex"]);
+    command
+        .stdout(std::fs::File::create(out_dir.path().join("out")).expect("out"))
+        .stderr(std::fs::File::create(out_dir.path().join("err")).expect("err"));
+    // SAFETY: dup2 is async-signal-safe; fd 9 is free in the child.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+            if libc::dup2(leak_fd, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("start vmrun run -d");
+    let status = wait_until(&mut child, Instant::now() + STATE_LIMIT);
+    let err = std::fs::read_to_string(out_dir.path().join("err")).unwrap_or_default();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{err}");
+    let Observed::State { status, pid } = vmrun.state("ex") else {
+        panic!("no state for ex");
+    };
+    assert_eq!(status, "running");
+    assert_eq!(fds_naming(pid, &leak_path), Vec::<String>::new());
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    assert!(
+        proc_status
+            .lines()
+            .any(|l| l.split_whitespace().eq(["NoNewPrivs:", "1"])),
+        "the VMM runs without no_new_privs:\n{proc_status}"
+    );
     let out = vmrun.call(
         "exec",
         &["ex", "sh", "-c", "echo out; echo err >&2; exit 5"],

@@ -166,6 +166,10 @@ pub fn run_daemon() -> i32 {
     };
     let timings = Arc::new(Timings::default());
     let mut host_cgroups = Vec::new();
+    // While this process has one thread, so that every thread has it.
+    if let Err(e) = super::process_hardening::set_no_new_privs() {
+        tracing::warn!("cannot set no_new_privs: {e}");
+    }
     // First, while this process has one thread: its own mount namespace,
     // where the VM's share is built.
     if let Err(e) = enter_private_mount_namespace() {

@@ -31,12 +31,16 @@ pub fn spawn(args: &[OsString], null_stdio: bool) -> io::Result<(Child, UnixStre
     }
     let channel = theirs.as_raw_fd();
     // SAFETY: the closure runs in the forked child before exec and only
-    // makes async-signal-safe calls (dup2, setsid) on descriptors it owns.
+    // makes async-signal-safe calls (dup2, setsid, close_range/fcntl) on
+    // descriptors it owns.
     unsafe {
         command.pre_exec(move || {
             if libc::dup2(channel, CHANNEL_FD) < 0 || libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
+            // Only stdio and the channel reach the helper: nothing the
+            // caller leaked to us lives on in a VMM.
+            super::process_hardening::cloexec_from(CHANNEL_FD + 1);
             Ok(())
         });
     }

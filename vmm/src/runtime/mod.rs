@@ -12,6 +12,7 @@
 //!   `create` leaves behind; [`detached`]: how such helpers are started;
 //!   [`exec_client`]: the host process standing for an exec'd process;
 //! - [`pod`]: pods as one microVM (a sandbox boots it, members join it);
+//! - [`process_hardening`]: no_new_privs, no inherited descriptors;
 //! - [`host_cgroup`]: the VMM in the container's host cgroup;
 //!   [`host_world`]: host bind mounts (through the VM's share) and the
 //!   host network namespace (through taps) reaching the VM;
@@ -31,6 +32,7 @@ pub mod exec_client;
 pub mod host_cgroup;
 pub mod host_world;
 pub mod pod;
+pub mod process_hardening;
 pub mod run;
 pub mod signals;
 pub mod spec_check;

@@ -118,6 +118,10 @@ pub fn run_container(
         overhead,
     } = config;
     let state = RemoveOnDrop(state);
+    // Before the signal thread: every thread of the VMM gets it.
+    if let Err(e) = super::process_hardening::set_no_new_privs() {
+        tracing::warn!("cannot set no_new_privs: {e}");
+    }
     let me = ProcessIdentity::current().ok_or_else(|| {
         ContainerRunError::Io(
             "read this process's identity",
