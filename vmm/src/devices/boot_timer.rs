@@ -1,9 +1,11 @@
 //! The boot-timer port (`vmrun_protocol::marker::PORT`, 0x440): the guest
-//! agent writes one marker byte per phase; the VMM timestamps it.
+//! agent writes one marker byte per phase; the VMM timestamps it. Any
+//! guest code can write the port: its log lines are rate-limited.
 
 use std::sync::Arc;
 
 use vmrun_protocol::marker::Marker;
+use vmrun_virtio::log_limited;
 
 use super::bus::BusDevice;
 use crate::timings::{Phase, Timings};
@@ -42,9 +44,9 @@ impl BusDevice for BootTimer {
             Some(marker) => {
                 let phase = phase_of(marker);
                 self.timings.record(phase);
-                tracing::info!(phase = phase.name(), "boot-timer marker");
+                log_limited!(info, phase = phase.name(), "boot-timer marker");
             }
-            None => tracing::debug!("boot-timer: unknown marker byte {byte:#x}"),
+            None => log_limited!(debug, "boot-timer: unknown marker byte {byte:#x}"),
         }
     }
 }

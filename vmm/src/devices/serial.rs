@@ -5,6 +5,7 @@ use std::io;
 use vm_superio::serial::NoEvents;
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
+use vmrun_virtio::log_limited;
 
 use super::bus::BusDevice;
 use super::console::ConsoleWriter;
@@ -58,7 +59,7 @@ impl BusDevice for SerialDevice {
     fn write(&mut self, offset: u64, data: &[u8]) {
         if let (Ok(off), [byte]) = (u8::try_from(offset), data) {
             if let Err(e) = self.serial.write(off, *byte) {
-                tracing::debug!("serial write at offset {off}: {e:?}");
+                log_limited!(debug, "serial write at offset {off}: {e:?}");
             }
         }
     }

@@ -1,12 +1,12 @@
 //! The per-vCPU thread: run, dispatch I/O to the buses, turn fatal exits into
 //! a [`VmExit`], and stop when told to (a kick signal interrupts `KVM_RUN`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+use vmrun_virtio::LogLimit;
 
 use crate::devices::bus::Bus;
 use crate::exit::{ExitState, VmExit};
@@ -17,9 +17,6 @@ use crate::vstate::vcpu::{IoHandler, Vcpu, VcpuEvent};
 const SYSTEM_EVENT_SHUTDOWN: u32 = 1;
 const SYSTEM_EVENT_RESET: u32 = 2;
 const SYSTEM_EVENT_CRASH: u32 = 3;
-
-/// Unclaimed accesses logged in full before logging only every 1024th.
-const UNCLAIMED_LOG_BURST: u64 = 32;
 
 /// The signal that interrupts a vCPU thread's `KVM_RUN`.
 pub fn kick_signal() -> i32 {
@@ -45,11 +42,11 @@ pub fn install_kick_handler() -> Result<(), std::io::Error> {
 }
 
 /// Routes vCPU I/O to the port and MMIO buses; unclaimed accesses are
-/// logged (rate-limited) and ignored.
+/// logged (through one [`LogLimit`]) and ignored.
 pub struct BusIo {
     pio: Arc<Bus>,
     mmio: Arc<Bus>,
-    unclaimed: AtomicU64,
+    unclaimed: LogLimit,
 }
 
 impl BusIo {
@@ -58,14 +55,16 @@ impl BusIo {
         Self {
             pio,
             mmio,
-            unclaimed: AtomicU64::new(0),
+            unclaimed: LogLimit::new(),
         }
     }
 
     fn log_unclaimed(&self, kind: &str, addr: u64, len: usize) {
-        let n = self.unclaimed.fetch_add(1, Ordering::Relaxed);
-        if n < UNCLAIMED_LOG_BURST || n & 1023 == 0 {
-            tracing::debug!("unclaimed {kind} access at {addr:#x} ({len} bytes), #{n}");
+        if let Some(suppressed) = self.unclaimed.admit() {
+            tracing::debug!(
+                suppressed,
+                "unclaimed {kind} access at {addr:#x} ({len} bytes)"
+            );
         }
     }
 }

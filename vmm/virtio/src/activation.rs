@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use tracing::warn;
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::chain::ChainError;
+use crate::failure::DeviceFailure;
 use crate::interrupt::Interrupt;
+use crate::log_limited;
 
 /// Errors when a device is activated.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +52,8 @@ pub fn expect_queues<const N: usize>(
         .map_err(|_| ActivateError::QueueCount { expected: N, got })
 }
 
-/// What a running worker needs to reach the guest: its memory and the
-/// device's interrupt line.
+/// What a running worker needs to reach the guest: its memory, the
+/// device's interrupt line and the flag that tells the transport the worker died.
 #[derive(Debug, Clone)]
 pub struct GuestLink {
     name: &'static str,
@@ -60,22 +61,31 @@ pub struct GuestLink {
     pub mem: GuestMemoryMmap,
     /// The device's interrupt line.
     pub interrupt: Arc<Interrupt>,
+    failure: DeviceFailure,
 }
 
 impl GuestLink {
-    /// The link of the device named `name` (for logs).
+    /// The link of the device named `name` (for logs), with a fresh
+    /// [`DeviceFailure`] flag.
     pub fn new(name: &'static str, mem: GuestMemoryMmap, interrupt: Arc<Interrupt>) -> Self {
         Self {
             name,
             mem,
+            failure: DeviceFailure::new(name, interrupt.clone()),
             interrupt,
         }
+    }
+
+    /// The flag the device's worker sets when it dies (the transport
+    /// watches it; [`crate::common::VirtioCommon::activate`] hands it to the worker).
+    pub fn failure(&self) -> &DeviceFailure {
+        &self.failure
     }
 
     /// Raises the used-ring interrupt; logs (it cannot fail the guest) if it cannot.
     pub fn signal_used(&self) {
         if let Err(e) = self.interrupt.signal_used_queue() {
-            warn!(error = %e, device = self.name, "virtio: cannot raise interrupt");
+            log_limited!(warn, error = %e, device = self.name, "virtio: cannot raise interrupt");
         }
     }
 
@@ -83,7 +93,13 @@ impl GuestLink {
     /// queue (the device then waits for the driver's reset) and counts it as 0.
     pub fn chains_used(&self, queue: &str, result: Result<usize, ChainError>) -> usize {
         result.unwrap_or_else(|e| {
-            warn!(error = %e, device = self.name, queue, "virtio: queue broken; waiting for a reset");
+            log_limited!(
+                warn,
+                error = %e,
+                device = self.name,
+                queue,
+                "virtio: queue broken; waiting for a reset"
+            );
             0
         })
     }

@@ -9,6 +9,7 @@
 //! builds its [`EventHandler`] from a [`GuestLink`] and its queues.
 
 use crate::activation::{expect_queues, ActivateError, ActiveQueue, GuestLink};
+use crate::log_limit::LogLimit;
 use crate::worker::{EventHandler, WorkerSlot};
 
 /// The state every device shares (see the module docs).
@@ -21,6 +22,7 @@ pub struct VirtioCommon {
     acked_features: u64,
     config: Vec<u8>,
     worker: WorkerSlot,
+    guest_log: LogLimit,
 }
 
 impl VirtioCommon {
@@ -43,6 +45,7 @@ impl VirtioCommon {
             acked_features: 0,
             config,
             worker: WorkerSlot::default(),
+            guest_log: LogLimit::new(),
         }
     }
 
@@ -59,6 +62,12 @@ impl VirtioCommon {
     /// Maximum size of each of the device's queues (their count is the queue count).
     pub fn queue_max_sizes(&self) -> &[u16] {
         &self.queue_max_sizes
+    }
+
+    /// The budget of log lines the driver can cause on this device through
+    /// its transport (bad status or config writes, failed notifies).
+    pub fn guest_log(&self) -> &LogLimit {
+        &self.guest_log
     }
 
     /// Features the device offers.
@@ -88,7 +97,8 @@ impl VirtioCommon {
 
     /// Activates the device: checks that the driver handed exactly `N`
     /// queues, builds the worker's handler with `handler` and starts it on a
-    /// thread named after the device.
+    /// thread named after the device, which reports a panic through the
+    /// link's [`GuestLink::failure`].
     pub fn activate<const N: usize, H: EventHandler>(
         &mut self,
         link: GuestLink,
@@ -96,7 +106,9 @@ impl VirtioCommon {
         handler: impl FnOnce(GuestLink, [ActiveQueue; N]) -> Result<H, ActivateError>,
     ) -> Result<(), ActivateError> {
         let queues = expect_queues(queues)?;
-        self.worker.start(self.name, handler(link, queues)?)
+        let failure = link.failure().clone();
+        self.worker
+            .start(self.name, failure, handler(link, queues)?)
     }
 
     /// Whether the worker runs (between activation and reset).

@@ -18,13 +18,17 @@ pub trait VirtioDevice: Send {
     /// order), typically through [`VirtioCommon::activate`].
     fn activate(&mut self, link: GuestLink, queues: Vec<ActiveQueue>) -> Result<(), ActivateError>;
     /// Writes the device configuration space. Default: read-only, ignored.
+    /// Log lines go through [`VirtioCommon::guest_log`].
     fn write_config(&mut self, offset: u64, data: &[u8]) {
-        tracing::warn!(
-            device = self.common().name(),
-            offset,
-            len = data.len(),
-            "virtio: write to a read-only config space ignored"
-        );
+        if let Some(suppressed) = self.common().guest_log().admit() {
+            tracing::warn!(
+                device = self.common().name(),
+                offset,
+                len = data.len(),
+                suppressed,
+                "virtio: write to a read-only config space ignored"
+            );
+        }
     }
     /// Stops the device (worker stopped, queues dropped) so it can be
     /// activated again. Default: [`VirtioCommon::reset`].

@@ -38,6 +38,8 @@
 //! | [`common`] | [`VirtioCommon`], embedded by every device: identity, features, config space, worker start/stop |
 //! | [`activation`] | what a device gets at DRIVER_OK: [`ActiveQueue`]s and a [`GuestLink`] (memory + interrupt) |
 //! | [`worker`] | one epoll thread per active device, stopped on reset or drop |
+//! | [`failure`] | [`DeviceFailure`]: a worker that panicked tells its transport (DEVICE_NEEDS_RESET) and the guest (config interrupt) |
+//! | [`log_limit`] | [`LogLimit`] and [`log_limited!`]: the one rate limiter for log lines a guest can trigger |
 //! | [`chain`] | descriptor chains validated before any device reads them |
 //! | [`interrupt`], [`defs`] | the interrupt-status word + irqfd; virtio constants |
 //! | [`block`], [`fs`] | virtio-blk over an image file; virtio-fs over fuse-backend-rs |
@@ -56,9 +58,11 @@ pub mod chain;
 pub mod common;
 pub mod defs;
 pub mod device;
+pub mod failure;
 pub mod fs;
 pub mod fuzz;
 pub mod interrupt;
+pub mod log_limit;
 pub mod mmio;
 pub mod net;
 pub mod panic_guard;
@@ -69,8 +73,10 @@ pub use activation::{ActivateError, ActiveQueue, GuestLink};
 pub use block::Block;
 pub use common::VirtioCommon;
 pub use device::VirtioDevice;
+pub use failure::DeviceFailure;
 pub use fs::Fs;
 pub use interrupt::Interrupt;
+pub use log_limit::LogLimit;
 pub use mmio::MmioTransport;
 pub use net::{Net, NetError, Tap, TapError};
 pub use vsock::{Vsock, VsockHost, VsockListener};

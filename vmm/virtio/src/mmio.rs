@@ -26,6 +26,7 @@ use crate::defs::{
     STATUS_FAILED, STATUS_FEATURES_OK, VIRTIO_F_VERSION_1,
 };
 use crate::device::VirtioDevice;
+use crate::failure::DeviceFailure;
 use crate::interrupt::Interrupt;
 
 /// Size of the MMIO window of one device (use it in `virtio_mmio.device=`).
@@ -102,6 +103,8 @@ pub struct MmioTransport {
     status: u32,
     config_generation: u32,
     active: bool,
+    /// Set by the device's worker if it dies (from activation to reset).
+    worker_failure: Option<DeviceFailure>,
 }
 
 impl std::fmt::Debug for MmioTransport {
@@ -141,6 +144,7 @@ impl MmioTransport {
             status: 0,
             config_generation: 0,
             active: false,
+            worker_failure: None,
         })
     }
 
@@ -167,7 +171,23 @@ impl MmioTransport {
 
     /// Current value of the device status register.
     pub fn status(&self) -> u32 {
-        self.status
+        if self.worker_failed() {
+            self.status | STATUS_DEVICE_NEEDS_RESET
+        } else {
+            self.status
+        }
+    }
+
+    fn worker_failed(&self) -> bool {
+        self.worker_failure
+            .as_ref()
+            .is_some_and(DeviceFailure::is_set)
+    }
+
+    /// Folds a worker's failure into the status register, so every status
+    /// check below sees DEVICE_NEEDS_RESET.
+    fn note_worker_failure(&mut self) {
+        self.status = self.status();
     }
 
     /// Whether the device was activated (DRIVER_OK accepted).
@@ -207,6 +227,7 @@ impl MmioTransport {
 
     /// Handles a guest read of `data.len()` bytes at `offset` in the window.
     pub fn bus_read(&mut self, offset: u64, data: &mut [u8]) {
+        self.note_worker_failure();
         if offset >= CONFIG_SPACE_OFFSET {
             if let Some(config_offset) = offset.checked_sub(CONFIG_SPACE_OFFSET) {
                 self.device.common().read_config(config_offset, data);
@@ -257,6 +278,7 @@ impl MmioTransport {
 
     /// Handles a guest write of `data` at `offset` in the window.
     pub fn bus_write(&mut self, offset: u64, data: &[u8]) {
+        self.note_worker_failure();
         if offset >= CONFIG_SPACE_OFFSET {
             self.write_config(offset, data);
             return;
@@ -394,7 +416,9 @@ impl MmioTransport {
         match evt {
             Some(evt) => {
                 if let Err(e) = evt.write(1) {
-                    warn!(error = %e, "virtio-mmio: cannot signal queue eventfd");
+                    if let Some(suppressed) = self.device.common().guest_log().admit() {
+                        warn!(error = %e, suppressed, "virtio-mmio: cannot signal queue eventfd");
+                    }
                 }
             }
             None => debug!(value, "virtio-mmio: notify for nonexistent queue ignored"),
@@ -430,7 +454,7 @@ impl MmioTransport {
             (s, STATUS_DRIVER_OK, true) if s == ack_driver | STATUS_FEATURES_OK => {
                 self.activate(value)
             }
-            _ => self.fail(&format!(
+            _ => self.fail(format_args!(
                 "invalid status transition {current:#x} -> {value:#x}"
             )),
         }
@@ -462,7 +486,9 @@ impl MmioTransport {
             .zip(&self.queue_regs)
             .position(|(q, regs)| regs.size_bad || !queue_is_sound(q, mem));
         if let Some(index) = bad {
-            self.fail(&format!("queue {index} not ready or invalid at DRIVER_OK"));
+            self.fail(format_args!(
+                "queue {index} not ready or invalid at DRIVER_OK"
+            ));
             return;
         }
         let mut active = Vec::with_capacity(self.queues.len());
@@ -470,38 +496,47 @@ impl MmioTransport {
             let notify = match evt.try_clone() {
                 Ok(evt) => evt,
                 Err(e) => {
-                    self.fail(&format!("cannot clone queue eventfd: {e}"));
+                    self.fail(format_args!("cannot clone queue eventfd: {e}"));
                     return;
                 }
             };
             match copy_queue(queue) {
                 Some(queue) => active.push(ActiveQueue { queue, notify }),
                 None => {
-                    self.fail("cannot copy queue state");
+                    self.fail(format_args!("cannot copy queue state"));
                     return;
                 }
             }
         }
         let name = self.device.common().name();
         let link = GuestLink::new(name, self.mem.clone(), self.interrupt.clone());
+        let failure = link.failure().clone();
         match self.device.activate(link, active) {
             Ok(()) => {
                 self.status = value;
                 self.active = true;
+                self.worker_failure = Some(failure);
             }
-            Err(e) => self.fail(&format!("device activation failed: {e}")),
+            Err(e) => self.fail(format_args!("device activation failed: {e}")),
         }
     }
 
-    /// Marks the device as needing a reset and tells the driver.
-    fn fail(&mut self, why: &str) {
-        warn!(
-            device_type = self.device_type(),
-            "virtio-mmio: {why}; device needs reset"
-        );
+    /// Marks the device as needing a reset and tells the driver. The driver
+    /// can cause this at will: the log line goes through the device's
+    /// [`VirtioCommon::guest_log`](crate::VirtioCommon::guest_log).
+    fn fail(&mut self, why: std::fmt::Arguments<'_>) {
+        let common = self.device.common();
+        if let Some(suppressed) = common.guest_log().admit() {
+            warn!(
+                device = common.name(),
+                suppressed, "virtio-mmio: {why}; device needs reset"
+            );
+        }
         self.status |= STATUS_DEVICE_NEEDS_RESET;
         if let Err(e) = self.interrupt.signal_config_change() {
-            warn!(error = %e, "virtio-mmio: cannot raise config interrupt");
+            if let Some(suppressed) = self.device.common().guest_log().admit() {
+                warn!(error = %e, suppressed, "virtio-mmio: cannot raise config interrupt");
+            }
         }
     }
 
@@ -519,6 +554,7 @@ impl MmioTransport {
             let _ = evt.read();
         }
         self.interrupt.clear();
+        self.worker_failure = None;
         self.device_features_sel = 0;
         self.driver_features_sel = 0;
         self.driver_features = 0;

@@ -1,6 +1,12 @@
 //! The event glue of an active device: one thread per device waiting with
 //! epoll on its queue `EventFd`s (and any other fds it needs) and calling
 //! the device's plain queue-processing code. Stopped on reset or drop.
+//!
+//! A panic in the handler (a bug reachable by guest input) costs the
+//! device, not the VMM: the worker stops and reports it through the
+//! device's [`DeviceFailure`], which makes the transport show
+//! DEVICE_NEEDS_RESET and raises the configuration-change interrupt. So
+//! does a worker whose epoll wait fails.
 
 use std::io;
 use std::os::unix::io::RawFd;
@@ -11,6 +17,7 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::activation::ActivateError;
+use crate::failure::DeviceFailure;
 
 /// Token reserved for the stop `EventFd`.
 const STOP_TOKEN: u64 = u64::MAX;
@@ -44,12 +51,18 @@ pub fn unwatch(epoll: &Epoll, fd: RawFd) -> io::Result<()> {
 pub struct WorkerSlot(Option<Worker>);
 
 impl WorkerSlot {
-    /// Starts `handler` on a thread named `name`, unless one already runs.
-    pub fn start<H: EventHandler>(&mut self, name: &str, handler: H) -> Result<(), ActivateError> {
+    /// Starts `handler` on a thread named `name`, unless one already runs;
+    /// the worker's death (a panic of the handler) is reported to `failure`.
+    pub fn start<H: EventHandler>(
+        &mut self,
+        name: &str,
+        failure: DeviceFailure,
+        handler: H,
+    ) -> Result<(), ActivateError> {
         if self.0.is_some() {
             return Err(ActivateError::AlreadyActive);
         }
-        self.0 = Some(Worker::spawn(name, handler).map_err(ActivateError::Worker)?);
+        self.0 = Some(Worker::spawn(name, failure, handler).map_err(ActivateError::Worker)?);
         Ok(())
     }
 
@@ -74,8 +87,13 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts a thread named `name` running `handler`.
-    pub fn spawn<H: EventHandler>(name: &str, mut handler: H) -> io::Result<Self> {
+    /// Starts a thread named `name` running `handler`; if the handler
+    /// panics (or epoll fails), the thread ends and reports it to `failure`.
+    pub fn spawn<H: EventHandler>(
+        name: &str,
+        failure: DeviceFailure,
+        mut handler: H,
+    ) -> io::Result<Self> {
         let stop = EventFd::new(EFD_NONBLOCK)?;
         let epoll = Epoll::new()?;
         watch(&epoll, stop_fd(&stop), STOP_TOKEN)?;
@@ -91,7 +109,7 @@ impl Worker {
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => {
-                            warn!(error = %e, "virtio worker: epoll_wait failed; stopping");
+                            failure.report(format_args!("epoll_wait failed: {e}"));
                             return;
                         }
                     };
@@ -106,8 +124,8 @@ impl Worker {
                         let handled = crate::panic_guard::catch(|| {
                             handler.handle_event(ev.data(), ev.event_set(), &epoll)
                         });
-                        if handled.is_err() {
-                            tracing::error!("virtio worker panicked; device stopped");
+                        if let Err(why) = handled {
+                            failure.report(format_args!("panicked: {why}"));
                             return;
                         }
                     }

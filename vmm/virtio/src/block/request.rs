@@ -3,10 +3,11 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use tracing::{debug, warn};
+use tracing::debug;
 use vm_memory::{Address, Bytes, GuestMemoryMmap};
 
 use crate::chain::{pieces, read_from, write_to, Chain};
+use crate::log_limited;
 
 /// Sector size of the virtio-blk protocol.
 pub const SECTOR_SIZE: u64 = 512;
@@ -105,7 +106,7 @@ fn run(
             match copy_file_to_guest(mem, disk, chain, offset, data_in_len) {
                 Ok(()) => (VIRTIO_BLK_S_OK, data_in_len),
                 Err(e) => {
-                    warn!(error = %e, "virtio-blk: read failed");
+                    log_limited!(warn, error = %e, "virtio-blk: read failed");
                     (VIRTIO_BLK_S_IOERR, 0)
                 }
             }
@@ -121,7 +122,7 @@ fn run(
             match copy_guest_to_file(mem, disk, chain, offset, len) {
                 Ok(()) => (VIRTIO_BLK_S_OK, 0),
                 Err(e) => {
-                    warn!(error = %e, "virtio-blk: write failed");
+                    log_limited!(warn, error = %e, "virtio-blk: write failed");
                     (VIRTIO_BLK_S_IOERR, 0)
                 }
             }
@@ -133,7 +134,7 @@ fn run(
             match disk.file.sync_all() {
                 Ok(()) => (VIRTIO_BLK_S_OK, 0),
                 Err(e) => {
-                    warn!(error = %e, "virtio-blk: flush failed");
+                    log_limited!(warn, error = %e, "virtio-blk: flush failed");
                     (VIRTIO_BLK_S_IOERR, 0)
                 }
             }

@@ -4,12 +4,12 @@
 //! while the guest has RX buffers (so a guest that stops taking frames
 //! costs no CPU: frames wait in the tap). A queue that turns out broken
 //! (e.g. its avail index jumped) is left alone until the driver resets the
-//! device; every such condition is logged once per activation.
+//! device; every such condition is logged once per activation (and
+//! rate-limited, since the driver can reset and break it again).
 
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::sync::Arc;
 
-use tracing::warn;
 use vmm_sys_util::epoll::{Epoll, EventSet};
 
 use super::backend::FrameFd;
@@ -17,6 +17,7 @@ use super::rx::{Receiver, RxStop};
 use super::stats::NetStats;
 use super::tx::Transmitter;
 use crate::activation::{ActiveQueue, GuestLink};
+use crate::log_limited;
 use crate::worker::{unwatch, watch, EventHandler};
 
 const RX_TOKEN: u64 = 0;
@@ -34,8 +35,6 @@ pub struct NetWorker {
     transmitter: Transmitter,
     /// Whether the backend fd is in the epoll set (it is from the start).
     backend_watched: bool,
-    /// Times adding or removing the backend fd failed (logged bounded).
-    watch_failures: u64,
     /// The backend reached end of file or failed: no RX until a reset.
     backend_done: bool,
     rx_broken: bool,
@@ -61,7 +60,6 @@ impl NetWorker {
             receiver: Receiver::default(),
             transmitter: Transmitter::new(max_tx_frame),
             backend_watched: true,
-            watch_failures: 0,
             backend_done: false,
             rx_broken: false,
             tx_broken: false,
@@ -80,7 +78,7 @@ impl NetWorker {
         {
             Ok(used) => used > 0,
             Err(e) => {
-                warn!(error = %e, "virtio-net: TX queue broken; waiting for a reset");
+                log_limited!(warn, error = %e, "virtio-net: TX queue broken; waiting for a reset");
                 self.tx_broken = true;
                 // Chains may have been given back before the queue broke.
                 true
@@ -103,7 +101,8 @@ impl NetWorker {
                     RxStop::BackendEmpty | RxStop::Budget => self.watch_backend(epoll, true),
                     RxStop::NoBuffers => self.watch_backend(epoll, false),
                     RxStop::BackendClosed | RxStop::BackendFailed => {
-                        warn!(
+                        log_limited!(
+                            warn,
                             stop = ?pass.stop,
                             "virtio-net: tap closed or failed; RX stops until a reset"
                         );
@@ -114,7 +113,7 @@ impl NetWorker {
                 pass.used > 0
             }
             Err(e) => {
-                warn!(error = %e, "virtio-net: RX queue broken; waiting for a reset");
+                log_limited!(warn, error = %e, "virtio-net: RX queue broken; waiting for a reset");
                 self.rx_broken = true;
                 self.watch_backend(epoll, false);
                 true
@@ -135,13 +134,12 @@ impl NetWorker {
         };
         match result {
             Ok(()) => self.backend_watched = want,
-            Err(e) => {
-                self.watch_failures += 1;
-                if self.watch_failures.is_power_of_two() {
-                    warn!(error = %e, want, failures = self.watch_failures,
-                        "virtio-net: cannot change the tap's epoll registration");
-                }
-            }
+            Err(e) => log_limited!(
+                warn,
+                error = %e,
+                want,
+                "virtio-net: cannot change the tap's epoll registration"
+            ),
         }
     }
 }

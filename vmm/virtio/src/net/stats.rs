@@ -1,12 +1,14 @@
 //! Counters of the frames a virtio-net device moved or dropped, and the
-//! bounded logging of drops: a drop is logged at its 1st, 2nd, 4th, 8th, …
-//! occurrence, so a guest (or a peer on the tap) flooding bad frames costs
-//! at most 64 log lines per counter, ever.
+//! bounded logging of drops: each kind of drop has its [`LogLimit`], so a
+//! guest (or a peer on the tap) flooding bad frames costs a few log lines
+//! per minute, each giving the running total.
 
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::warn;
+
+use crate::log_limit::LogLimit;
 
 /// Live counters of one device, shared between the device and its worker
 /// (they survive resets).
@@ -17,6 +19,9 @@ pub struct NetStats {
     rx_frames: AtomicU64,
     rx_dropped: AtomicU64,
     bad_chains: AtomicU64,
+    tx_drop_log: LogLimit,
+    rx_drop_log: LogLimit,
+    bad_chain_log: LogLimit,
 }
 
 /// A snapshot of [`NetStats`].
@@ -62,24 +67,24 @@ impl NetStats {
     /// Counts (and logs, bounded) a guest frame dropped because of `why`.
     pub(crate) fn tx_drop(&self, why: &dyn Display) {
         let n = bump(&self.tx_dropped);
-        if n.is_power_of_two() {
-            warn!(dropped = n, %why, "virtio-net: TX frame dropped");
+        if let Some(suppressed) = self.tx_drop_log.admit() {
+            warn!(dropped = n, suppressed, %why, "virtio-net: TX frame dropped");
         }
     }
 
     /// Counts (and logs, bounded) a tap frame dropped because of `why`.
     pub(crate) fn rx_drop(&self, why: &dyn Display) {
         let n = bump(&self.rx_dropped);
-        if n.is_power_of_two() {
-            warn!(dropped = n, %why, "virtio-net: RX frame dropped");
+        if let Some(suppressed) = self.rx_drop_log.admit() {
+            warn!(dropped = n, suppressed, %why, "virtio-net: RX frame dropped");
         }
     }
 
     /// Counts (and logs, bounded) a chain of `queue` rejected because of `why`.
     pub(crate) fn bad_chain(&self, queue: &str, why: &dyn Display) {
         let n = bump(&self.bad_chains);
-        if n.is_power_of_two() {
-            warn!(rejected = n, queue, %why, "virtio-net: bad descriptor chain");
+        if let Some(suppressed) = self.bad_chain_log.admit() {
+            warn!(rejected = n, suppressed, queue, %why, "virtio-net: bad descriptor chain");
         }
     }
 }

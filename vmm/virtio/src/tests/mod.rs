@@ -3,8 +3,11 @@
 mod block_tests;
 mod chain_tests;
 mod common_tests;
+mod failure_tests;
 mod fs_tests;
 mod fuzz_tests;
+mod log_capture;
+mod log_limit_tests;
 mod mmio_tests;
 mod net;
 mod vsock;

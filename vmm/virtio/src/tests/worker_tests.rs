@@ -5,6 +5,9 @@ use std::sync::Arc;
 use vmm_sys_util::epoll::{Epoll, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::defs::INT_CONFIG;
+use crate::failure::DeviceFailure;
+use crate::interrupt::Interrupt;
 use crate::testing::wait_evt;
 use crate::worker::{EventHandler, Worker};
 
@@ -39,9 +42,15 @@ fn a_panicking_handler_stops_its_worker_not_the_process() {
         done: done.try_clone().unwrap(),
         calls: calls.clone(),
     };
-    let mut worker = Worker::spawn("panicky", handler).unwrap();
+    let interrupt = Arc::new(Interrupt::new().unwrap());
+    let failure = DeviceFailure::new("panicky", interrupt.clone());
+    let mut worker = Worker::spawn("panicky", failure.clone(), handler).unwrap();
     evt.write(1).unwrap();
     assert!(wait_evt(&done), "handler never ran");
+    // The panic is reported: flag set, then the config interrupt raised.
+    assert!(wait_evt(interrupt.irq_evt()), "failure never reported");
+    assert!(failure.is_set());
+    assert_eq!(interrupt.status(), INT_CONFIG);
     // The worker is gone: further events are not handled, stop() returns.
     worker.stop();
     evt.write(1).unwrap();

@@ -6,7 +6,6 @@
 
 use std::os::unix::io::{AsRawFd, RawFd};
 
-use tracing::warn;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -15,6 +14,7 @@ use super::router::{InterestChange, Router, SocketInterest, FIRST_CONN_TOKEN};
 use super::rx::fill_rx;
 use super::tx::process_tx;
 use crate::activation::{ActiveQueue, GuestLink};
+use crate::log_limited;
 use crate::worker::EventHandler;
 
 const RX_TOKEN: u64 = 0;
@@ -131,10 +131,10 @@ pub fn apply_interest_changes(router: &mut Router, epoll: &Epoll) {
             };
             if let Err(e) = epoll.ctl(op, socket.fd, one_shot(socket)) {
                 if new {
-                    warn!(error = %e, "vsock: cannot watch connection socket; resetting");
+                    log_limited!(warn, error = %e, "vsock: cannot watch connection socket; resetting");
                     router.on_watch_failed(socket.token);
                 } else {
-                    warn!(error = %e, "vsock: cannot re-arm connection socket");
+                    log_limited!(warn, error = %e, "vsock: cannot re-arm connection socket");
                 }
             }
         }

@@ -14,11 +14,12 @@ use std::os::unix::io::RawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::connection::{Action, Connection, Interest, Readiness, CONN_BUF_ALLOC};
 use super::host::{Command, Shared};
 use super::packet::{Header, OP_REQUEST, OP_RESPONSE, OP_RST, TYPE_STREAM};
+use crate::log_limited;
 
 /// Most connections open at once (guards against request floods).
 /// (Each holds two fds in the VMM process.)
@@ -145,7 +146,7 @@ impl Router {
                 outcome,
             } = command;
             if self.routes.len() >= MAX_CONNECTIONS {
-                warn!("vsock: too many connections; host connect dropped");
+                log_limited!(warn, "vsock: too many connections; host connect dropped");
                 continue;
             }
             let Some(host) = self.alloc_port() else {
@@ -160,7 +161,9 @@ impl Router {
                     self.add(ports, conn);
                     self.queue_control(ports, OP_REQUEST, 0);
                 }
-                Err(e) => warn!(error = %e, "vsock: cannot set up host connection"),
+                Err(e) => {
+                    log_limited!(warn, error = %e, "vsock: cannot set up host connection")
+                }
             }
         }
     }
@@ -299,7 +302,7 @@ impl Router {
         let (ours, theirs) = match UnixStream::pair() {
             Ok(pair) => pair,
             Err(e) => {
-                warn!(error = %e, "vsock: cannot create socket pair");
+                log_limited!(warn, error = %e, "vsock: cannot create socket pair");
                 self.queue_control(ports, OP_RST, 0);
                 return;
             }
@@ -318,7 +321,7 @@ impl Router {
                 self.queue_control(ports, OP_RESPONSE, 0);
             }
             Err(e) => {
-                warn!(error = %e, "vsock: cannot set up guest connection");
+                log_limited!(warn, error = %e, "vsock: cannot set up guest connection");
                 self.queue_control(ports, OP_RST, 0);
             }
         }
