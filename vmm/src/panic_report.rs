@@ -9,6 +9,7 @@
 //! ([`vmrun_virtio::panic_guard::catch`]: device workers, vCPUs) and report
 //! them their own way (DEVICE_NEEDS_RESET; the VM stops with an error).
 
+use vmrun_virtio::log_limit::LogLimit;
 use vmrun_virtio::panic_guard;
 
 /// The exit status of a VMM ended by a panic nothing caught.
@@ -31,8 +32,19 @@ pub fn install() {
         } else {
             format!("{line}; vmrun stops")
         };
+        // A caught panic may be one a guest can repeat at will (reset the
+        // device, trigger it again): those lines share one budget.
+        static CAUGHT: LogLimit = LogLimit::new();
+        let suppressed = if caught {
+            match CAUGHT.admit() {
+                Some(n) => n,
+                None => return,
+            }
+        } else {
+            0
+        };
         if tracing::dispatcher::has_been_set() {
-            tracing::error!("{line}");
+            tracing::error!(suppressed, "{line}");
         } else {
             eprintln!("vmrun: error: {line}");
         }

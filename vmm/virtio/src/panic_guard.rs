@@ -49,7 +49,7 @@ mod tests {
     fn panics_are_caught_with_their_message_and_the_guard_is_scoped() {
         assert!(!is_caught_here());
         assert_eq!(catch(|| 7), Ok(7));
-        let inside = catch(|| is_caught_here());
+        let inside = catch(is_caught_here);
         assert_eq!(inside, Ok(true));
         let n = 3;
         assert_eq!(
