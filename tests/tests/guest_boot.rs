@@ -10,6 +10,15 @@ use std::path::Path;
 use vmrun_tests::console::positions_of;
 use vmrun_tests::{boot_timeout, busybox_initrd, guest_ready, run_vmrun, ReadyLine, RunOutput};
 
+/// What a guest kernel prints when something is wrong that does not stop
+/// the boot: a WARN() splat, a BUG, a stack trace, and the FPU code's
+/// check of CPUID leaf 0xD against the XSAVE features it enabled.
+const KERNEL_COMPLAINTS: [&str; 4] = ["WARNING:", "BUG:", "Call Trace", "XSAVE consistency"];
+
+/// The default command line without `quiet`: the kernel prints its
+/// warnings (and everything else) on the console.
+const VERBOSE_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 pci=off nomodule";
+
 /// Phases every boot of our agent reports, in order (TEAM contract 6).
 const BOOT_PHASES: [&str; 7] = [
     "process_start",
@@ -66,6 +75,79 @@ fn guest_sees_both_vcpus() {
     let out = boot(&g.kernel, &g.initrd, &["--cpus", "2"]);
     assert!(out.success(), "boot did not exit 0\n{}", out.describe());
     assert_eq!(the_ready_line(&out).cpus, 2, "{}", out.describe());
+}
+
+/// The console around the first line naming one of `KERNEL_COMPLAINTS`,
+/// or None when the kernel complained about nothing.
+fn first_kernel_complaint(console: &str) -> Option<String> {
+    let lines: Vec<&str> = console.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| KERNEL_COMPLAINTS.iter().any(|c| l.contains(c)))?;
+    let from = at.saturating_sub(10);
+    let to = (at + 30).min(lines.len());
+    Some(lines[from..to].join("\n"))
+}
+
+/// Boots with `cpus` vCPUs and a verbose kernel; the console must hold the
+/// ready line and none of `KERNEL_COMPLAINTS`.
+fn assert_verbose_boot_is_clean(name: &str, cpus: &str) {
+    let Some(g) = guest_ready(name) else {
+        return;
+    };
+    let out = boot(
+        &g.kernel,
+        &g.initrd,
+        &["--cpus", cpus, "--cmdline", VERBOSE_CMDLINE],
+    );
+    assert!(out.success(), "boot did not exit 0\n{}", out.describe());
+    assert_eq!(
+        the_ready_line(&out).cpus.to_string(),
+        cpus,
+        "{}",
+        out.describe()
+    );
+    // The boot really was verbose: the kernel's own banner is there.
+    assert!(
+        out.stdout.contains("Linux version"),
+        "no kernel banner: the boot was not verbose\n{}",
+        out.describe()
+    );
+    if let Some(context) = first_kernel_complaint(&out.stdout) {
+        let fpu: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains("x86/fpu") || l.contains("xstate"))
+            .collect();
+        panic!(
+            "the guest kernel complained on boot with {cpus} vCPU(s):\n{context}\n\
+             --- x86/fpu lines ---\n{}\n{}",
+            fpu.join("\n"),
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn a_kernel_warning_on_the_console_is_found() {
+    let console = "Linux version 6.1\n------------[ cut here ]------------\n\
+                   WARNING: CPU: 0 PID: 0 at arch/x86/kernel/fpu/xstate.c:789\nok\n";
+    let context = first_kernel_complaint(console).expect("the WARNING line is found");
+    assert!(context.contains("cut here") && context.contains("xstate.c"));
+    assert_eq!(
+        first_kernel_complaint("Linux version 6.1\nRun /init\n"),
+        None
+    );
+}
+
+#[test]
+fn a_verbose_boot_with_one_vcpu_has_no_kernel_warnings() {
+    assert_verbose_boot_is_clean("a_verbose_boot_with_one_vcpu_has_no_kernel_warnings", "1");
+}
+
+#[test]
+fn a_verbose_boot_with_two_vcpus_has_no_kernel_warnings() {
+    assert_verbose_boot_is_clean("a_verbose_boot_with_two_vcpus_has_no_kernel_warnings", "2");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! A KVM vCPU: creation, boot-state configuration and one `KVM_RUN` step.
 
-use kvm_bindings::{CpuId, Msrs, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{kvm_xcrs, CpuId, Msrs, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vm_memory::GuestMemoryMmap;
 
@@ -9,6 +9,7 @@ use crate::arch::x86_64::cpuid::{filter_cpuid, VcpuTopology};
 use crate::arch::x86_64::regs::{
     boot_fpu, boot_regs, boot_sregs, write_boot_tables, BootEntry, RegsError,
 };
+use crate::arch::x86_64::xsave::XCR0_X87;
 use crate::arch::x86_64::{lapic, msrs};
 
 /// Errors of vCPU ioctls.
@@ -128,8 +129,9 @@ impl Vcpu {
         self.id
     }
 
-    /// Sets CPUID (filtered for this vCPU), boot MSRs, FPU and, with the
-    /// in-kernel irqchip, the LAPIC's LINT0/LINT1.
+    /// Sets CPUID (filtered for this vCPU), XCR0 (the XSAVE features that
+    /// CPUID offers), boot MSRs, FPU and, with the in-kernel irqchip, the
+    /// LAPIC's LINT0/LINT1.
     pub fn configure(&self, vm: &Vm, cpu_count: u8) -> Result<(), VcpuError> {
         let id = self.id;
         let mut cpuid = vm
@@ -142,7 +144,7 @@ impl Vcpu {
             tsc_deadline: vm.has_irqchip()
                 && vm.kvm().check_extension(kvm_ioctls::Cap::TscDeadlineTimer),
         };
-        filter_cpuid(cpuid.as_mut_slice(), topo);
+        let xcr0 = filter_cpuid(cpuid.as_mut_slice(), topo);
         let cpuid = CpuId::from_entries(cpuid.as_slice()).map_err(|_| VcpuError::BuildCpuid(id))?;
         self.fd
             .set_cpuid2(&cpuid)
@@ -151,6 +153,9 @@ impl Vcpu {
                 id,
                 source,
             })?;
+        if xcr0 > XCR0_X87 && vm.kvm().check_extension(kvm_ioctls::Cap::Xcrs) {
+            self.set_xcr0(xcr0)?;
+        }
 
         let entries = msrs::boot_msr_entries();
         let wanted = entries.len();
@@ -186,6 +191,29 @@ impl Vcpu {
             })?;
         }
         Ok(())
+    }
+
+    /// Sets XCR0 to the XSAVE features CPUID offers (after `KVM_SET_CPUID2`,
+    /// which decides what KVM accepts). KVM reports in CPUID leaf 0xD the
+    /// XSAVE area size for the vCPU's current XCR0, which it tracks by
+    /// intercepting the guest's XSETBV. Under a nested hypervisor that does
+    /// not forward XSETBV (QEMU's TCG SVM, in the test host) KVM would keep
+    /// the reset value (x87 only) and the guest would read 576 bytes where
+    /// its features need more (`XSAVE consistency problem`). Starting from
+    /// the offered features makes the size right from the first
+    /// instruction; Linux then writes the same value itself.
+    fn set_xcr0(&self, xcr0: u64) -> Result<(), VcpuError> {
+        let mut xcrs = kvm_xcrs {
+            nr_xcrs: 1,
+            ..Default::default()
+        };
+        xcrs.xcrs[0].xcr = 0;
+        xcrs.xcrs[0].value = xcr0;
+        self.fd.set_xcrs(&xcrs).map_err(|source| VcpuError::Set {
+            what: "XCR0",
+            id: self.id,
+            source,
+        })
     }
 
     /// Puts the vCPU at `entry` (writing the GDT/page tables it needs).

@@ -1,9 +1,13 @@
 //! CPUID for a vCPU: what KVM supports (`KVM_GET_SUPPORTED_CPUID`), with the
 //! topology rewritten for this VM (one thread per core, one package), the
 //! per-vCPU APIC id, the hypervisor bit, and the KVM paravirt leaves
-//! (`0x4000_00xx`, so the guest finds kvmclock) passed through untouched.
+//! (`0x4000_00xx`, so the guest finds kvmclock) passed through untouched,
+//! and the XSAVE leaf 0xD made consistent with the XCR0 features offered
+//! ([`super::xsave`]).
 
 use kvm_bindings::kvm_cpuid_entry2;
+
+use super::xsave::normalize_xsave;
 
 /// Leaf 1 ECX: running under a hypervisor.
 pub const HYPERVISOR_BIT: u32 = 1 << 31;
@@ -60,8 +64,9 @@ pub struct VcpuTopology {
     pub tsc_deadline: bool,
 }
 
-/// Rewrites a copy of KVM's supported CPUID for one vCPU.
-pub fn filter_cpuid(entries: &mut [kvm_cpuid_entry2], topo: VcpuTopology) {
+/// Rewrites a copy of KVM's supported CPUID for one vCPU; returns the XCR0
+/// features it offers (see [`normalize_xsave`]).
+pub fn filter_cpuid(entries: &mut [kvm_cpuid_entry2], topo: VcpuTopology) -> u64 {
     let vendor = vendor(entries);
     let count = u32::from(topo.cpu_count.max(1));
     let apic_id = u32::from(topo.cpu_id);
@@ -130,6 +135,7 @@ pub fn filter_cpuid(entries: &mut [kvm_cpuid_entry2], topo: VcpuTopology) {
             _ => {}
         }
     }
+    normalize_xsave(entries)
 }
 
 #[cfg(test)]
@@ -254,6 +260,22 @@ mod tests {
         filter_cpuid(&mut e, topo(0, 2));
         assert_eq!(e[0].ebx, before[0].ebx);
         assert_eq!(e[1].eax, before[1].eax);
+    }
+
+    #[test]
+    fn xsave_leaf_is_normalized_with_the_rest() {
+        // AVX offered, sub-leaf 0 EBX left at KVM's size for XCR0 = x87.
+        let mut e = vec![
+            with_vendor(b"AuthenticAMD"),
+            leaf(1, 0),
+            leaf(0xd, 0),
+            leaf(0xd, 2),
+        ];
+        e[1].ecx = (1 << 26) | (1 << 28);
+        (e[2].eax, e[2].ebx, e[2].ecx) = (0x7, 576, 832);
+        (e[3].eax, e[3].ebx) = (256, 576);
+        assert_eq!(filter_cpuid(&mut e, topo(0, 1)), 0x7);
+        assert_eq!(find(&e, 0xd, 0).ebx, 832);
     }
 
     #[test]

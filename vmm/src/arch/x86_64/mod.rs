@@ -1,5 +1,6 @@
 //! x86_64 machine specifics: memory layout, boot protocols (PVH and the
-//! Linux 64-bit zero page), GDT, registers, MSRs, LAPIC, MP table, CPUID.
+//! Linux 64-bit zero page), GDT, registers, MSRs, LAPIC, MP table, CPUID
+//! (with its XSAVE leaf).
 
 pub mod cpuid;
 pub mod gdt;
@@ -11,3 +12,4 @@ pub mod mptable;
 pub mod msrs;
 pub mod pvh;
 pub mod regs;
+pub mod xsave;
