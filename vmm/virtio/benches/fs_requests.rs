@@ -98,7 +98,7 @@ impl Driver {
 
     /// Serves what was published; returns (error, reply body) of each.
     fn serve(&mut self, server: &FsServer) -> Vec<(i32, Vec<u8>)> {
-        process_fs_queue(&self.mem, &mut self.queue, server, false).expect("fs queue");
+        process_fs_queue(&self.mem, &mut self.queue, server).expect("fs queue");
         let mut out = Vec::new();
         while self.seen != self.ring.used_idx(&self.mem) {
             let (id, len) = self.ring.used_elem(&self.mem, self.seen);

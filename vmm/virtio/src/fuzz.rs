@@ -15,7 +15,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use crate::block::request::{execute, Disk, ID_BYTES};
 use crate::block::Block;
 use crate::chain::process_queue;
-use crate::fs::{process_fs_queue, Fs};
+use crate::fs::Fs;
 use crate::mmio::MmioTransport;
 use crate::vsock::host::{Shared, VsockHost};
 use crate::vsock::router::Router;
@@ -100,7 +100,7 @@ pub fn fuzz_fs_queue(data: &[u8], shared_dir: &Path, read_only: bool) {
     let Ok(fs) = Fs::new("fuzz", shared_dir, read_only) else {
         return;
     };
-    let _ = process_fs_queue(&mem, &mut q, fs.server(), read_only);
+    let _ = fs.server().process_queue(&mem, &mut q);
 }
 
 /// Interprets `data` as a sequence of MMIO accesses (op, width, offset,

@@ -1,13 +1,16 @@
 //! virtio-fs served in process: fuse-backend-rs's `PassthroughFs` over the
-//! virtio queues, sharing one host directory read-write or read-only.
+//! virtio queues, sharing one host directory read-write or read-only (then
+//! behind [`read_only_fs::ReadOnlyFs`], which the server calls after parsing
+//! each request once).
 
-pub mod readonly;
+pub mod read_only_fs;
 
 use std::io;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use fuse_backend_rs::api::filesystem::FileSystem;
 use fuse_backend_rs::api::server::Server;
 use fuse_backend_rs::passthrough::{Config, PassthroughFs};
 use fuse_backend_rs::transport::{Reader, VirtioFsWriter};
@@ -22,6 +25,7 @@ use crate::common::VirtioCommon;
 use crate::defs::{feature, TYPE_FS, VIRTIO_RING_F_INDIRECT_DESC};
 use crate::device::VirtioDevice;
 use crate::worker::EventHandler;
+use read_only_fs::ReadOnlyFs;
 
 /// Size of the hiprio and request queues.
 pub const QUEUE_SIZE: u16 = 256;
@@ -45,19 +49,40 @@ pub enum FsError {
     },
 }
 
-type FsServer = Server<Arc<PassthroughFs>>;
+/// The FUSE server of a share: straight over the passthrough file system
+/// when read-write, through [`ReadOnlyFs`] when read-only.
+pub(crate) enum FsServer {
+    /// Every operation reaches the passthrough file system.
+    ReadWrite(Server<Arc<PassthroughFs>>),
+    /// Changes are answered EROFS by the layer the server calls.
+    ReadOnly(Server<ReadOnlyFs<Arc<PassthroughFs>>>),
+}
+
+impl FsServer {
+    /// Serves every FUSE request available on `queue` (see [`process_fs_queue`]).
+    pub(crate) fn process_queue(
+        &self,
+        mem: &GuestMemoryMmap,
+        queue: &mut virtio_queue::Queue,
+    ) -> Result<usize, crate::chain::ChainError> {
+        match self {
+            Self::ReadWrite(server) => process_fs_queue(mem, queue, server),
+            Self::ReadOnly(server) => process_fs_queue(mem, queue, server),
+        }
+    }
+}
 
 /// A virtio-fs device.
 pub struct Fs {
     common: VirtioCommon,
     server: Arc<FsServer>,
-    read_only: bool,
 }
 
 impl std::fmt::Debug for Fs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let read_only = matches!(*self.server, FsServer::ReadOnly(_));
         f.debug_struct("Fs")
-            .field("read_only", &self.read_only)
+            .field("read_only", &read_only)
             .finish_non_exhaustive()
     }
 }
@@ -69,34 +94,12 @@ impl Fs {
         if tag.is_empty() || tag.len() > MAX_TAG_LEN || tag.contains('\0') {
             return Err(FsError::BadTag(tag.to_string()));
         }
-        let dir_err = |source| FsError::Dir {
-            path: dir.to_path_buf(),
-            source,
+        let fs = Arc::new(passthrough(dir)?);
+        let server = if read_only {
+            FsServer::ReadOnly(Server::new(ReadOnlyFs::new(fs)))
+        } else {
+            FsServer::ReadWrite(Server::new(fs))
         };
-        let meta = std::fs::metadata(dir).map_err(dir_err)?;
-        if !meta.is_dir() {
-            return Err(dir_err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "not a directory",
-            )));
-        }
-        let root_dir = dir
-            .to_str()
-            .ok_or_else(|| {
-                dir_err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "path is not UTF-8",
-                ))
-            })?
-            .to_string();
-        let cfg = Config {
-            root_dir,
-            do_import: true,
-            xattr: false,
-            ..Default::default()
-        };
-        let fs = PassthroughFs::new(cfg).map_err(dir_err)?;
-        fs.import().map_err(dir_err)?;
         let mut config = vec![0u8; MAX_TAG_LEN + 4];
         for (d, s) in config.iter_mut().zip(tag.bytes()) {
             *d = s;
@@ -108,10 +111,42 @@ impl Fs {
         let features = feature(VIRTIO_RING_F_INDIRECT_DESC);
         Ok(Self {
             common: VirtioCommon::new(TYPE_FS, "virtio-fs", &[QUEUE_SIZE; 2], features, config),
-            server: Arc::new(Server::new(Arc::new(fs))),
-            read_only,
+            server: Arc::new(server),
         })
     }
+}
+
+/// The passthrough file system over `dir`, its inodes imported.
+pub(crate) fn passthrough(dir: &Path) -> Result<PassthroughFs, FsError> {
+    let dir_err = |source| FsError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(dir).map_err(dir_err)?;
+    if !meta.is_dir() {
+        return Err(dir_err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "not a directory",
+        )));
+    }
+    let root_dir = dir
+        .to_str()
+        .ok_or_else(|| {
+            dir_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "path is not UTF-8",
+            ))
+        })?
+        .to_string();
+    let cfg = Config {
+        root_dir,
+        do_import: true,
+        xattr: false,
+        ..Default::default()
+    };
+    let fs = PassthroughFs::new(cfg).map_err(dir_err)?;
+    fs.import().map_err(dir_err)?;
+    Ok(fs)
 }
 
 impl Fs {
@@ -132,14 +167,13 @@ impl VirtioDevice for Fs {
     }
 
     fn activate(&mut self, link: GuestLink, queues: Vec<ActiveQueue>) -> Result<(), ActivateError> {
-        let (server, read_only) = (self.server.clone(), self.read_only);
+        let server = self.server.clone();
         self.common
             .activate(link, queues, |link, queues: [ActiveQueue; 2]| {
                 Ok(FsWorker {
                     link,
                     queues: queues.into(),
                     server,
-                    read_only,
                 })
             })
     }
@@ -150,7 +184,6 @@ struct FsWorker {
     link: GuestLink,
     queues: Vec<ActiveQueue>,
     server: Arc<FsServer>,
-    read_only: bool,
 }
 
 impl EventHandler for FsWorker {
@@ -170,7 +203,7 @@ impl EventHandler for FsWorker {
             return;
         };
         let _ = q.notify.read();
-        let result = process_fs_queue(&self.link.mem, &mut q.queue, &self.server, self.read_only);
+        let result = self.server.process_queue(&self.link.mem, &mut q.queue);
         let queue = if token == 0 { "hiprio" } else { "requests" };
         self.link.finish_pass(queue, result);
     }
@@ -178,11 +211,14 @@ impl EventHandler for FsWorker {
 
 /// Serves every FUSE request available on `queue`. Returns the number of
 /// chains given back.
-pub fn process_fs_queue(
+///
+/// Each request is read from guest memory once, by `server`: whatever
+/// policy applies (a read-only share) lives in its file system, which sees
+/// the values the server acts on.
+pub fn process_fs_queue<F: FileSystem + Sync>(
     mem: &GuestMemoryMmap,
     queue: &mut virtio_queue::Queue,
-    server: &FsServer,
-    read_only: bool,
+    server: &Server<F>,
 ) -> Result<usize, crate::chain::ChainError> {
     let mut done = 0usize;
     for _ in 0..queue.size() {
@@ -195,13 +231,7 @@ pub fn process_fs_queue(
                 debug!(error = %e, "virtio-fs: malformed descriptor chain");
                 0
             }
-            Ok(chain) => match readonly::in_header(mem, &chain) {
-                None => 0,
-                Some(h) if read_only && readonly::is_mutating(mem, &chain, h) => {
-                    readonly::reply_error(mem, &chain, h.unique, libc::EROFS)
-                }
-                Some(_) => serve(mem, raw, server),
-            },
+            Ok(_) => serve(mem, raw, server),
         };
         complete(mem, queue, head, len)?;
         done += 1;
@@ -209,10 +239,10 @@ pub fn process_fs_queue(
     Ok(done)
 }
 
-fn serve(
+fn serve<F: FileSystem + Sync>(
     mem: &GuestMemoryMmap,
     raw: virtio_queue::DescriptorChain<&GuestMemoryMmap>,
-    server: &FsServer,
+    server: &Server<F>,
 ) -> u32 {
     let reader = match Reader::from_descriptor_chain(mem, raw.clone()) {
         Ok(r) => r,

@@ -1,5 +1,8 @@
+use fuse_backend_rs::api::filesystem::FileSystem;
+use fuse_backend_rs::api::server::Server;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use crate::chain::ChainError;
 use crate::fs::{process_fs_queue, Fs};
 use crate::mmio::MmioTransport;
 use crate::testing::*;
@@ -7,12 +10,42 @@ use crate::testing::*;
 const REQ: u64 = 0x10_0000;
 const REPLY: u64 = 0x14_0000;
 
-const INIT: u32 = 26;
-const LOOKUP: u32 = 1;
-const MKDIR: u32 = 9;
-const OPEN: u32 = 14;
+pub(super) const INIT: u32 = 26;
+pub(super) const LOOKUP: u32 = 1;
+pub(super) const MKDIR: u32 = 9;
+pub(super) const OPEN: u32 = 14;
 
-fn fuse_req(opcode: u32, unique: u64, nodeid: u64, body: &[u8]) -> Vec<u8> {
+/// What a [`Driver`] sends its requests to: a device's server, or a server
+/// a test built itself.
+pub(super) trait FuseTarget {
+    fn serve(
+        &self,
+        mem: &GuestMemoryMmap,
+        q: &mut virtio_queue::Queue,
+    ) -> Result<usize, ChainError>;
+}
+
+impl FuseTarget for Fs {
+    fn serve(
+        &self,
+        mem: &GuestMemoryMmap,
+        q: &mut virtio_queue::Queue,
+    ) -> Result<usize, ChainError> {
+        self.server().process_queue(mem, q)
+    }
+}
+
+impl<F: FileSystem + Sync> FuseTarget for Server<F> {
+    fn serve(
+        &self,
+        mem: &GuestMemoryMmap,
+        q: &mut virtio_queue::Queue,
+    ) -> Result<usize, ChainError> {
+        process_fs_queue(mem, q, self)
+    }
+}
+
+pub(super) fn fuse_req(opcode: u32, unique: u64, nodeid: u64, body: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
     v.extend_from_slice(&(40 + body.len() as u32).to_le_bytes());
     v.extend_from_slice(&opcode.to_le_bytes());
@@ -26,7 +59,7 @@ fn fuse_req(opcode: u32, unique: u64, nodeid: u64, body: &[u8]) -> Vec<u8> {
     v
 }
 
-struct Driver {
+pub(super) struct Driver {
     mem: GuestMemoryMmap,
     r: Rings,
     q: virtio_queue::Queue,
@@ -34,7 +67,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mem = memory();
         let r = Rings::for_queue(1, 16);
         Self {
@@ -46,12 +79,12 @@ impl Driver {
     }
 
     /// Sends one request; returns (error, reply bytes after the out header).
-    fn call(&mut self, fs: &Fs, read_only: bool, req: &[u8]) -> (i32, Vec<u8>) {
+    pub(super) fn call(&mut self, fs: &impl FuseTarget, req: &[u8]) -> (i32, Vec<u8>) {
         self.mem.write_slice(req, GuestAddress(REQ)).unwrap();
         self.r.desc(&self.mem, 0, REQ, req.len() as u32, F_NEXT, 1);
         self.r.desc(&self.mem, 1, REPLY, 8192, F_WRITE, 0);
         self.r.push(&self.mem, 0);
-        let n = process_fs_queue(&self.mem, &mut self.q, fs.server(), read_only).unwrap();
+        let n = fs.serve(&self.mem, &mut self.q).unwrap();
         assert_eq!(n, 1);
         let (_, len) = self.r.used_elem(&self.mem, self.seen);
         self.seen += 1;
@@ -65,24 +98,24 @@ impl Driver {
         (error, out[16..].to_vec())
     }
 
-    fn init(&mut self, fs: &Fs, read_only: bool) {
+    pub(super) fn init(&mut self, fs: &impl FuseTarget) {
         let mut body = Vec::new();
         for v in [7u32, 31, 0, 0] {
             body.extend_from_slice(&v.to_le_bytes());
         }
         body.extend_from_slice(&[0u8; 48]); // flags2 + unused (7.36 layout)
-        let (err, _) = self.call(fs, read_only, &fuse_req(INIT, 1, 0, &body));
+        let (err, _) = self.call(fs, &fuse_req(INIT, 1, 0, &body));
         assert_eq!(err, 0, "FUSE INIT failed");
     }
 }
 
-fn shared_dir() -> tempfile::TempDir {
+pub(super) fn shared_dir() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("hello.txt"), b"hello from the host").unwrap();
     d
 }
 
-fn mkdir_body(name: &str) -> Vec<u8> {
+pub(super) fn mkdir_body(name: &str) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&0o755u32.to_le_bytes());
     body.extend_from_slice(&0u32.to_le_bytes());
@@ -96,18 +129,14 @@ fn lookup_and_mkdir_reach_the_host_directory() {
     let dir = shared_dir();
     let fs = Fs::new("rootfs", dir.path(), false).unwrap();
     let mut d = Driver::new();
-    d.init(&fs, false);
-    let (err, entry) = d.call(&fs, false, &fuse_req(LOOKUP, 2, 1, b"hello.txt\0"));
+    d.init(&fs);
+    let (err, entry) = d.call(&fs, &fuse_req(LOOKUP, 2, 1, b"hello.txt\0"));
     assert_eq!(err, 0);
     let size = u64::from_le_bytes(entry[48..56].try_into().unwrap());
     assert_eq!(size, 19);
-    let (err, _) = d.call(&fs, false, &fuse_req(LOOKUP, 3, 1, b"missing\0"));
+    let (err, _) = d.call(&fs, &fuse_req(LOOKUP, 3, 1, b"missing\0"));
     assert_eq!(err, -libc::ENOENT);
-    let (err, _) = d.call(
-        &fs,
-        false,
-        &fuse_req(MKDIR, 4, 1, &mkdir_body("made-by-guest")),
-    );
+    let (err, _) = d.call(&fs, &fuse_req(MKDIR, 4, 1, &mkdir_body("made-by-guest")));
     assert_eq!(err, 0);
     assert!(dir.path().join("made-by-guest").is_dir());
 }
@@ -117,17 +146,17 @@ fn read_only_share_refuses_changes() {
     let dir = shared_dir();
     let fs = Fs::new("rootfs", dir.path(), true).unwrap();
     let mut d = Driver::new();
-    d.init(&fs, true);
-    let (err, _) = d.call(&fs, true, &fuse_req(LOOKUP, 2, 1, b"hello.txt\0"));
+    d.init(&fs);
+    let (err, _) = d.call(&fs, &fuse_req(LOOKUP, 2, 1, b"hello.txt\0"));
     assert_eq!(err, 0, "reads still work");
-    let (err, _) = d.call(&fs, true, &fuse_req(MKDIR, 3, 1, &mkdir_body("nope")));
+    let (err, _) = d.call(&fs, &fuse_req(MKDIR, 3, 1, &mkdir_body("nope")));
     assert_eq!(err, -libc::EROFS);
     assert!(!dir.path().join("nope").exists());
     // OPEN for writing is refused too.
     let mut open_body = Vec::new();
     open_body.extend_from_slice(&(libc::O_RDWR as u32).to_le_bytes());
     open_body.extend_from_slice(&0u32.to_le_bytes());
-    let (err, _) = d.call(&fs, true, &fuse_req(OPEN, 4, 2, &open_body));
+    let (err, _) = d.call(&fs, &fuse_req(OPEN, 4, 2, &open_body));
     assert_eq!(err, -libc::EROFS);
 }
 
@@ -136,34 +165,31 @@ fn malformed_fuse_requests_do_not_panic() {
     let dir = shared_dir();
     let fs = Fs::new("rootfs", dir.path(), false).unwrap();
     let mut d = Driver::new();
-    d.init(&fs, false);
+    d.init(&fs);
     // Too short for a header.
-    let (err, _) = d.call(&fs, false, &[1, 2, 3]);
+    let (err, _) = d.call(&fs, &[1, 2, 3]);
     assert_eq!(err, i32::MIN);
     // Unknown opcode.
-    let (err, _) = d.call(&fs, false, &fuse_req(9999, 5, 1, &[]));
+    let (err, _) = d.call(&fs, &fuse_req(9999, 5, 1, &[]));
     assert_ne!(err, 0);
     // Header claiming a huge length; name without NUL; lookup on a bogus inode.
     let mut huge = fuse_req(LOOKUP, 6, 1, b"x");
     huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-    let _ = d.call(&fs, false, &huge);
-    let _ = d.call(&fs, false, &fuse_req(LOOKUP, 7, 1, b"no-nul"));
-    let (err, _) = d.call(&fs, false, &fuse_req(LOOKUP, 8, 0xdead_beef, b"x\0"));
+    let _ = d.call(&fs, &huge);
+    let _ = d.call(&fs, &fuse_req(LOOKUP, 7, 1, b"no-nul"));
+    let (err, _) = d.call(&fs, &fuse_req(LOOKUP, 8, 0xdead_beef, b"x\0"));
     assert_ne!(err, 0);
     // A descriptor loop and a buffer outside RAM on the request queue.
     d.r.desc(&d.mem, 2, REQ, 64, F_NEXT, 2);
     d.r.push(&d.mem, 2);
     d.r.desc(&d.mem, 3, MEM_SIZE as u64, 64, 0, 0);
     d.r.push(&d.mem, 3);
-    assert_eq!(
-        process_fs_queue(&d.mem, &mut d.q, fs.server(), false).unwrap(),
-        2
-    );
+    assert_eq!(fs.serve(&d.mem, &mut d.q).unwrap(), 2);
     assert_eq!(d.r.used_elem(&d.mem, d.seen), (2, 0));
     assert_eq!(d.r.used_elem(&d.mem, d.seen + 1), (3, 0));
     d.seen += 2;
     // Still serving.
-    let (err, _) = d.call(&fs, false, &fuse_req(LOOKUP, 9, 1, b"hello.txt\0"));
+    let (err, _) = d.call(&fs, &fuse_req(LOOKUP, 9, 1, b"hello.txt\0"));
     assert_eq!(err, 0);
 }
 
