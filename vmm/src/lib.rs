@@ -15,6 +15,7 @@ pub mod exit;
 pub mod machine;
 pub mod panic_report;
 pub mod runtime;
+pub mod seccomp;
 pub mod timings;
 pub mod vstate;
 

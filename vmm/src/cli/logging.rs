@@ -99,6 +99,16 @@ pub fn log_fatal(message: &str) {
     }
 }
 
+/// The descriptor of the `--log` file, if one is open, and whether it is
+/// JSON (for reports that cannot go through tracing, such as a signal
+/// handler's).
+pub fn log_target() -> Option<(std::os::fd::RawFd, bool)> {
+    use std::os::fd::AsRawFd;
+    LOG_FILE
+        .get()
+        .map(|log| (log.file.as_raw_fd(), log.format == LogFormat::Json))
+}
+
 /// Appends one error line to `log` in a single write (O_APPEND: lines from
 /// several processes sharing the file do not interleave).
 fn append_error(log: &LogFile, message: &str) -> std::io::Result<()> {

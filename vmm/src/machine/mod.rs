@@ -37,6 +37,7 @@ use crate::devices::console::{ConsoleWriter, PanicSlot};
 use crate::devices::i8042::I8042;
 use crate::devices::serial::SerialDevice;
 use crate::exit::{ExitState, VmExit};
+use crate::seccomp::ThreadKind;
 use crate::timings::{Phase, Timings};
 use crate::vstate::memory::{create_guest_memory, MemoryError};
 use crate::vstate::vcpu::{Vcpu, VcpuError};
@@ -341,6 +342,7 @@ impl Machine {
     /// thread before returning.
     pub fn run(self) -> Result<CleanExit, RunError> {
         install_kick_handler().map_err(|e| RunError::KickHandler(e.to_string()))?;
+        crate::seccomp::filter_device_workers();
         let ctx = VcpuContext {
             io: Arc::new(BusIo::new(self.pio.clone(), self.mmio.clone())),
             exit: self.exit.clone(),
@@ -355,10 +357,18 @@ impl Machine {
             match std::thread::Builder::new()
                 .name(format!("vcpu{cpu}"))
                 .spawn(move || {
+                    let exit = ctx.exit.clone();
+                    // Before the first guest instruction.
+                    if let Err(e) = crate::seccomp::install(ThreadKind::Vcpu) {
+                        exit.report(VmExit::VcpuFailed {
+                            cpu,
+                            error: crate::error_chain(&e),
+                        });
+                        return;
+                    }
                     // A panic here (a VMM bug the guest may trigger) stops
                     // the VM with an error instead of leaving it waiting
                     // for an exit this thread would never report.
-                    let exit = ctx.exit.clone();
                     if let Err(message) = panic_guard::catch(|| run_vcpu(vcpu, ctx)) {
                         exit.report(VmExit::VcpuPanicked { cpu, message });
                     }

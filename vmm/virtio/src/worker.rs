@@ -10,6 +10,7 @@
 
 use std::io;
 use std::os::unix::io::RawFd;
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 
 use tracing::warn;
@@ -79,6 +80,19 @@ impl WorkerSlot {
     }
 }
 
+/// What a worker thread runs first, before it handles any guest input
+/// (the VMM installs its device-worker seccomp filter here): an error ends
+/// the worker and is reported as the device's failure.
+pub type ThreadStartHook = fn(name: &str) -> Result<(), String>;
+
+static START_HOOK: OnceLock<ThreadStartHook> = OnceLock::new();
+
+/// Sets the hook every worker thread runs first (once per process; later
+/// calls change nothing and return false).
+pub fn set_thread_start_hook(hook: ThreadStartHook) -> bool {
+    START_HOOK.set(hook).is_ok()
+}
+
 /// A running device worker thread.
 #[derive(Debug)]
 pub struct Worker {
@@ -103,6 +117,13 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
+                if let Some(hook) = START_HOOK.get() {
+                    let name = std::thread::current().name().unwrap_or("").to_owned();
+                    if let Err(e) = hook(&name) {
+                        failure.report(format_args!("cannot start: {e}"));
+                        return;
+                    }
+                }
                 let mut events = vec![EpollEvent::default(); 32];
                 loop {
                     let n = match epoll.wait(-1, &mut events) {

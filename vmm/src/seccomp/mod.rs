@@ -1,0 +1,142 @@
+//! Per-thread seccomp filters for the threads that handle guest input.
+//!
+//! A vCPU thread runs the guest and the device emulation its exits reach;
+//! a device worker runs a virtio device's queues. Each installs its filter
+//! ([`install`]) before it touches guest input: an allow-list of the
+//! system calls that kind of thread makes ([`allowlist`]), anything else
+//! trapped ([`sigsys`]): the VMM reports the thread and the call and stops
+//! with status 159 (128 + SIGSYS).
+//!
+//! Filters are inherited by the threads a thread starts, and device
+//! workers are started from a vCPU thread (at the guest's DRIVER_OK), so
+//! the vCPU list holds the workers' calls too; a worker then adds its own,
+//! narrower filter. Threads that serve only host callers (the control
+//! socket, stdio relays, signal forwarding, network plumbing that runs
+//! `ip`/`tc`) have none.
+//!
+//! `VMRUN_SECCOMP=off` turns the filters off (for debugging, loudly);
+//! `VMRUN_SECCOMP=log` allows what is not listed and has the kernel log it
+//! (audit), to find a missing entry.
+
+pub mod allowlist;
+pub mod sigsys;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+
+/// Which filter a thread gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadKind {
+    /// A vCPU thread (runs KVM_RUN and device emulation; starts workers).
+    Vcpu,
+    /// A virtio device worker.
+    DeviceWorker,
+}
+
+impl ThreadKind {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vcpu => "vCPU",
+            Self::DeviceWorker => "device worker",
+        }
+    }
+
+    fn syscalls(self) -> Vec<i64> {
+        match self {
+            Self::Vcpu => allowlist::vcpu(),
+            Self::DeviceWorker => allowlist::device_worker(),
+        }
+    }
+}
+
+/// Why a filter could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    /// The filter could not be built.
+    #[error("cannot build the {0} seccomp filter: {1}")]
+    Build(&'static str, String),
+    /// The kernel refused it.
+    #[error("cannot install the {0} seccomp filter: {1}")]
+    Install(&'static str, String),
+    /// The SIGSYS handler could not be installed.
+    #[error("cannot install the SIGSYS handler")]
+    Handler(#[source] std::io::Error),
+}
+
+/// What `VMRUN_SECCOMP` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Trap what is not allowed (the default).
+    Enforce,
+    /// Allow it and have the kernel log it.
+    Log,
+    /// No filters.
+    Off,
+}
+
+impl Mode {
+    /// Reads `VMRUN_SECCOMP` (unset or anything else: enforce).
+    pub fn from_env() -> Self {
+        match std::env::var("VMRUN_SECCOMP").as_deref() {
+            Ok("off") => Self::Off,
+            Ok("log") => Self::Log,
+            _ => Self::Enforce,
+        }
+    }
+}
+
+/// The mode of this process, read once.
+fn mode() -> Mode {
+    static MODE: OnceLock<Mode> = OnceLock::new();
+    *MODE.get_or_init(|| {
+        let mode = Mode::from_env();
+        if mode != Mode::Enforce {
+            tracing::warn!(
+                "VMRUN_SECCOMP={mode:?}: guest-facing threads run without enforced seccomp filters"
+            );
+        }
+        mode
+    })
+}
+
+/// Builds the BPF program for `kind` with `mismatch` for unlisted calls.
+pub fn program(kind: ThreadKind, mismatch: SeccompAction) -> Result<BpfProgram, SeccompError> {
+    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = kind
+        .syscalls()
+        .into_iter()
+        .map(|nr| (nr, Vec::new()))
+        .collect();
+    let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, TargetArch::x86_64)
+        .map_err(|e| SeccompError::Build(kind.name(), e.to_string()))?;
+    filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| SeccompError::Build(kind.name(), e.to_string()))
+}
+
+/// Installs `kind`'s filter on the calling thread (and sets its
+/// no_new_privs), as the mode says.
+pub fn install(kind: ThreadKind) -> Result<(), SeccompError> {
+    let mismatch = match mode() {
+        Mode::Off => return Ok(()),
+        Mode::Log => SeccompAction::Log,
+        Mode::Enforce => SeccompAction::Trap,
+    };
+    sigsys::install_handler().map_err(SeccompError::Handler)?;
+    let program = program(kind, mismatch)?;
+    sigsys::set_thread_kind(kind);
+    seccompiler::apply_filter(&program)
+        .map_err(|e| SeccompError::Install(kind.name(), e.to_string()))
+}
+
+/// Has every virtio device worker install its filter when it starts.
+pub fn filter_device_workers() {
+    vmrun_virtio::worker::set_thread_start_hook(|_name| {
+        install(ThreadKind::DeviceWorker).map_err(|e| crate::error_chain(&e))
+    });
+}
+
+#[cfg(test)]
+mod tests;
