@@ -9,10 +9,13 @@
 
 pub mod artifacts;
 pub mod bundle;
+pub mod caller;
 pub mod clients;
 pub mod console;
 pub mod console_socket;
+pub mod cpio;
 pub mod guest_env;
+pub mod leftovers;
 pub mod process;
 pub mod runtimes;
 pub mod scratch;
