@@ -161,9 +161,11 @@ mod tests {
     #[test]
     fn a_process_is_found_by_a_unique_word_and_killed() {
         let word = format!("vmrun-leftover-test-{}", std::process::id());
-        // The shell stays (a loop, no exec): its $0 is the word.
+        // The shell stays and never forks (`read` is a builtin: a forked
+        // child would carry the word until it execs): its $0 is the word.
         let mut child = std::process::Command::new("/bin/sh")
-            .args(["-c", "while :; do sleep 1; done", &word])
+            .args(["-c", "read line", &word])
+            .stdin(std::process::Stdio::piped())
             .spawn()
             .expect("spawn");
         let pid = child.id() as i32;
