@@ -7,7 +7,43 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, Once};
+use std::sync::{Mutex, Once, OnceLock};
+
+/// A guest test binary's scratch directory ([`scratch_dir`]) and the
+/// busybox bundle its tests copy, each made once, on first use:
+/// `static SCRATCH: GuestScratch = GuestScratch::new("vmrun-guest-run", "512m");`
+pub struct GuestScratch {
+    prefix: &'static str,
+    size: &'static str,
+    dir: OnceLock<PathBuf>,
+    base: OnceLock<PathBuf>,
+}
+
+impl GuestScratch {
+    /// `$TMPDIR/<prefix>-<pid>`, a tmpfs of `size` inside the test host.
+    pub const fn new(prefix: &'static str, size: &'static str) -> Self {
+        Self {
+            prefix,
+            size,
+            dir: OnceLock::new(),
+            base: OnceLock::new(),
+        }
+    }
+
+    /// The scratch directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.get_or_init(|| scratch_dir(self.prefix, self.size))
+    }
+
+    /// The busybox bundle in `<dir>/base`.
+    pub fn base_bundle(&self) -> &Path {
+        self.base.get_or_init(|| {
+            let dir = self.dir().join("base");
+            crate::bundle::build_busybox_bundle(&dir);
+            dir
+        })
+    }
+}
 
 /// Scratch directories to remove when the test binary exits.
 static TO_REMOVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());

@@ -12,34 +12,30 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use vmrun_tests::bundle::{build_busybox_bundle, edit_config};
+use vmrun_tests::bundle::edit_config;
 use vmrun_tests::caller::Caller;
 use vmrun_tests::clients::netns::PrivateNet;
 use vmrun_tests::cpio::{newc_archive, Entry};
 use vmrun_tests::leftovers::Traces;
 use vmrun_tests::runtimes::{code, Runtime};
 use vmrun_tests::scratch::mount_tmpfs;
-use vmrun_tests::{boot_timeout, guest_ready, run_ok, scratch_dir};
+use vmrun_tests::scratch::GuestScratch;
+use vmrun_tests::{boot_timeout, guest_ready, run_ok};
 
 /// How long a container may take to reach a state (a hang guard).
 const STATE_LIMIT: Duration = Duration::from_secs(120);
 
+static SCRATCH: GuestScratch = GuestScratch::new("vmrun-guest-faults", "512m");
+
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| scratch_dir("vmrun-guest-faults", "512m"))
+    SCRATCH.dir()
 }
 
 fn base_bundle() -> &'static Path {
-    static BASE: OnceLock<PathBuf> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let dir = scratch().join("base");
-        build_busybox_bundle(&dir);
-        dir
-    })
+    SCRATCH.base_bundle()
 }
 
 /// A fresh copy of the busybox bundle running `args`, its spec edited.

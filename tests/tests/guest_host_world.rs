@@ -15,26 +15,22 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use vmrun_tests::bundle::{build_busybox_bundle, edit_config};
+use vmrun_tests::bundle::edit_config;
 use vmrun_tests::runtimes::{code, Runtime};
-use vmrun_tests::{boot_timeout, guest_ready, run_ok, scratch_dir, RunOutput};
+use vmrun_tests::scratch::GuestScratch;
+use vmrun_tests::{boot_timeout, guest_ready, run_ok, RunOutput};
+
+static SCRATCH: GuestScratch = GuestScratch::new("vmrun-guest-world", "256m");
 
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| scratch_dir("vmrun-guest-world", "256m"))
+    SCRATCH.dir()
 }
 
 fn base_bundle() -> &'static Path {
-    static BASE: OnceLock<PathBuf> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let dir = scratch().join("base");
-        build_busybox_bundle(&dir);
-        dir
-    })
+    SCRATCH.base_bundle()
 }
 
 fn s(p: &Path) -> &str {

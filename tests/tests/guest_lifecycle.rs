@@ -16,30 +16,26 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use vmrun_tests::bundle::{build_busybox_bundle, edit_config};
+use vmrun_tests::bundle::edit_config;
 use vmrun_tests::console_socket::ConsoleSocket;
 use vmrun_tests::runtimes::{code, Observed, Runtime};
-use vmrun_tests::{boot_timeout, guest_ready, run_ok, scratch_dir, wait_until, RunOutput};
+use vmrun_tests::scratch::GuestScratch;
+use vmrun_tests::{boot_timeout, guest_ready, run_ok, wait_until, RunOutput};
 
 /// How long a container may take to reach a state (a hang guard).
 const STATE_LIMIT: Duration = Duration::from_secs(120);
 
+static SCRATCH: GuestScratch = GuestScratch::new("vmrun-guest-lifecycle", "512m");
+
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| scratch_dir("vmrun-guest-lifecycle", "512m"))
+    SCRATCH.dir()
 }
 
 fn base_bundle() -> &'static Path {
-    static BASE: OnceLock<PathBuf> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let dir = scratch().join("base");
-        build_busybox_bundle(&dir);
-        dir
-    })
+    SCRATCH.base_bundle()
 }
 
 /// A fresh copy of the busybox bundle whose process runs `args`.

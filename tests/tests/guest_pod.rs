@@ -11,28 +11,24 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vmrun_tests::bundle::{build_busybox_bundle, edit_config};
+use vmrun_tests::bundle::edit_config;
 use vmrun_tests::runtimes::{Observed, Runtime};
-use vmrun_tests::{boot_timeout, guest_ready, run_ok, scratch_dir, wait_until};
+use vmrun_tests::scratch::GuestScratch;
+use vmrun_tests::{boot_timeout, guest_ready, run_ok, wait_until};
 
 const STATE_LIMIT: Duration = Duration::from_secs(120);
 
+static SCRATCH: GuestScratch = GuestScratch::new("vmrun-guest-pod", "256m");
+
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| scratch_dir("vmrun-guest-pod", "256m"))
+    SCRATCH.dir()
 }
 
 fn base_bundle() -> &'static Path {
-    static BASE: OnceLock<PathBuf> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let dir = scratch().join("base");
-        build_busybox_bundle(&dir);
-        dir
-    })
+    SCRATCH.base_bundle()
 }
 
 fn s(p: &Path) -> &str {

@@ -7,29 +7,25 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use vmrun_tests::bundle::{build_busybox_bundle, edit_config};
+use vmrun_tests::bundle::edit_config;
 use vmrun_tests::guest_env::GuestReadiness;
-use vmrun_tests::{boot_timeout, guest_ready, run_ok, scratch_dir, vmrun_bin, wait_until};
+use vmrun_tests::scratch::GuestScratch;
+use vmrun_tests::{boot_timeout, guest_ready, run_ok, vmrun_bin, wait_until};
 
 /// A scratch directory for bundles. In the test host the work tree and
 /// /tmp are overlays (over 9p): bundles live on a tmpfs mounted here, as a
 /// real host's local disk would be.
+static SCRATCH: GuestScratch = GuestScratch::new("vmrun-guest-run", "512m");
+
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| scratch_dir("vmrun-guest-run", "512m"))
+    SCRATCH.dir()
 }
 
 fn base_bundle() -> &'static Path {
-    static BASE: OnceLock<PathBuf> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let dir = scratch().join("base");
-        build_busybox_bundle(&dir);
-        dir
-    })
+    SCRATCH.base_bundle()
 }
 
 /// A fresh copy of the busybox bundle whose process runs `args`.
