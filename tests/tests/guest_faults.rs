@@ -454,3 +454,60 @@ fn the_caller_killed_leaves_the_container_running_and_delete_cleans_everything()
     };
     delete_leaves_nothing(&vmrun, &traces, &cgroups);
 }
+
+/// `create` killed while the microVM boots (a client giving up): the VMM
+/// finds its caller gone before it would report the container created,
+/// powers the VM off and removes what it made. Nothing is left, and no VMM
+/// runs on that nobody could see or delete.
+#[test]
+fn create_killed_while_the_vm_boots_leaves_nothing() {
+    let test = "create_killed_while_the_vm_boots_leaves_nothing";
+    let Some(vmrun) = vmrun_for(test) else {
+        return;
+    };
+    let b = bundle("create-killed", &["sleep", "1000"], |_| {});
+    let id = "vmflt-abandoned";
+    let mut create = vmrun.command("create", &["--bundle", s(&b), id]);
+    create
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut create = create.spawn().expect("start vmrun create");
+    let traces = Traces {
+        id,
+        bundle: &b,
+        root: &vmrun.root,
+        netns: None,
+    };
+    // The VMM daemon exists (its state directory holds its socket or log)
+    // well before the guest is up: kill `create` then.
+    let daemon_seen = poll_for(STATE_LIMIT, || {
+        let root = vmrun.root.to_string_lossy().into_owned();
+        let procs = vmrun_tests::leftovers::processes_mentioning(&[&root]);
+        procs.iter().any(|p| p.contains("__vmm")).then_some(())
+    });
+    assert!(daemon_seen.is_some(), "no VMM daemon appeared for {id}");
+    create.kill().expect("SIGKILL create");
+    let _ = create.wait();
+    // The VMM ends by itself once it finds `create` gone.
+    let gone = poll_for(STATE_LIMIT, || traces.found().is_empty().then_some(()));
+    assert!(
+        gone.is_some(),
+        "left behind after create was killed:\n{}",
+        traces.found().join("\n")
+    );
+    assert!(vmrun.call("state", &[id]).stderr.contains("does not exist"));
+}
+
+/// Calls `f` every 200 ms until it gives a value or `limit` passed.
+fn poll_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

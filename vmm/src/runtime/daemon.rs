@@ -13,6 +13,8 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::Arc;
@@ -181,7 +183,7 @@ pub fn run_daemon() -> i32 {
         let _ = write_frame(&mut channel, &failed);
         return 1;
     }
-    match boot(&config, timings, &mut host_cgroups) {
+    match boot(&config, &channel, timings, &mut host_cgroups) {
         Ok((vmm, routing, _server)) => {
             let created = Readiness::Created {
                 host_cgroups,
@@ -214,8 +216,21 @@ pub fn run_daemon() -> i32 {
 
 type Booted = (Arc<ContainerVmm>, SignalRouting, ApiServer);
 
+/// Has the other end of `channel` (`create`) closed it?
+fn caller_gone(channel: &UnixStream) -> bool {
+    let mut poll = libc::pollfd {
+        fd: channel.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no timeout.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready > 0 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
 fn boot(
     config: &LaunchConfig,
+    caller: &UnixStream,
     timings: Arc<Timings>,
     host_cgroups: &mut Vec<PathBuf>,
 ) -> Result<Booted, String> {
@@ -278,6 +293,23 @@ fn boot(
         }
         message
     })?;
+    // `create` waits on the channel for the outcome. If it is gone (killed
+    // while the VM booted), nobody will record, start or delete this
+    // container: undo it here rather than run on unseen.
+    if caller_gone(caller) {
+        vmm.shutdown();
+        if let Some(net) = vmm.network_record() {
+            if let Err(e) = super::host_world::network::unplumb(&net.ns_path, &net.interfaces) {
+                tracing::warn!("{}", chain(&e));
+            }
+        }
+        if let Err(e) = ContainerDir::at(&config.state_dir, &config.id).remove() {
+            tracing::warn!("{}", chain(&e));
+        }
+        return Err(
+            "vmrun create went away while the microVM booted; the container was not created".into(),
+        );
+    }
     // The VMM joins the container's host cgroup once every device it needs
     // is open (/dev/kvm, /dev/net/tun, ptys) and the network is plumbed:
     // a client may have given that cgroup a device policy for the
@@ -305,4 +337,17 @@ fn boot(
 /// The identity of a launched daemon (None if it is already gone).
 pub fn daemon_identity(launched: &Launched) -> Option<ProcessIdentity> {
     ProcessIdentity::of(i32::try_from(launched.child.id()).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_that_closed_its_end_is_gone() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        assert!(!caller_gone(&ours));
+        drop(theirs);
+        assert!(caller_gone(&ours));
+    }
 }
