@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use vmrun_tests::bundle::edit_config;
 use vmrun_tests::caller::Caller;
+use vmrun_tests::clients::command::poll;
 use vmrun_tests::clients::netns::PrivateNet;
 use vmrun_tests::cpio::{newc_archive, Entry};
 use vmrun_tests::leftovers::Traces;
@@ -105,6 +106,34 @@ fn delete_leaves_nothing(vmrun: &Runtime, traces: &Traces, cgroups: &[PathBuf]) 
     traces.assert_nothing_left();
 }
 
+/// Starts the container in `b` as `id` (created by a conmon stand-in),
+/// expects the guest to die: the VMM exits non-zero with `log_line` in its
+/// log, and `delete` leaves nothing.
+fn guest_death_stops_the_vmm(vmrun: &Runtime, b: &Path, id: &str, log_line: &str) {
+    let mut caller = Caller::create(subreaper(), vmrun, b, id);
+    let cgroups = recorded_cgroups(vmrun, id);
+    let out = vmrun.call("start", &[id]);
+    assert!(out.success(), "{}", out.describe());
+    let exit = caller.wait_exit(STATE_LIMIT);
+    assert!(
+        exit.starts_with("exited ") && exit != "exited 0",
+        "the VMM ended with `{exit}`, not a failure:\n{}",
+        caller.output()
+    );
+    assert!(
+        caller.vmm_log().contains(log_line),
+        "the VMM's log does not name `{log_line}`:\n{}",
+        caller.output()
+    );
+    let traces = Traces {
+        id,
+        bundle: b,
+        root: &vmrun.root,
+        netns: None,
+    };
+    delete_leaves_nothing(vmrun, &traces, &cgroups);
+}
+
 /// Removes `path` (a JSON string) from the spec's `linux.<list>`.
 fn unlist(spec: &mut Value, list: &str, path: &str) {
     if let Some(paths) = spec["linux"][list].as_array_mut() {
@@ -132,31 +161,12 @@ fn a_guest_kernel_panic_stops_the_vmm_non_zero_and_delete_cleans_everything() {
             }
         }
     });
-    let id = "vmflt-panic";
-    let mut caller = Caller::create(subreaper(), &vmrun, &b, id);
-    let cgroups = recorded_cgroups(&vmrun, id);
-    let out = vmrun.call("start", &[id]);
-    assert!(out.success(), "{}", out.describe());
-    let exit = caller.wait_exit(STATE_LIMIT);
-    assert!(
-        exit.starts_with("exited ") && exit != "exited 0",
-        "the VMM ended with `{exit}`, not a failure:\n{}",
-        caller.output()
+    guest_death_stops_the_vmm(
+        &vmrun,
+        &b,
+        "vmflt-panic",
+        "guest kernel panicked: Out of memory",
     );
-    assert!(
-        caller
-            .vmm_log()
-            .contains("guest kernel panicked: Out of memory"),
-        "the VMM's log does not name the panic:\n{}",
-        caller.output()
-    );
-    let traces = Traces {
-        id,
-        bundle: &b,
-        root: &vmrun.root,
-        netns: None,
-    };
-    delete_leaves_nothing(&vmrun, &traces, &cgroups);
 }
 
 /// The guest agent (PID 1) crashes: signals cannot kill a PID 1 that does
@@ -188,31 +198,12 @@ fn the_agent_crashing_stops_the_vmm_non_zero_and_delete_cleans_everything() {
                 .push(json!("CAP_SYS_PTRACE"));
         }
     });
-    let id = "vmflt-agent";
-    let mut caller = Caller::create(subreaper(), &vmrun, &b, id);
-    let cgroups = recorded_cgroups(&vmrun, id);
-    let out = vmrun.call("start", &[id]);
-    assert!(out.success(), "{}", out.describe());
-    let exit = caller.wait_exit(STATE_LIMIT);
-    assert!(
-        exit.starts_with("exited ") && exit != "exited 0",
-        "the VMM ended with `{exit}`, not a failure:\n{}",
-        caller.output()
+    guest_death_stops_the_vmm(
+        &vmrun,
+        &b,
+        "vmflt-agent",
+        "guest kernel panicked: Attempted to kill init!",
     );
-    assert!(
-        caller
-            .vmm_log()
-            .contains("guest kernel panicked: Attempted to kill init!"),
-        "the VMM's log does not name the agent's death:\n{}",
-        caller.output()
-    );
-    let traces = Traces {
-        id,
-        bundle: &b,
-        root: &vmrun.root,
-        netns: None,
-    };
-    delete_leaves_nothing(&vmrun, &traces, &cgroups);
 }
 
 /// `vmrun kill ID KILL` kills the container's init: the VMM (the
@@ -480,7 +471,7 @@ fn create_killed_while_the_vm_boots_leaves_nothing() {
     };
     // The VMM daemon exists (its state directory holds its socket or log)
     // well before the guest is up: kill `create` then.
-    let daemon_seen = poll_for(STATE_LIMIT, || {
+    let daemon_seen = poll(STATE_LIMIT, || {
         let root = vmrun.root.to_string_lossy().into_owned();
         let procs = vmrun_tests::leftovers::processes_mentioning(&[&root]);
         procs.iter().any(|p| p.contains("__vmm")).then_some(())
@@ -489,25 +480,11 @@ fn create_killed_while_the_vm_boots_leaves_nothing() {
     create.kill().expect("SIGKILL create");
     let _ = create.wait();
     // The VMM ends by itself once it finds `create` gone.
-    let gone = poll_for(STATE_LIMIT, || traces.found().is_empty().then_some(()));
+    let gone = poll(STATE_LIMIT, || traces.found().is_empty().then_some(()));
     assert!(
         gone.is_some(),
         "left behind after create was killed:\n{}",
         traces.found().join("\n")
     );
     assert!(vmrun.call("state", &[id]).stderr.contains("does not exist"));
-}
-
-/// Calls `f` every 200 ms until it gives a value or `limit` passed.
-fn poll_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if std::time::Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
