@@ -116,6 +116,26 @@ pub fn program(kind: ThreadKind, mismatch: SeccompAction) -> Result<BpfProgram, 
         .map_err(|e: seccompiler::BackendError| SeccompError::Build(kind.name(), e.to_string()))
 }
 
+/// `kind`'s program, compiled once per process (every vCPU and every
+/// worker start, including restarts after a device reset, installs it; the
+/// mode, hence `mismatch`, is fixed per process).
+fn compiled(
+    kind: ThreadKind,
+    mismatch: SeccompAction,
+) -> Result<&'static BpfProgram, SeccompError> {
+    static VCPU: OnceLock<BpfProgram> = OnceLock::new();
+    static WORKER: OnceLock<BpfProgram> = OnceLock::new();
+    let cell = match kind {
+        ThreadKind::Vcpu => &VCPU,
+        ThreadKind::DeviceWorker => &WORKER,
+    };
+    if let Some(program) = cell.get() {
+        return Ok(program);
+    }
+    let program = program(kind, mismatch)?;
+    Ok(cell.get_or_init(|| program))
+}
+
 /// Installs `kind`'s filter on the calling thread (and sets its
 /// no_new_privs), as the mode says.
 pub fn install(kind: ThreadKind) -> Result<(), SeccompError> {
@@ -125,9 +145,9 @@ pub fn install(kind: ThreadKind) -> Result<(), SeccompError> {
         Mode::Enforce => SeccompAction::Trap,
     };
     sigsys::install_handler().map_err(SeccompError::Handler)?;
-    let program = program(kind, mismatch)?;
+    let program = compiled(kind, mismatch)?;
     sigsys::set_thread_kind(kind);
-    seccompiler::apply_filter(&program)
+    seccompiler::apply_filter(program)
         .map_err(|e| SeccompError::Install(kind.name(), e.to_string()))
 }
 
