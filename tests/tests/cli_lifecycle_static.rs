@@ -195,3 +195,34 @@ fn text_log_is_logrus_like() {
     assert!(is_rfc3339_utc(time), "{line}");
     assert_eq!(rest, format!(" level=error msg=\"{EXISTS}\""));
 }
+
+#[test]
+fn usage_errors_exit_1_and_reach_the_log_as_runcs_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.json");
+    for args in [
+        vec!["create", "--no-such-flag", "id"],
+        vec!["kill"],
+        vec!["state"],
+    ] {
+        let mut argv = vec!["--log", path_str(&log), "--log-format", "json"];
+        argv.extend(&args);
+        let out = run_vmrun(&argv, QUICK);
+        assert_eq!(code(&out), Some(1), "{}", out.describe());
+        assert!(!out.stderr.is_empty(), "{}", out.describe());
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let last: Value = text
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("{args:?}: no JSON line in the log:\n{text}"));
+        assert_eq!(last["level"], "error", "{text}");
+        let msg = last["msg"].as_str().unwrap_or_default();
+        assert!(!msg.is_empty() && !msg.contains('\n'), "{text}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("--no-such-flag"), "{text}");
+    // Help and version are not errors.
+    ok(&["--help"]);
+    ok(&["create", "--help"]);
+}

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use vmrun_tests::bundle::edit_config;
+use vmrun_tests::clients::command::poll;
 use vmrun_tests::console_socket::ConsoleSocket;
+use vmrun_tests::leftovers::Traces;
 use vmrun_tests::runtimes::{code, Observed, Runtime};
 use vmrun_tests::scratch::GuestScratch;
 use vmrun_tests::{boot_timeout, guest_ready, run_ok, wait_until, RunOutput};
@@ -763,7 +765,7 @@ fn detached_exec_pid_forwards_signals_and_its_death_kills_the_process() {
 #[test]
 fn a_vmm_killed_with_sigkill_is_stopped_and_delete_cleans_everything() {
     let test = "a_vmm_killed_with_sigkill_is_stopped_and_delete_cleans_everything";
-    let Some((vmrun, _)) = vmrun_with(test, "k9", &["sleep", "1000"]) else {
+    let Some((vmrun, b)) = vmrun_with(test, "k9", &["sleep", "1000"]) else {
         return;
     };
     let Observed::State { pid, .. } = vmrun.state("k9") else {
@@ -801,6 +803,166 @@ fn a_vmm_killed_with_sigkill_is_stopped_and_delete_cleans_everything() {
         !mounts.contains(s(&vmrun.root)),
         "a mount under the state root is left: {mounts}"
     );
+    Traces {
+        id: "k9",
+        bundle: &b,
+        root: &vmrun.root,
+        netns: None,
+    }
+    .assert_nothing_left();
+}
+
+#[test]
+fn pause_resume_update_events_and_ps_reach_the_guest() {
+    let test = "pause_resume_update_events_and_ps_reach_the_guest";
+    let Some((_, vmrun)) = runtimes(test) else {
+        return;
+    };
+    let b = bundle(
+        "pause",
+        &[
+            "sh",
+            "-c",
+            "i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
+        ],
+    );
+    let (out_path, err_path) = (scratch().join("pause.out"), scratch().join("pause.err"));
+    let mut run = vmrun.spawn(
+        "run",
+        &["-d", "--bundle", s(&b), "pz"],
+        &out_path,
+        &err_path,
+    );
+    let status = wait_until(&mut run, Instant::now() + STATE_LIMIT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "run -d failed: {:?}",
+        std::fs::read_to_string(&err_path)
+    );
+    let ticks = || {
+        std::fs::read_to_string(&out_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("tick-"))
+            .count()
+    };
+    poll(STATE_LIMIT, || (ticks() >= 2).then_some(())).expect("the container ticks");
+
+    // pause: state says so and the container stops ticking.
+    let out = vmrun.call("pause", &["pz"]);
+    assert!(out.success(), "{}", out.describe());
+    assert_eq!(vmrun.status("pz"), "paused");
+    let frozen_at = ticks();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        ticks() <= frozen_at + 1,
+        "a paused container went on ticking: {frozen_at} -> {}",
+        ticks()
+    );
+    let out = vmrun.call("exec", &["pz", "true"]);
+    assert!(
+        !out.success(),
+        "exec in a paused container: {}",
+        out.describe()
+    );
+    let out = vmrun.call("resume", &["pz"]);
+    assert!(out.success(), "{}", out.describe());
+    assert_eq!(vmrun.status("pz"), "running");
+    let resumed_at = ticks();
+    poll(STATE_LIMIT, || (ticks() >= resumed_at + 2).then_some(()))
+        .expect("a resumed container ticks again");
+
+    // update: the guest cgroup's limits change, events --stats shows them.
+    let out = vmrun.call("update", &["--pids-limit", "50", "--memory", "100M", "pz"]);
+    assert!(out.success(), "{}", out.describe());
+    let out = vmrun.call("events", &["--stats", "pz"]);
+    assert!(out.success(), "{}", out.describe());
+    let event: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert_eq!(event["type"], "stats", "{event}");
+    assert_eq!(event["id"], "pz", "{event}");
+    assert_eq!(event["data"]["pids"]["limit"], 50, "{event}");
+    assert!(
+        event["data"]["pids"]["current"].as_u64() >= Some(1),
+        "{event}"
+    );
+    assert_eq!(
+        event["data"]["memory"]["usage"]["limit"],
+        100 << 20,
+        "{event}"
+    );
+    assert!(
+        event["data"]["memory"]["usage"]["usage"].as_u64() > Some(0),
+        "{event}"
+    );
+
+    // ps --format json: host pids only, the VMM first.
+    let Observed::State { pid, .. } = vmrun.state("pz") else {
+        panic!("no state");
+    };
+    let out = vmrun.call("ps", &["--format", "json", "pz"]);
+    assert!(out.success(), "{}", out.describe());
+    let pids: Vec<i64> = serde_json::from_str(out.stdout.trim()).expect("a JSON list of pids");
+    assert!(pids.contains(&pid), "ps {pids:?} lacks the VMM {pid}");
+
+    assert!(vmrun.call("delete", &["--force", "pz"]).success());
+}
+
+#[test]
+fn signals_sent_to_the_vmm_reach_the_init_realtime_ones_too() {
+    let test = "signals_sent_to_the_vmm_reach_the_init_realtime_ones_too";
+    let Some((_, vmrun)) = runtimes(test) else {
+        return;
+    };
+    // SIGRTMIN+3 (systemd's stop signal) by the kernel's number, as the
+    // host's and the guest's C libraries both number it.
+    let rt3 = libc::SIGRTMIN() + 3;
+    let script = format!(
+        "trap 'echo got-usr1' USR1; trap 'echo got-{rt3}; exit 7' {rt3}; echo ready; \
+         while :; do sleep 1; done"
+    );
+    let b = bundle("signals", &["sh", "-c", &script]);
+    let (out_path, err_path) = (scratch().join("signals.out"), scratch().join("signals.err"));
+    let mut run = vmrun.spawn(
+        "run",
+        &["-d", "--bundle", s(&b), "sig"],
+        &out_path,
+        &err_path,
+    );
+    let status = wait_until(&mut run, Instant::now() + STATE_LIMIT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "run -d failed: {:?}",
+        std::fs::read_to_string(&err_path)
+    );
+    let output = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    let wait_for = |needle: &str| {
+        poll(STATE_LIMIT, || output().contains(needle).then_some(()))
+            .unwrap_or_else(|| panic!("no {needle:?} in the container's output: {:?}", output()))
+    };
+    wait_for("ready");
+    let Observed::State { pid, .. } = vmrun.state("sig") else {
+        panic!("no state");
+    };
+    let pid = i32::try_from(pid).expect("pid");
+    // SAFETY: kill(2) only sends a signal, to the recorded VMM.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
+    wait_for("got-usr1");
+    assert_eq!(vmrun.status("sig"), "running", "SIGUSR1 ended the VMM");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, rt3) }, 0);
+    wait_for(&format!("got-{rt3}"));
+    assert!(wait_gone(pid, STATE_LIMIT), "the VMM outlived its init");
+    assert_eq!(observed(vmrun.state("sig")), "stopped pid=0");
+    assert!(vmrun.call("delete", &["sig"]).success());
+    // And `kill` by name reaches it too (the agent takes realtime numbers).
+    let b = bundle("signals-kill", &["sh", "-c", &script]);
+    let out = vmrun.call_detached("run", &["-d", "--bundle", s(&b), "sig2"]);
+    assert!(out.success(), "{}", out.describe());
+    let out = vmrun.call("kill", &["sig2", "RTMIN+3"]);
+    assert!(out.success(), "kill RTMIN+3: {}", out.describe());
+    assert_eq!(vmrun.wait_status("sig2", "stopped", STATE_LIMIT), "stopped");
+    assert!(vmrun.call("delete", &["sig2"]).success());
 }
 
 #[test]
@@ -850,6 +1012,8 @@ fn bad_input_leaves_nothing_behind() {
         let verb = args[0];
         let out = vmrun.call(verb, &args[1..]);
         assert!(!out.success(), "{what}: {}", out.describe());
+        // runc exits 1 for each, usage errors included.
+        assert_eq!(code(&out), Some(1), "{what}: {}", out.describe());
         assert!(out.stderr.contains(needle), "{what}: {}", out.describe());
         assert_eq!(entries(), before, "{what} left something under the root");
     }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cmdline;
 pub mod devices;
 pub mod exit;
+pub mod fatal_log;
 pub mod machine;
 pub mod panic_report;
 pub mod runtime;

@@ -49,7 +49,7 @@ pub fn install() {
             eprintln!("vmrun: error: {line}");
         }
         if !caught {
-            crate::cli::logging::log_fatal(&line);
+            crate::fatal_log::append_error(&line);
             std::process::exit(PANIC_EXIT_CODE);
         }
     }));

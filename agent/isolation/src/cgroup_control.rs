@@ -9,7 +9,6 @@ use libcgroups::common::{
     CgroupManager, CgroupSetup, ControllerOpt, FreezerState,
 };
 use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::oci_spec::runtime::LinuxResources;
@@ -91,7 +90,7 @@ impl ContainerCgroup {
     /// Sends `signal` to every process in the cgroup (runc's
     /// `kill --all`). A running container is frozen meanwhile, so nothing
     /// forks past the signal; a `paused` one stays as it is.
-    pub fn signal_all(&self, signal: Signal, paused: bool) -> Result<(), IsolationError> {
+    pub fn signal_all(&self, signal: i32, paused: bool) -> Result<(), IsolationError> {
         let manager = self.manager()?;
         if !paused {
             if let Err(e) = manager.freeze(FreezerState::Frozen) {
@@ -103,12 +102,11 @@ impl ContainerCgroup {
             .map_err(|e| self.err("listing the cgroup's processes", e))
             .and_then(|pids| {
                 for pid in pids {
-                    match kill(pid, signal) {
+                    match crate::signal::send(pid, signal) {
                         Ok(()) | Err(Errno::ESRCH) => {}
                         Err(e) => {
-                            return Err(
-                                self.err(format!("sending {signal} to pid {pid}").as_str(), e)
-                            )
+                            return Err(self
+                                .err(format!("sending signal {signal} to pid {pid}").as_str(), e))
                         }
                     }
                 }

@@ -7,14 +7,13 @@ use std::path::PathBuf;
 
 use libcontainer::container::Container;
 use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::cgroup_control::ContainerCgroup;
 use crate::exec::ExecContext;
 use crate::oci_spec::runtime::Spec;
 use crate::options::{ExitStatus, RunOptions};
+use crate::signal::Ended;
 use crate::validate::Warning;
 use crate::IsolationError;
 
@@ -118,24 +117,24 @@ impl ContainerProcess {
     /// host (tests) SIGKILL to a paused container also thaws it, since v1
     /// freezes even fatal signals (cgroup v2 delivers them to frozen
     /// tasks).
-    pub fn signal(&self, signal: Signal) -> Result<(), IsolationError> {
+    pub fn signal(&self, signal: i32) -> Result<(), IsolationError> {
         if self.status.is_some() {
             return Err(self.process_err("signal", Errno::ESRCH));
         }
-        kill(self.pid, signal).map_err(|e| self.process_err("signal", e))?;
+        crate::signal::send(self.pid, signal).map_err(|e| self.process_err("signal", e))?;
         self.thaw_for_kill(signal)
     }
 
     /// Sends `signal` to every process of the container (runc's
     /// `kill --all`), see [`ContainerCgroup::signal_all`]; SIGKILL thaws a
     /// paused container on cgroup v1 as [`signal`](Self::signal) does.
-    pub fn signal_all(&self, signal: Signal) -> Result<(), IsolationError> {
+    pub fn signal_all(&self, signal: i32) -> Result<(), IsolationError> {
         self.cgroup.signal_all(signal, self.paused)?;
         self.thaw_for_kill(signal)
     }
 
-    fn thaw_for_kill(&self, signal: Signal) -> Result<(), IsolationError> {
-        if signal == Signal::SIGKILL && self.paused && !self.cgroup.is_unified()? {
+    fn thaw_for_kill(&self, signal: i32) -> Result<(), IsolationError> {
+        if signal == libc::SIGKILL && self.paused && !self.cgroup.is_unified()? {
             self.cgroup.thaw()?;
         }
         Ok(())
@@ -190,25 +189,25 @@ impl ContainerProcess {
     /// Blocks until the container's init exits, then removes its cgroup
     /// and state. Calling it again returns the same status.
     pub fn wait(&mut self) -> Result<ExitStatus, IsolationError> {
-        self.reap(WaitPidFlag::empty())
+        self.reap(0)
             .and_then(|s| s.ok_or_else(|| self.process_err("waitpid", Errno::ECHILD)))
     }
 
     /// Like [`wait`](Self::wait) but returns `None` while it is still running.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, IsolationError> {
-        self.reap(WaitPidFlag::WNOHANG)
+        self.reap(libc::WNOHANG)
     }
 
-    fn reap(&mut self, flags: WaitPidFlag) -> Result<Option<ExitStatus>, IsolationError> {
+    fn reap(&mut self, flags: libc::c_int) -> Result<Option<ExitStatus>, IsolationError> {
         if let Some(s) = self.status {
             return Ok(Some(s));
         }
         let status = loop {
-            match waitpid(self.pid, Some(flags)) {
-                Ok(WaitStatus::Exited(_, code)) => break ExitStatus::Exited(code),
-                Ok(WaitStatus::Signaled(_, sig, _)) => break ExitStatus::Signaled(sig as i32),
-                Ok(WaitStatus::StillAlive) => return Ok(None),
-                Ok(_) => continue,
+            match crate::signal::wait(Some(self.pid), flags) {
+                Ok(Some((_, Some(Ended::Exited(code))))) => break ExitStatus::Exited(code),
+                Ok(Some((_, Some(Ended::Signaled(sig))))) => break ExitStatus::Signaled(sig),
+                Ok(None) => return Ok(None),
+                Ok(Some((_, None))) => continue,
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(self.process_err("waitpid", e)),
             }
@@ -271,7 +270,7 @@ impl ContainerProcess {
 impl Drop for ContainerProcess {
     fn drop(&mut self) {
         if self.status.is_none() {
-            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = crate::signal::send(self.pid, libc::SIGKILL);
             if self.opts.reaped_by_caller || self.wait().is_err() {
                 // Someone else reaps it (or did: ECHILD): clean up all the
                 // same; the cgroup's removal kills what is left.

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::cgroup_control::ContainerCgroup;
@@ -127,7 +126,7 @@ impl CreatedContainer {
 
     /// Sends `signal` to the waiting init (runc allows `kill` on a created
     /// container; SIGKILL ends it before it ever runs `process.args`).
-    pub fn signal(&self, signal: Signal) -> Result<(), IsolationError> {
+    pub fn signal(&self, signal: i32) -> Result<(), IsolationError> {
         self.process.signal(signal)
     }
 

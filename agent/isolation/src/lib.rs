@@ -89,6 +89,7 @@ pub mod processes;
 pub mod resources_update;
 pub mod rootfs_check;
 pub mod self_exe;
+pub mod signal;
 pub mod spec;
 pub mod stats;
 pub mod stats_v2;

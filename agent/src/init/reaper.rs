@@ -18,8 +18,8 @@ use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use vmrun_isolation::signal::{wait, Ended};
 
 /// How many unwatched exit statuses are kept (orphans nobody asks about).
 pub const MAX_UNCLAIMED: usize = 1024;
@@ -34,13 +34,11 @@ pub enum ChildExit {
 }
 
 impl ChildExit {
-    /// The pid and outcome of a terminated child; `None` for stop/continue
-    /// notifications and "still alive".
-    pub fn from_wait_status(status: WaitStatus) -> Option<(Pid, Self)> {
-        match status {
-            WaitStatus::Exited(pid, code) => Some((pid, Self::Exited(code))),
-            WaitStatus::Signaled(pid, signal, _core) => Some((pid, Self::Signaled(signal as i32))),
-            _ => None,
+    /// The outcome of a terminated child.
+    pub fn from_ended(ended: Ended) -> Self {
+        match ended {
+            Ended::Exited(code) => Self::Exited(code),
+            Ended::Signaled(signal) => Self::Signaled(signal),
         }
     }
 
@@ -155,11 +153,13 @@ fn reap_forever(signals: SignalFd, exits: &Mutex<Exits>) -> Result<Infallible> {
 /// Reaps every child that has ended, without blocking.
 fn reap_ready(exits: &Mutex<Exits>) -> Result<()> {
     loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return Ok(()),
-            Ok(status) => {
-                if let Some((pid, exit)) = ChildExit::from_wait_status(status) {
-                    lock(exits).record(pid, exit);
+        // Raw statuses: nix's WaitStatus has no realtime signals (it would
+        // reap a child killed by SIGRTMIN+n and fail with EINVAL).
+        match wait(None, libc::WNOHANG) {
+            Ok(None) | Err(Errno::ECHILD) => return Ok(()),
+            Ok(Some((pid, ended))) => {
+                if let Some(ended) = ended {
+                    lock(exits).record(pid, ChildExit::from_ended(ended));
                 }
             }
             Err(Errno::EINTR) => {}
@@ -181,21 +181,15 @@ mod tests {
     }
 
     #[test]
-    fn decodes_wait_statuses() {
-        let pid = Pid::from_raw(7);
-        assert_eq!(
-            ChildExit::from_wait_status(WaitStatus::Exited(pid, 3)),
-            Some((pid, ChildExit::Exited(3)))
-        );
-        assert_eq!(
-            ChildExit::from_wait_status(WaitStatus::Signaled(pid, Signal::SIGKILL, false)),
-            Some((pid, ChildExit::Signaled(9)))
-        );
-        assert_eq!(ChildExit::from_wait_status(WaitStatus::StillAlive), None);
-        assert_eq!(
-            ChildExit::from_wait_status(WaitStatus::Stopped(pid, Signal::SIGSTOP)),
-            None
-        );
+    fn decodes_wait_statuses_realtime_signals_included() {
+        let decode = |raw: i32| Ended::from_raw(raw).map(ChildExit::from_ended);
+        assert_eq!(decode(3 << 8), Some(ChildExit::Exited(3)));
+        assert_eq!(decode(libc::SIGKILL), Some(ChildExit::Signaled(9)));
+        // SIGRTMIN+3, which nix's WaitStatus cannot hold.
+        assert_eq!(decode(37), Some(ChildExit::Signaled(37)));
+        assert_eq!(decode(37).map(ChildExit::exit_code), Some(165));
+        // Stopped by SIGSTOP.
+        assert_eq!(decode(0x7f | (libc::SIGSTOP << 8)), None);
     }
 
     #[test]

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::Signal;
 use vmrun_isolation::{ContainerProcess, CreatedContainer, ExitStatus as IsolationExit};
 use vmrun_protocol::{ContainerStatus, ExitStatus};
 
@@ -233,16 +232,16 @@ pub fn stop_all(containers: &Containers, timeout: Duration) {
             }
             let killed = match &mut container.state {
                 State::Running(process) => process
-                    .signal_all(Signal::SIGKILL)
-                    .or_else(|_| process.signal(Signal::SIGKILL)),
+                    .signal_all(libc::SIGKILL)
+                    .or_else(|_| process.signal(libc::SIGKILL)),
                 State::Created(created) => {
                     container
                         .exit
                         .set(Err(format!("container {id} was never started")));
                     created
                         .cgroup()
-                        .signal_all(Signal::SIGKILL, false)
-                        .or_else(|_| created.signal(Signal::SIGKILL))
+                        .signal_all(libc::SIGKILL, false)
+                        .or_else(|_| created.signal(libc::SIGKILL))
                 }
                 State::Starting | State::Done => Ok(()),
             };

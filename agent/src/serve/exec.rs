@@ -118,15 +118,15 @@ fn spawn_exec_watcher(
 }
 
 /// Sends `signal` to exec'd process `exec_id` of container `c` (`id`).
-pub(super) fn signal_exec(c: &Container, id: &str, exec_id: &str, signal: Signal) -> Result<()> {
+pub(super) fn signal_exec(c: &Container, id: &str, exec_id: &str, signal: i32) -> Result<()> {
     let Some(record) = c.execs.get(exec_id) else {
         bail!("exec_id: no exec {exec_id:?} in container {id:?}");
     };
     if record.exited {
         bail!("exec {exec_id:?} in container {id:?} is not running");
     }
-    kill(Pid::from_raw(record.pid), signal)
-        .with_context(|| format!("sending {signal} to exec {exec_id:?} in container {id}"))
+    vmrun_isolation::signal::send(Pid::from_raw(record.pid), signal)
+        .with_context(|| format!("sending signal {signal} to exec {exec_id:?} in container {id}"))
 }
 
 /// Sets the window size of exec'd process `exec_id`'s terminal.

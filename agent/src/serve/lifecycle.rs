@@ -7,7 +7,6 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use vmrun_isolation::oci_spec::runtime::Spec;
 use vmrun_isolation::CreatedContainer;
@@ -216,8 +215,9 @@ impl Server<'_> {
         all: bool,
         exec_id: Option<&str>,
     ) -> Result<()> {
-        let signal = Signal::try_from(signal)
-            .map_err(|_| anyhow!("signal: {signal} is not a signal number"))?;
+        if !vmrun_isolation::signal::is_signal(signal) {
+            bail!("signal: {signal} is not a signal number");
+        }
         if all && exec_id.is_some() {
             bail!("exec_id: cannot be combined with all (which signals every process)");
         }
@@ -236,7 +236,7 @@ impl Server<'_> {
                 State::Starting => bail!("container {id:?} is starting"),
                 State::Done => bail!("container {id:?} is not running"),
             };
-            sent.with_context(|| format!("sending {signal} to container {id}"))
+            sent.with_context(|| format!("sending signal {signal} to container {id}"))
         })
     }
 

@@ -5,7 +5,11 @@ use clap::Parser;
 fn main() {
     vmrun::timings::process_start();
     vmrun::panic_report::install();
-    let cli = vmrun::cli::Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match vmrun::cli::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(err) => std::process::exit(vmrun::cli::usage_error::report(&err, &args)),
+    };
     let code = match vmrun::cli::execute(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -99,7 +99,7 @@ pub fn create_container(global: &GlobalOpts, request: &CreateRequest) -> Result<
         }
         (false, Some(_)) => {
             return Err(CliError::Usage(
-                "cannot use console socket if runc will not allocate tty".into(),
+                "cannot use console socket if runc will not detach or allocate tty".into(),
             ))
         }
         _ => {}

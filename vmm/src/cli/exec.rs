@@ -227,9 +227,11 @@ pub fn run(global: &GlobalOpts, args: ExecArgs) -> Result<i32, CliError> {
     }
     let process = build_process(&args, container_process(&container).as_ref())?;
     let terminal = process.get("terminal").and_then(Value::as_bool) == Some(true);
-    if !terminal && args.console_socket.is_some() {
+    // runc's rule and words: a console socket only for a detached
+    // process with a terminal.
+    if (!terminal || !args.detach) && args.console_socket.is_some() {
         return Err(usage(
-            "cannot use console socket if runc will not allocate tty",
+            "cannot use console socket if runc will not detach or allocate tty",
         ));
     }
     if terminal && args.detach && args.console_socket.is_none() {

@@ -67,8 +67,14 @@ pub fn init_to(path: Option<&Path>, format: LogFormat, debug: bool) -> Result<()
                 .event_format(LogrusFormat { format })
                 .with_writer(Arc::clone(&file))
                 .try_init();
-            if installed.is_ok() {
-                let _ = LOG_FILE.set(LogFile { file, format });
+            if installed.is_ok() && LOG_FILE.set(LogFile { file, format }).is_ok() {
+                if let Some(log) = LOG_FILE.get() {
+                    crate::fatal_log::register(crate::fatal_log::FatalLog {
+                        fd: std::os::fd::AsRawFd::as_raw_fd(&*log.file),
+                        json: log.format == LogFormat::Json,
+                        append_error: log_fatal,
+                    });
+                }
             }
             installed
         }
@@ -97,16 +103,6 @@ pub fn log_fatal(message: &str) {
         // Best effort: the same error still goes to stderr.
         let _ = append_error(log, message);
     }
-}
-
-/// The descriptor of the `--log` file, if one is open, and whether it is
-/// JSON (for reports that cannot go through tracing, such as a signal
-/// handler's).
-pub fn log_target() -> Option<(std::os::fd::RawFd, bool)> {
-    use std::os::fd::AsRawFd;
-    LOG_FILE
-        .get()
-        .map(|log| (log.file.as_raw_fd(), log.format == LogFormat::Json))
 }
 
 /// Appends one error line to `log` in a single write (O_APPEND: lines from

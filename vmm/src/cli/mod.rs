@@ -21,6 +21,7 @@ pub mod spec;
 pub mod start;
 pub mod state;
 pub mod update;
+pub mod usage_error;
 pub mod vm_args;
 
 use std::ffi::OsString;

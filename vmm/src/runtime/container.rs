@@ -11,6 +11,9 @@ use super::state::{ContainerDir, ContainerRecord, StateError, StateRoot, Status}
 /// How long `delete --force` waits for a killed VMM to be gone.
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a living VMM that does not answer `State` is asked again.
+pub const STATUS_PATIENCE: Duration = Duration::from_secs(3);
+
 /// Errors tearing a container down.
 #[derive(Debug, thiserror::Error)]
 pub enum TeardownError {
@@ -61,21 +64,36 @@ impl Container {
         self.record.vmm.is_alive()
     }
 
-    /// Its status: the VMM's answer, or `stopped` when the VMM is gone or
-    /// no longer answers.
+    /// Its status: the VMM's answer, or `stopped` when the VMM is gone.
+    /// A VMM that lives but does not answer (a call cut short, its control
+    /// socket busy) is asked again for up to [`STATUS_PATIENCE`]: a
+    /// container must not read as stopped (which `delete` acts on) only
+    /// because one call failed. Past that it is reported stopped, loudly.
     pub fn status(&self) -> Status {
-        if !self.vmm_alive() {
-            return Status::Stopped;
-        }
-        match self.api().and_then(|mut api| api.call(&ApiRequest::State)) {
-            Ok(ApiResponse::State { status }) => status,
-            Ok(other) => {
-                tracing::debug!("unexpected answer to State: {other:?}");
-                Status::Stopped
+        let deadline = Instant::now() + STATUS_PATIENCE;
+        loop {
+            if !self.vmm_alive() {
+                return Status::Stopped;
             }
-            Err(e) => {
-                tracing::debug!("the VMM did not answer State: {e}");
-                Status::Stopped
+            match self.api().and_then(|mut api| api.call(&ApiRequest::State)) {
+                Ok(ApiResponse::State { status }) => return status,
+                Ok(other) => {
+                    tracing::debug!("unexpected answer to State: {other:?}");
+                    return Status::Stopped;
+                }
+                // Nothing listens any more (the VMM is on its way out), or
+                // it does not know the container.
+                Err(ApiError::Gone | ApiError::Refused(_)) => return Status::Stopped,
+                Err(e) if Instant::now() >= deadline => {
+                    tracing::warn!(
+                        "the VMM of {} (pid {}) runs but did not answer State for {STATUS_PATIENCE:?} ({}); reporting it stopped",
+                        self.record.id,
+                        self.record.vmm.pid,
+                        crate::error_chain(&e)
+                    );
+                    return Status::Stopped;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
     }

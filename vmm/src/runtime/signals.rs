@@ -1,8 +1,11 @@
 //! Forwarding the signals vmrun receives to the container (as runc does:
-//! every catchable signal but SIGCHLD, SIGPIPE and SIGURG), and receiving
+//! every catchable signal but SIGCHLD, SIGPIPE and SIGURG, realtime ones
+//! included: systemd in a container stops on SIGRTMIN+3), and receiving
 //! SIGWINCH (a resize of vmrun's terminal, passed on as a resize of the
-//! container's terminal, never as a signal). SIGRTMIN stays unblocked: it
-//! kicks vCPU threads out of KVM_RUN.
+//! container's terminal, never as a signal). Left alone: SIGRTMIN itself
+//! (it kicks vCPU threads out of KVM_RUN) and the fault signals (SIGSEGV,
+//! SIGBUS, SIGILL, SIGFPE, SIGSYS: the VMM's own faults and seccomp
+//! reports).
 //!
 //! The signals are blocked in the calling thread before any other thread
 //! exists (threads inherit the mask), and one thread collects them with
@@ -13,13 +16,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// The signals vmrun forwards to the container. The job-control stops
-/// (SIGTSTP, SIGTTIN, SIGTTOU) are among them: the container stops, not
-/// the VMM that holds it.
-pub const FORWARDED: [libc::c_int; 18] = [
+/// The standard signals vmrun forwards to the container. The job-control
+/// stops (SIGTSTP, SIGTTIN, SIGTTOU) are among them: the container stops,
+/// not the VMM that holds it.
+pub const FORWARDED: [libc::c_int; 20] = [
     libc::SIGHUP,
     libc::SIGINT,
     libc::SIGQUIT,
+    libc::SIGTRAP,
+    libc::SIGABRT,
     libc::SIGUSR1,
     libc::SIGUSR2,
     libc::SIGALRM,
@@ -36,6 +41,14 @@ pub const FORWARDED: [libc::c_int; 18] = [
     libc::SIGIO,
     libc::SIGPWR,
 ];
+
+/// Every signal forwarded: [`FORWARDED`] and the realtime signals above
+/// SIGRTMIN (the vCPU kick).
+pub fn forwarded() -> impl Iterator<Item = libc::c_int> {
+    FORWARDED
+        .into_iter()
+        .chain(libc::SIGRTMIN() + 1..=libc::SIGRTMAX())
+}
 /// The terminal-resize signal, handed to the callback like the forwarded ones.
 pub const RESIZE: libc::c_int = libc::SIGWINCH;
 
@@ -44,7 +57,7 @@ fn forwarded_set() -> libc::sigset_t {
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid, exclusively borrowed sigset_t.
     unsafe { libc::sigemptyset(&mut set) };
-    for sig in FORWARDED.into_iter().chain([RESIZE]) {
+    for sig in forwarded().chain([RESIZE]) {
         // SAFETY: as above; `sig` is a valid signal number.
         unsafe { libc::sigaddset(&mut set, sig) };
     }
@@ -105,6 +118,33 @@ impl Drop for SignalForwarder {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn realtime_signals_are_forwarded_but_not_the_kick_or_faults() {
+        let all: Vec<i32> = forwarded().collect();
+        let rtmin = libc::SIGRTMIN();
+        assert!(all.contains(&(rtmin + 3)), "SIGRTMIN+3 (systemd's stop)");
+        assert!(all.contains(&libc::SIGRTMAX()));
+        assert!(!all.contains(&rtmin), "SIGRTMIN kicks the vCPUs");
+        for kept in [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGSYS,
+            libc::SIGCHLD,
+            libc::SIGPIPE,
+            libc::SIGKILL,
+            libc::SIGSTOP,
+        ] {
+            assert!(!all.contains(&kept), "signal {kept} must not be blocked");
         }
     }
 }

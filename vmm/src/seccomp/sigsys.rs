@@ -39,9 +39,9 @@ pub fn set_thread_kind(kind: ThreadKind) {
 pub fn install_handler() -> io::Result<()> {
     static RESULT: OnceLock<i32> = OnceLock::new();
     let errno = *RESULT.get_or_init(|| {
-        if let Some((fd, json)) = crate::cli::logging::log_target() {
-            LOG_FD.store(fd, Ordering::Relaxed);
-            LOG_JSON.store(json, Ordering::Relaxed);
+        if let Some(log) = crate::fatal_log::target() {
+            LOG_FD.store(log.fd, Ordering::Relaxed);
+            LOG_JSON.store(log.json, Ordering::Relaxed);
         }
         // SAFETY: a zeroed sigaction is valid; the handler has the
         // SA_SIGINFO signature and only makes async-signal-safe calls.

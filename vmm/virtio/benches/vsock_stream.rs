@@ -55,7 +55,7 @@ impl Driver {
     fn hdr(&self, op: u16, len: usize) -> Header {
         Header {
             src_cid: GUEST_CID,
-            dst_cid: 2,
+            dst_cid: u64::from(libc::VMADDR_CID_HOST),
             src_port: GUEST_PORT,
             dst_port: HOST_PORT,
             len: len as u32,

@@ -100,7 +100,7 @@ fn real_main() -> Result<i32, String> {
         eprintln!("vmrun-checker-run: warning: {w}");
     }
     if let Some(sig) = signal_after_start {
-        container.signal(sig).map_err(error_chain)?;
+        container.signal(sig as i32).map_err(error_chain)?;
     }
     // With process.terminal the container talks to a pty: copy its output
     // to our stdout (EIO once the last slave fd is closed).

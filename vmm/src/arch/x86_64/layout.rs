@@ -69,3 +69,15 @@ pub const SERIAL_IRQ: u32 = 4;
 pub const I8042_PORT_BASE: u16 = 0x60;
 /// Number of ports the i8042 decodes (0x60..=0x64).
 pub const I8042_PORT_SIZE: u16 = 5;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtio_devices_start_where_vmm_readme_says() {
+        // vmm/README.md and the guest's `virtio_mmio.device=` words give it.
+        assert_eq!(VIRTIO_MMIO_START, 0xd000_0000);
+        assert!(VIRTIO_MMIO_START < u64::from(IOAPIC_ADDR));
+    }
+}

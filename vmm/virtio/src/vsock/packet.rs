@@ -124,7 +124,7 @@ mod tests {
     fn header_round_trips() {
         let h = Header {
             src_cid: 3,
-            dst_cid: 2,
+            dst_cid: u64::from(libc::VMADDR_CID_HOST),
             src_port: 1234,
             dst_port: 1024,
             len: 77,
