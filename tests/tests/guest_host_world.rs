@@ -338,13 +338,37 @@ fn the_container_gets_the_netns_address_routes_mtu_and_reaches_the_host() {
     };
     let net = TestNetwork::new("t1", 91, 1400);
     let port = serve_page(&net.host_addr(), "page-from-the-host");
+    // Names as a client gives them: a bound /etc/hosts (and resolv.conf,
+    // whose server does not exist: the hosts file answers first).
+    let names = scratch().join("net-out-names");
+    std::fs::create_dir_all(&names).expect("mkdir");
+    let hosts = names.join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1 localhost\n{} pages.vmrun.test\n", net.host_addr()),
+    )
+    .expect("write hosts");
+    let resolv = names.join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 10.99.91.53\noptions timeout:1 attempts:1\n")
+        .expect("write resolv.conf");
     let script = format!(
         "ip -4 -o addr show dev eth0 | awk '{{print $4}}'; \
          ip route | grep default; cat /sys/class/net/eth0/mtu; \
+         printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc pages.vmrun.test {port} | tail -n 1 | sed 's/^/by-name: /'; \
          printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc {host} {port} | tail -n 1",
         host = net.host_addr()
     );
-    let b = bundle("net-out", &script, |spec| join_netns(spec, &net.path()));
+    let b = bundle("net-out", &script, |spec| {
+        join_netns(spec, &net.path());
+        add_mount(
+            spec,
+            json!({"destination": "/etc/hosts", "type": "bind", "source": hosts, "options": ["rbind", "ro"]}),
+        );
+        add_mount(
+            spec,
+            json!({"destination": "/etc/resolv.conf", "type": "bind", "source": resolv, "options": ["rbind", "ro"]}),
+        );
+    });
     let out = run(&rt, &b, "net-out");
     assert_eq!(code(&out), Some(0), "{}", out.describe());
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -362,6 +386,11 @@ fn the_container_gets_the_netns_address_routes_mtu_and_reaches_the_host() {
         out.describe()
     );
     assert!(lines.contains(&"1400"), "{}", out.describe());
+    assert!(
+        lines.contains(&"by-name: page-from-the-host"),
+        "the name in the bound /etc/hosts did not resolve: {}",
+        out.describe()
+    );
     assert_eq!(
         lines.last().copied(),
         Some("page-from-the-host"),

@@ -150,6 +150,11 @@ pub fn create_container(global: &GlobalOpts, request: &CreateRequest) -> Result<
         }
     };
     let Some(vmm) = daemon::daemon_identity(&launched) else {
+        // Gone before it was recorded: undo what it left on the host.
+        let _ = remove_cgroup_dirs(&launched.host_cgroups);
+        if let Some(net) = &launched.network {
+            let _ = unplumb(&net.ns_path, &net.interfaces);
+        }
         let _ = dir.remove();
         return Err(CliError::Usage(
             "the container's VMM exited right after creating the container".into(),

@@ -82,7 +82,18 @@ pub fn run(global: &GlobalOpts, args: ListArgs) -> Result<i32, CliError> {
             let text = if states.is_empty() {
                 "null".to_string()
             } else {
-                serde_json::to_string(&states)
+                // runc's list names the owner (`state` leaves it empty).
+                let listed: Vec<PrintedState> = states
+                    .iter()
+                    .cloned()
+                    .map(|mut s| {
+                        if s.owner.is_empty() {
+                            s.owner = "root".into();
+                        }
+                        s
+                    })
+                    .collect();
+                serde_json::to_string(&listed)
                     .map_err(|e| CliError::Write("(stdout)".into(), e.into()))?
             };
             println!("{text}");

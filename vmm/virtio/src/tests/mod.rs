@@ -4,6 +4,7 @@ mod block_tests;
 mod chain_tests;
 mod common_tests;
 mod failure_tests;
+mod fs_escape_tests;
 mod fs_read_only_tests;
 mod fs_tests;
 mod fuzz_tests;
