@@ -326,6 +326,9 @@ fn boot(
     .map_err(|e| chain(&e))?;
     host_cgroups.extend_from_slice(cgroup.dirs());
     vmm.joined_host_cgroup(cgroup, overhead);
+    // From here on this thread only serves the container (nothing left to
+    // plumb or undo with `ip`/`tc`): no programs, no processes.
+    crate::seccomp::install_host_or_warn("VMM main");
     let vmm = Arc::new(vmm);
     let dir = ContainerDir::at(&config.state_dir, &config.id);
     let server = ApiServer::start(&dir.api_socket(), Arc::clone(&vmm))

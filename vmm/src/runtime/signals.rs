@@ -92,6 +92,7 @@ impl SignalForwarder {
         let thread = std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
+                crate::seccomp::install_host_or_warn("signals");
                 let set = forwarded_set();
                 let timeout = libc::timespec {
                     tv_sec: 0,

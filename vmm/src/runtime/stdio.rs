@@ -45,6 +45,7 @@ pub fn relay_input(
     std::thread::Builder::new()
         .name(format!("{name}-relay"))
         .spawn(move || {
+            crate::seccomp::install_host_or_warn("stdio relay");
             let mut stream = stream;
             let mut src = src;
             if let Err(e) = pump(&mut src, &mut stream) {
@@ -76,6 +77,7 @@ impl OutputRelay {
         let thread = std::thread::Builder::new()
             .name(format!("{name}-relay"))
             .spawn(move || {
+                crate::seccomp::install_host_or_warn("stdio relay");
                 let mut stream = stream;
                 let result = pump(&mut stream, &mut out);
                 if result.is_err() {

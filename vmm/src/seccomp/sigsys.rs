@@ -111,6 +111,8 @@ fn syscall_name(nr: i64) -> &'static str {
         libc::SYS_execve => "execve",
         libc::SYS_execveat => "execveat",
         libc::SYS_fork => "fork",
+        libc::SYS_clone => "clone",
+        libc::SYS_clone3 => "clone3",
         libc::SYS_vfork => "vfork",
         libc::SYS_ptrace => "ptrace",
         libc::SYS_socket => "socket",

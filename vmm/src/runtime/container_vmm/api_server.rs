@@ -32,6 +32,9 @@ impl ApiServer {
         std::thread::Builder::new()
             .name("api-accept".into())
             .spawn(move || {
+                // Its connection threads (and their exec and member
+                // threads) inherit the filter.
+                crate::seccomp::install_host_or_warn("api-accept");
                 for conn in listener.incoming() {
                     let conn = match conn {
                         Ok(conn) => conn,

@@ -49,7 +49,12 @@ impl VmHandle {
         let exit = machine.exit_state().clone();
         let thread = std::thread::Builder::new()
             .name("vm".into())
-            .spawn(move || machine.run())
+            .spawn(move || {
+                // The vCPU threads and device workers it starts inherit
+                // it under their own allow-lists.
+                crate::seccomp::install_host_or_warn("vm");
+                machine.run()
+            })
             .map_err(|e| ContainerRunError::Io("start the VM thread", e))?;
         let handle = Self {
             exit,
