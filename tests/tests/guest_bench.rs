@@ -15,7 +15,14 @@ use vmrun_tests::guest_env::{host_can_run_guests, GuestReadiness};
 use vmrun_tests::{guest_ready, scratch_dir, vmrun_bin, wait_until};
 
 /// The peers `--vs` accepts, all asked for.
-const PEERS: [&str; 5] = ["runc", "crun", "podman", "qemu-microvm", "firecracker"];
+const PEERS: [&str; 6] = [
+    "runc",
+    "crun",
+    "podman",
+    "podman-vmrun",
+    "qemu-microvm",
+    "firecracker",
+];
 
 /// The order vmrun records a container run's phases in (a subsequence is
 /// what one run reports).
@@ -32,10 +39,10 @@ const RUN_PHASES: [&str; 8] = [
 
 /// Is the peer's program on PATH?
 fn installed(peer: &str) -> bool {
-    let program = if peer == "qemu-microvm" {
-        "qemu-system-x86_64"
-    } else {
-        peer
+    let program = match peer {
+        "qemu-microvm" => "qemu-system-x86_64",
+        "podman-vmrun" => "podman",
+        other => other,
     };
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).any(|d| d.join(program).is_file())
@@ -278,6 +285,11 @@ fn bench_reports_every_runtime_with_ordered_phases() {
             !installed,
             "{peer}: installed={installed}: {r:#}"
         );
+    }
+    // podman driving vmrun (conmon calling its verbs) works where podman is.
+    let podman_vmrun = runtime(&doc, "podman-vmrun");
+    if installed("podman-vmrun") {
+        assert_eq!(podman_vmrun["runs"][0]["ok"], true, "{podman_vmrun:#}");
     }
     // The memory reading found the guest RAM and took it out.
     let m = &doc["memory"];

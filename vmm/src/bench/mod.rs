@@ -14,6 +14,8 @@
 //!    initramfs to the agent's ready line and out) — then each peer asked
 //!    for with `--vs`: `runc`, `crun` (`run` of the same bundle),
 //!    `podman` (`run --rootfs` of its rootfs, a private podman using runc),
+//!    `podman-vmrun` (the same podman with vmrun as its runtime: conmon
+//!    drives vmrun's verbs, so the client's cost shows next to vmrun's),
 //!    `qemu-microvm` and `firecracker` (the same kernel and initramfs on
 //!    the same KVM, to the ready line and out). A peer not on PATH is
 //!    `missing`; each one present is probed once with a real run, and one

@@ -22,6 +22,9 @@ pub enum Peer {
     Crun,
     /// `podman run --rootfs` of the bundle's rootfs.
     Podman,
+    /// The same with vmrun as podman's runtime (conmon drives vmrun).
+    #[value(name = "podman-vmrun")]
+    PodmanVmrun,
     /// QEMU's microvm machine booting the same kernel and initramfs.
     #[value(name = "qemu-microvm")]
     QemuMicrovm,
@@ -139,6 +142,7 @@ fn kinds(args: &BenchArgs) -> (Vec<RuntimeKind>, Vec<RuntimeKind>) {
             Peer::Runc => RuntimeKind::Runc,
             Peer::Crun => RuntimeKind::Crun,
             Peer::Podman => RuntimeKind::Podman,
+            Peer::PodmanVmrun => RuntimeKind::PodmanVmrun,
             Peer::QemuMicrovm => RuntimeKind::QemuMicrovm,
             Peer::Firecracker => RuntimeKind::Firecracker,
         })

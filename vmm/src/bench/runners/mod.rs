@@ -41,6 +41,9 @@ pub enum RuntimeKind {
     Crun,
     /// `podman run --rootfs`.
     Podman,
+    /// `podman run --rootfs` with vmrun as podman's runtime (conmon drives
+    /// vmrun's create/start/state/delete, as a user of podman would).
+    PodmanVmrun,
     /// QEMU's microvm machine on KVM, same kernel and initramfs.
     QemuMicrovm,
     /// Firecracker, same kernel and initramfs.
@@ -57,6 +60,7 @@ impl RuntimeKind {
             RuntimeKind::Runc => "runc",
             RuntimeKind::Crun => "crun",
             RuntimeKind::Podman => "podman",
+            RuntimeKind::PodmanVmrun => "podman-vmrun",
             RuntimeKind::QemuMicrovm => "qemu-microvm",
             RuntimeKind::Firecracker => "firecracker",
         }
@@ -71,6 +75,7 @@ impl RuntimeKind {
             RuntimeKind::Runc => "runc run of the bundle (foreground)",
             RuntimeKind::Crun => "crun run of the bundle (foreground)",
             RuntimeKind::Podman => "podman run --rm --network none --rootfs <the bundle's rootfs>",
+            RuntimeKind::PodmanVmrun => "podman --runtime vmrun run --rm --network none --rootfs <the bundle's rootfs> (conmon drives vmrun)",
             RuntimeKind::QemuMicrovm => "qemu-system-x86_64 -M microvm on KVM: same kernel + initramfs to the ready line and out (reboot=t)",
             RuntimeKind::Firecracker => "firecracker --no-api: same kernel + initramfs to the ready line and out",
         }
@@ -82,7 +87,7 @@ impl RuntimeKind {
             RuntimeKind::Vmrun | RuntimeKind::VmrunLifecycle | RuntimeKind::VmrunBoot => None,
             RuntimeKind::Runc => Some("runc"),
             RuntimeKind::Crun => Some("crun"),
-            RuntimeKind::Podman => Some("podman"),
+            RuntimeKind::Podman | RuntimeKind::PodmanVmrun => Some("podman"),
             RuntimeKind::QemuMicrovm => Some("qemu-system-x86_64"),
             RuntimeKind::Firecracker => Some("firecracker"),
         }
@@ -259,7 +264,8 @@ pub fn run_once(kind: RuntimeKind, bin: &Path, ctx: &Context) -> RunSample {
         RuntimeKind::VmrunLifecycle => vmrun::lifecycle(ctx),
         RuntimeKind::VmrunBoot => vmrun::boot(ctx),
         RuntimeKind::Runc | RuntimeKind::Crun => oci::run_foreground(kind, bin, ctx),
-        RuntimeKind::Podman => oci::podman(bin, ctx),
+        RuntimeKind::Podman => oci::podman(bin, ctx, oci::PodmanRuntime::Runc),
+        RuntimeKind::PodmanVmrun => oci::podman(bin, ctx, oci::PodmanRuntime::Vmrun),
         RuntimeKind::QemuMicrovm => vmm_peers::qemu_microvm(bin, ctx),
         RuntimeKind::Firecracker => vmm_peers::firecracker(bin, ctx),
     }
@@ -273,6 +279,8 @@ mod tests {
     fn peers_compare_with_the_vmrun_variant_doing_the_same_work() {
         assert_eq!(RuntimeKind::Runc.baseline(), RuntimeKind::Vmrun);
         assert_eq!(RuntimeKind::Podman.baseline(), RuntimeKind::Vmrun);
+        assert_eq!(RuntimeKind::PodmanVmrun.baseline(), RuntimeKind::Vmrun);
+        assert_eq!(RuntimeKind::PodmanVmrun.program(), Some("podman"));
         assert_eq!(RuntimeKind::QemuMicrovm.baseline(), RuntimeKind::VmrunBoot);
         assert_eq!(RuntimeKind::Firecracker.baseline(), RuntimeKind::VmrunBoot);
         assert_eq!(RuntimeKind::Vmrun.program(), None);

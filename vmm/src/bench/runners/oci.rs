@@ -1,7 +1,10 @@
 //! The OCI runtimes on the host: `runc`/`crun run` of the same bundle, and
 //! `podman run --rootfs` of its root filesystem (a private podman: its own
 //! storage, run root and configuration under the bench's work directory,
-//! `vfs`, cgroupfs, no network, runc as its runtime when installed).
+//! `vfs`, cgroupfs, no network, this host's nofile/nproc limits) with runc
+//! as its runtime (when installed), or with vmrun (the `vmrun` entry of
+//! its containers.conf: conmon drives vmrun's verbs as for any user of
+//! podman).
 
 use std::path::Path;
 use std::process::Command;
@@ -39,6 +42,15 @@ pub fn run_foreground(kind: RuntimeKind, bin: &Path, ctx: &Context) -> RunSample
     }
 }
 
+/// The runtime podman is told to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodmanRuntime {
+    /// runc (when installed; else podman's default).
+    Runc,
+    /// This vmrun, through the `vmrun` runtime entry.
+    Vmrun,
+}
+
 /// Writes the private podman's configuration; returns its directory.
 fn podman_home(ctx: &Context) -> std::io::Result<std::path::PathBuf> {
     let home = ctx.workdir.join("podman");
@@ -49,9 +61,10 @@ fn podman_home(ctx: &Context) -> std::io::Result<std::path::PathBuf> {
     std::fs::write(
         home.join("containers.conf"),
         format!(
-            "[containers]\nlog_driver = \"k8s-file\"\n\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = {}\ntmp_dir = {}\n",
+            "[containers]\nlog_driver = \"k8s-file\"\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = {}\ntmp_dir = {}\nruntime_supports_json = [\"crun\", \"runc\", \"kata\", \"runsc\", \"krun\", \"vmrun\"]\n\n[engine.runtimes]\nvmrun = [{:?}]\n",
             q("events.log"),
-            q("tmp")
+            q("tmp"),
+            ctx.vmrun.display().to_string()
         ),
     )?;
     std::fs::write(
@@ -69,8 +82,8 @@ fn podman_home(ctx: &Context) -> std::io::Result<std::path::PathBuf> {
     Ok(home)
 }
 
-/// `podman run --rm --network none --rootfs ROOTFS ARGS...`.
-pub fn podman(bin: &Path, ctx: &Context) -> RunSample {
+/// `podman run --rm --network none --rootfs ROOTFS ARGS...` with `runtime`.
+pub fn podman(bin: &Path, ctx: &Context, runtime: PodmanRuntime) -> RunSample {
     let home = match podman_home(ctx) {
         Ok(h) => h,
         Err(e) => return not_run(format!("cannot write podman's configuration: {e}")),
@@ -96,9 +109,22 @@ pub fn podman(bin: &Path, ctx: &Context) -> RunSample {
         ])
         .arg("--tmpdir")
         .arg(d("tmp"));
-    if let Some(runc) = &ctx.runc {
-        command.arg("--runtime").arg(runc);
-    }
+    let kind = match runtime {
+        PodmanRuntime::Runc => {
+            if let Some(runc) = &ctx.runc {
+                command.arg("--runtime").arg(runc);
+            }
+            RuntimeKind::Podman
+        }
+        PodmanRuntime::Vmrun => {
+            // conmon passes podman's environment on to the runtime.
+            command
+                .env(crate::check::KERNEL_ENV, &ctx.kernel)
+                .env(crate::check::INITRD_ENV, &ctx.initrd)
+                .args(["--runtime", "vmrun"]);
+            RuntimeKind::PodmanVmrun
+        }
+    };
     command
         .args([
             "run",
@@ -106,13 +132,13 @@ pub fn podman(bin: &Path, ctx: &Context) -> RunSample {
             "--network",
             "none",
             "--name",
-            &ctx.next_id(RuntimeKind::Podman),
+            &ctx.next_id(kind),
         ])
         .arg("--rootfs")
         .arg(&ctx.workload.rootfs)
         .args(&ctx.workload.args);
     match run_timed(&mut command, &Capture::Pipes, None, ctx.limit) {
-        Ok(t) => sample(&t, "podman run", t.success(), caller_marks(&t)),
+        Ok(t) => sample(&t, kind.name(), t.success(), caller_marks(&t)),
         Err(e) => not_run(format!("cannot start {}: {e}", bin.display())),
     }
 }
