@@ -7,6 +7,10 @@
 #   4. tests/testhost/run-guest-tests.sh   (the guest batch: real microVM
 #      boots, directly on hardware KVM, else inside the test host; there a
 #      guest test that cannot boot FAILS)
+#   5. tests/fuzz/smoke.sh   (every fuzz target briefly on its checked-in
+#      corpus; runs beside the guest batch at the lowest CPU priority, so
+#      it takes the cycles the test hosts leave, mostly once the first of
+#      them is done)
 # Every stage runs even if an earlier one failed; the exit status is
 # non-zero if any failed, and a summary lists them.
 #
@@ -40,8 +44,22 @@ stage "cargo fmt --all --check" cargo fmt --all --check
 stage "cargo clippy --workspace --all-targets -- -D warnings" \
     cargo clippy --workspace --all-targets -- -D warnings
 stage "cargo test --workspace" cargo test --workspace --no-fail-fast
+fuzz_log="$(cargo_target_dir)/fuzz-smoke.log"
+mkdir -p "$(dirname "$fuzz_log")"
+fuzz_start=$(date +%s)
+nice -n 19 "$VMRUN_REPO/tests/fuzz/smoke.sh" "${VMRUN_FUZZ_SMOKE_SECS:-10}" >"$fuzz_log" 2>&1 &
+fuzz_pid=$!
+log "fuzz smoke started beside the guest batch (pid $fuzz_pid, log $fuzz_log)"
 stage "guest batch (tests/testhost/run-guest-tests.sh)" \
     "$VMRUN_REPO/tests/testhost/run-guest-tests.sh"
+log "stage: fuzz smoke (tests/fuzz/smoke.sh): waiting for it"
+fuzz_status=0
+wait "$fuzz_pid" || fuzz_status=$?
+grep -v '^ *\(Compiling\|Downloaded\|Downloading\)' "$fuzz_log" | tail -n 20 >&2
+line="$(printf '%-8s %-60s %5ss' "$([ "$fuzz_status" = 0 ] && echo PASS || echo "FAIL($fuzz_status)")" "fuzz smoke (tests/fuzz/smoke.sh, beside the batch)" "$(($(date +%s) - fuzz_start))")"
+summary+=("$line")
+[ "$fuzz_status" = 0 ] || failed=1
+log "$line"
 
 echo
 echo "==================== vmrun test summary ===================="

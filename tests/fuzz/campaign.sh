@@ -15,8 +15,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 seconds="$1"
 shift
 cd "$here"
-RUSTC_BOOTSTRAP=1 cargo fuzz build -O -a
-targets="$(cargo fuzz list)"
+FUZZ_SANITIZER="${FUZZ_SANITIZER:-address}" "$here/build.sh"
+targets="$(cd "$here/fuzz_targets" && ls *.rs | sed "s/\\.rs$//")"
 if [ $# -gt 0 ] && grep -qx -- "$1" <<<"$targets"; then
     targets="$1"
     shift

@@ -8,7 +8,7 @@
 # on any finding.
 #
 # Usage: tests/fuzz/run-target.sh TARGET SECONDS WORKDIR [LIBFUZZER_ARG...]
-# Needs the targets built (cargo fuzz build -O -a, see smoke.sh).
+# Needs the targets built (build.sh, see smoke.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
