@@ -31,6 +31,7 @@ use super::container_vmm::signal_routing::SignalRouting;
 use super::container_vmm::{ContainerVmm, InitStdio, VmmOptions};
 use super::detached;
 use super::host_cgroup::{remove_cgroup_dirs, HostCgroup, VmOverhead};
+use super::host_world::network::UnplumbGuard;
 use super::host_world::shared_tree::enter_private_mount_namespace;
 use super::host_world::NetworkRecord;
 use super::state::{ContainerDir, ProcessIdentity};
@@ -293,16 +294,15 @@ fn boot(
         }
         message
     })?;
+    // Undone on any error below, until `create` gets the record with
+    // `Created` (and `delete` undoes it).
+    let plumbing = UnplumbGuard::new(vmm.network_record().cloned());
     // `create` waits on the channel for the outcome. If it is gone (killed
     // while the VM booted), nobody will record, start or delete this
     // container: undo it here rather than run on unseen.
     if caller_gone(caller) {
         vmm.shutdown();
-        if let Some(net) = vmm.network_record() {
-            if let Err(e) = super::host_world::network::unplumb(&net.ns_path, &net.interfaces) {
-                tracing::warn!("{}", chain(&e));
-            }
-        }
+        drop(plumbing);
         if let Err(e) = ContainerDir::at(&config.state_dir, &config.id).remove() {
             tracing::warn!("{}", chain(&e));
         }
@@ -326,14 +326,18 @@ fn boot(
     .map_err(|e| chain(&e))?;
     host_cgroups.extend_from_slice(cgroup.dirs());
     vmm.joined_host_cgroup(cgroup, overhead);
-    // From here on this thread only serves the container (nothing left to
-    // plumb or undo with `ip`/`tc`): no programs, no processes.
-    crate::seccomp::install_host_or_warn("VMM main");
     let vmm = Arc::new(vmm);
     let dir = ContainerDir::at(&config.state_dir, &config.id);
     let server = ApiServer::start(&dir.api_socket(), Arc::clone(&vmm))
         .map_err(|e| format!("cannot listen on {}: {e}", dir.api_socket().display()))?;
     routing.forward_to(Arc::clone(&vmm));
+    // Nothing can fail from here: the plumbing goes to `create` in
+    // `Created`. Disarmed before the filter below, which forbids the `tc`
+    // the guard would run.
+    plumbing.disarm();
+    // From here on this thread only serves the container (nothing left to
+    // plumb or undo with `ip`/`tc`): no programs, no processes.
+    crate::seccomp::install_host_or_warn("VMM main");
     Ok((vmm, routing, server))
 }
 

@@ -15,7 +15,7 @@ use super::container_vmm::api_server::ApiServer;
 use super::container_vmm::signal_routing::SignalRouting;
 use super::container_vmm::{ContainerRunError, ContainerVmm, InitStdio, VmmOptions};
 use super::host_cgroup::{HostCgroup, VmOverhead};
-use super::host_world::NetworkRecord;
+use super::host_world::network::UnplumbGuard;
 use super::state::{ContainerDir, ContainerRecord, ProcessIdentity};
 use super::terminal::{self, HOST_TTY_FD};
 use crate::machine::builder::MachineBuilder;
@@ -59,24 +59,6 @@ impl Drop for LeaveOnDrop {
             if let Err(e) = cgroup.leave(me_pid()) {
                 tracing::warn!(
                     "cannot leave the container's host cgroup: {}",
-                    crate::error_chain(&e)
-                );
-            }
-        }
-    }
-}
-
-/// Removes the network plumbing's qdiscs from the container's network
-/// namespace when dropped (the taps vanish with the VMM), as `delete`
-/// does for a created container.
-struct UnplumbOnDrop(Option<NetworkRecord>);
-
-impl Drop for UnplumbOnDrop {
-    fn drop(&mut self) {
-        if let Some(net) = self.0.take() {
-            if let Err(e) = super::host_world::network::unplumb(&net.ns_path, &net.interfaces) {
-                tracing::warn!(
-                    "cannot undo the network plumbing: {}",
                     crate::error_chain(&e)
                 );
             }
@@ -156,10 +138,12 @@ pub fn run_container(
         },
         timings,
     )?);
+    // The qdiscs go when the run ends, however it ends (the taps vanish
+    // with the VMM), as `delete` removes a created container's.
+    let _unplumb = UnplumbGuard::new(vmm.network_record().cloned());
     let _server = ApiServer::start(&state.0.api_socket(), Arc::clone(&vmm))
         .map_err(|e| ContainerRunError::Io("listen on the control socket", e))?;
     record.network = vmm.network_record().cloned();
-    let _unplumb = UnplumbOnDrop(record.network.clone());
     state.0.write_record(&record)?;
     routing.forward_to(Arc::clone(&vmm));
     let warnings = vmm.start(vmm.main())?;

@@ -258,6 +258,8 @@ fn own_pid() -> i32 {
 
 impl ContainerVmm {
     /// Boots the VM and creates its main container (see the module docs).
+    /// On error the VM is gone and the network plumbing undone; on success
+    /// the plumbing is the caller's to undo ([`ContainerVmm::network_record`]).
     pub fn boot(options: VmmOptions, timings: Arc<Timings>) -> Result<Self, ContainerRunError> {
         let VmmOptions {
             id,
@@ -272,7 +274,9 @@ impl ContainerVmm {
         } = options;
         let tty = terminal::spec_wants_terminal(&bundle.spec);
         let world = HostWorld::prepare(&id, &bundle, &state_dir)?;
-        let network_record = world.network_record.clone();
+        // Declared before the VM: on any error below the VM is stopped,
+        // then the network plumbing undone; kept once the container exists.
+        let plumbing = world.plumbing;
         let (vm, host) = VmHandle::start(machine, world.devices, &console, timings)?;
         let client = Arc::new(connect_agent(&vm, &host, agent_timeout)?);
         let listeners = listen_stdio(&host, STDIO_PORTS)?;
@@ -336,7 +340,7 @@ impl ContainerVmm {
             next_ports: AtomicU64::new(0),
             tree: world.tree,
             host_cgroup: host_cgroup.map(OnceLock::from).unwrap_or_default(),
-            network_record,
+            network_record: plumbing.disarm(),
         })
     }
 
@@ -614,5 +618,58 @@ impl ContainerVmm {
     pub fn restore_terminal(&self) {
         lock(&self.raw_mode).take();
         terminal::restore_host_terminal();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::config::{BootConfig, MachineConfig};
+    use crate::runtime::host_world::test_support::{
+        bundle_in, can_plumb, in_private_mount_namespace, TestNetns,
+    };
+
+    #[test]
+    fn a_boot_that_fails_after_plumbing_leaves_no_qdisc() {
+        if !can_plumb("a_boot_that_fails_after_plumbing_leaves_no_qdisc") {
+            return;
+        }
+        let net = TestNetns::new();
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = bundle_in(dir.path(), &net.path());
+        // Not a kernel: the VM cannot be built, after the host's world
+        // (share, taps, qdiscs) was prepared. No guest ever runs.
+        let kernel = dir.path().join("not-a-kernel");
+        std::fs::write(&kernel, vec![0xa5u8; 64 * 1024]).unwrap();
+        let machine = MachineBuilder::for_boot(BootConfig {
+            machine: MachineConfig {
+                vcpus: 1,
+                memory_mib: 64,
+                irqchip: true,
+            },
+            kernel: kernel.clone(),
+            initrd: Some(kernel),
+            cmdline: String::new(),
+        })
+        .unwrap();
+        let options = VmmOptions {
+            id: "c1".into(),
+            bundle,
+            machine,
+            agent_timeout: Duration::from_secs(1),
+            console: ConsoleTail::default(),
+            no_pivot: false,
+            stdio: InitStdio::Inherited,
+            host_cgroup: None,
+            state_dir: dir.path().join("state"),
+        };
+        let failed = in_private_mount_namespace(move || {
+            ContainerVmm::boot(options, Arc::new(Timings::default())).map(drop)
+        });
+        let err = failed.unwrap_err();
+        assert!(matches!(err, ContainerRunError::Machine(_)), "{err}");
+        assert!(!net.has_ingress(), "eth0 {:?}", net.qdiscs("eth0"));
+        let links = net.links();
+        assert!(!links.iter().any(|l| l.starts_with("vmtap")), "{links:?}");
     }
 }

@@ -13,6 +13,8 @@
 pub mod mounts;
 pub mod network;
 pub mod shared_tree;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -27,8 +29,8 @@ use vmrun_virtio::{Block, Fs, Net, VirtioDevice};
 
 use super::bundle::{Bundle, HostRootfs};
 use mounts::MountError;
-use network::NetworkError;
-use shared_tree::{SharedTree, SharedTreeError, SHARE_TAG};
+use network::{NetworkError, UnplumbGuard};
+use shared_tree::{BindPropagation, SharedTree, SharedTreeError, SHARE_TAG};
 
 /// The share's directory in the container's state directory.
 pub const SHARE_DIR: &str = "shared";
@@ -91,8 +93,10 @@ pub struct HostWorld {
     pub network: Vec<NetInterface>,
     /// The VM's devices besides vsock.
     pub devices: Vec<Box<dyn VirtioDevice>>,
-    /// What `delete` must undo, if anything.
-    pub network_record: Option<NetworkRecord>,
+    /// The network plumbing, undone when dropped unless disarmed once the
+    /// container exists (then its record goes to `state.json` for
+    /// `delete`).
+    pub plumbing: UnplumbGuard,
     /// The VM's share (pod members are exposed in it later).
     pub tree: SharedTree,
 }
@@ -141,14 +145,16 @@ impl HostWorld {
     pub fn prepare(id: &str, bundle: &Bundle, state_dir: &Path) -> Result<Self, HostWorldError> {
         let mut spec = bundle.spec.clone();
         check(&spec)?;
+        // Declared before the taps: on an error below they are closed, then
+        // the qdiscs removed.
+        let mut plumbing = UnplumbGuard::default();
         let mut plumbed = Vec::new();
-        let mut network_record = None;
         for (index, _, path) in namespace_paths(&spec) {
             plumbed = network::plumb(index, &path)?;
-            network_record = Some(NetworkRecord {
+            plumbing = UnplumbGuard::new(Some(NetworkRecord {
                 ns_path: path,
                 interfaces: plumbed.iter().map(|p| p.interface.name.clone()).collect(),
-            });
+            }));
             if let Some(entry) = spec.pointer_mut(&format!("/linux/namespaces/{index}")) {
                 // A fresh namespace in the guest, holding the plumbed NICs.
                 entry.as_object_mut().map(|e| e.remove("path"));
@@ -185,7 +191,7 @@ impl HostWorld {
             shares: vec![SHARE_TAG.into()],
             network,
             devices,
-            network_record,
+            plumbing,
             tree,
         })
     }
@@ -200,6 +206,7 @@ pub fn expose_binds(tree: &SharedTree, id: &str, spec: &mut Value) -> Result<(),
             &bind.source,
             bind.readonly,
             bind.recursive,
+            bind.propagation,
         )?;
         mounts::rewrite_source(spec, bind.index, &guest_path(&rel));
     }
@@ -215,7 +222,13 @@ pub fn expose_rootfs(
     id: &str,
     dir: &Path,
 ) -> Result<RootfsSource, HostWorldError> {
-    let rel = tree.bind(&mounts::rootfs_share_path(id), dir, false, true)?;
+    let rel = tree.bind(
+        &mounts::rootfs_share_path(id),
+        dir,
+        false,
+        true,
+        BindPropagation::Private,
+    )?;
     Ok(RootfsSource::VirtioFs {
         tag: SHARE_TAG.into(),
         path: Some(rel.display().to_string()),
@@ -258,6 +271,7 @@ pub fn attach_member(
             fd,
             &bind.source.display().to_string(),
             bind.readonly,
+            bind.propagation,
         )?;
         mounts::rewrite_source(spec, bind.index, &guest_path(&rel));
     }
@@ -266,6 +280,7 @@ pub fn attach_member(
         rootfs_tree,
         "the member's rootfs",
         false,
+        BindPropagation::Private,
     )?;
     Ok(RootfsSource::VirtioFs {
         tag: SHARE_TAG.into(),
@@ -276,4 +291,28 @@ pub fn attach_member(
 /// Where the guest sees `rel` of the share.
 fn guest_path(rel: &Path) -> PathBuf {
     Path::new(SHARES_DIR).join(SHARE_TAG).join(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{bundle_in, can_plumb, TestNetns};
+    use super::*;
+
+    #[test]
+    fn a_prepare_that_fails_after_plumbing_leaves_no_qdisc() {
+        if !can_plumb("a_prepare_that_fails_after_plumbing_leaves_no_qdisc") {
+            return;
+        }
+        let net = TestNetns::new();
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = bundle_in(dir.path(), &net.path());
+        // The share cannot be made under a file: fails once plumbed.
+        let state_dir = dir.path().join("state");
+        std::fs::write(&state_dir, "").unwrap();
+        let err = HostWorld::prepare("c1", &bundle, &state_dir).unwrap_err();
+        assert!(matches!(err, HostWorldError::Tree(_)), "{err}");
+        assert!(!net.has_ingress(), "eth0 {:?}", net.qdiscs("eth0"));
+        let links = net.links();
+        assert!(!links.iter().any(|l| l.starts_with("vmtap")), "{links:?}");
+    }
 }

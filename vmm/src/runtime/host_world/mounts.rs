@@ -2,12 +2,19 @@
 //! exposed in the VM's share and its `source` rewritten to the guest path
 //! of that share; kernel-provided mounts (proc, sysfs, tmpfs, devpts,
 //! mqueue, cgroup) stay guest-side unchanged; whatever the guest cannot
-//! honour faithfully is refused naming `mounts[i]`.
+//! honour faithfully is refused naming `mounts[i]`. Of a host bind's
+//! propagation options, `private`/`rprivate` and `slave`/`rslave` are
+//! honoured on the host side of the share ([`BindPropagation`]; the guest
+//! applies each to the container's own mount as runc does); `shared` and
+//! `rshared` are refused: mounts made in the container are the guest
+//! kernel's and can never propagate to the host.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
+
+use super::shared_tree::BindPropagation;
 
 /// Filesystem types the guest kernel provides by itself.
 pub const GUEST_TYPES: [&str; 9] = [
@@ -35,6 +42,9 @@ pub struct HostBind {
     pub readonly: bool,
     /// `rbind` among its options.
     pub recursive: bool,
+    /// How host mounts under the source reach the guest (the last of its
+    /// propagation options).
+    pub propagation: BindPropagation,
 }
 
 fn options(mount: &Value) -> Vec<&str> {
@@ -94,6 +104,25 @@ pub fn host_binds(spec: &Value) -> Result<Vec<HostBind>, MountError> {
             }
             continue;
         }
+        if let Some(opt) = opts.iter().find(|o| matches!(**o, "shared" | "rshared")) {
+            return Err(refuse(
+                index,
+                format!(
+                    "option {opt:?}: mounts made in a microVM's container are the guest \
+                     kernel's and cannot propagate back to the host (use \"rslave\" to see \
+                     host mounts under the source, or \"rprivate\")"
+                ),
+            ));
+        }
+        let propagation = opts
+            .iter()
+            .rev()
+            .find_map(|o| match *o {
+                "slave" | "rslave" => Some(BindPropagation::Slave),
+                "private" | "rprivate" => Some(BindPropagation::Private),
+                _ => None,
+            })
+            .unwrap_or_default();
         let Some(source) = mount.get("source").and_then(Value::as_str) else {
             return Err(refuse(index, "a bind mount needs a source"));
         };
@@ -121,6 +150,7 @@ pub fn host_binds(spec: &Value) -> Result<Vec<HostBind>, MountError> {
             source: source.to_path_buf(),
             readonly: opts.contains(&"ro"),
             recursive: opts.contains(&"rbind"),
+            propagation,
         });
     }
     Ok(binds)
@@ -205,6 +235,15 @@ mod tests {
                 json!({"destination": "/x", "type": "bind", "source": "/tmp", "options": ["idmap"]}),
                 "idmap",
             ),
+            (
+                json!({"destination": "/x", "type": "bind", "source": "/tmp",
+                       "options": ["rbind", "rshared"]}),
+                "option \"rshared\": mounts made in a microVM's container",
+            ),
+            (
+                json!({"destination": "/x", "source": "/tmp", "options": ["bind", "shared", "rprivate"]}),
+                "option \"shared\": mounts made in a microVM's container",
+            ),
         ];
         for (mount, needle) in cases {
             let spec = json!({"mounts": [{"destination": "/proc", "type": "proc"}, mount]});
@@ -214,6 +253,40 @@ mod tests {
             assert!(text.starts_with("mounts[1]: "), "{text}");
             assert!(text.contains(needle), "{text}");
         }
+    }
+
+    #[test]
+    fn propagation_options_of_host_binds() {
+        let dir = tempfile::tempdir().unwrap();
+        let bind = |options: Value| {
+            let spec = json!({"mounts": [{"destination": "/x", "type": "bind",
+                                          "source": dir.path(), "options": options}]});
+            host_binds(&spec).map(|b| b[0].propagation)
+        };
+        // What podman, Docker and containerd's CRI send by default.
+        for options in [
+            json!(["rbind", "rprivate"]),
+            json!(["rbind", "ro", "rprivate"]),
+            json!(["nosuid", "noexec", "nodev", "rbind", "private"]),
+            json!(["bind"]),
+            json!(null),
+        ] {
+            assert_eq!(bind(options).unwrap(), BindPropagation::Private);
+        }
+        // CRI's HOST_TO_CONTAINER, Docker's bind-propagation=slave.
+        for options in [json!(["rbind", "rslave"]), json!(["rbind", "ro", "slave"])] {
+            assert_eq!(bind(options).unwrap(), BindPropagation::Slave);
+        }
+        // The last one wins, as in mount(8).
+        let last = bind(json!(["rslave", "rprivate"])).unwrap();
+        assert_eq!(last, BindPropagation::Private);
+        let last = bind(json!(["private", "rslave"])).unwrap();
+        assert_eq!(last, BindPropagation::Slave);
+        // Kernel mounts stay the guest's business, shared ones too.
+        let spec = json!({"mounts": [
+            {"destination": "/a", "type": "tmpfs", "source": "tmpfs", "options": ["rshared"]}
+        ]});
+        assert_eq!(host_binds(&spec).unwrap(), []);
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! inherit the thread's namespace). The taps are not persistent: they
 //! vanish with the VMM's descriptors, however the VMM ends. The qdiscs
 //! stay on the interfaces until [`unplumb`] (by `delete`) or until the
-//! namespace is destroyed.
+//! namespace is destroyed; a plumbing that fails part way removes the ones
+//! it made, and one that succeeded is held by an [`UnplumbGuard`] until
+//! the container exists and its record is handed over.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -23,6 +25,8 @@ use nix::sched::{setns, CloneFlags};
 use serde_json::Value;
 use vmrun_protocol::{NetInterface, NetRoute};
 use vmrun_virtio::net::tap::{Tap, TapError};
+
+use super::NetworkRecord;
 
 /// Errors plumbing the network namespace.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +77,8 @@ pub struct PlumbedInterface {
     pub mac: [u8; 6],
     /// The tap's descriptor (for the virtio-net device).
     pub tap: OwnedFd,
+    /// The interface's IPv6 addresses, which the guest does not get.
+    pub ipv6_not_passed: Vec<String>,
 }
 
 /// Prefix of the taps' names (`vmtap<N>`, unique in the namespace).
@@ -97,7 +103,12 @@ fn run(program: &str, args: &[&str]) -> Result<String, NetworkError> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-fn json(program: &str, args: &[&str]) -> Result<Value, NetworkError> {
+/// Runs one command in the calling thread's network namespace and returns
+/// its stdout: [`run`], or in tests a stand-in that makes a step fail.
+type Runner = dyn FnMut(&str, &[&str]) -> Result<String, NetworkError> + Send;
+
+/// `program args...`'s stdout (through `run`) as JSON.
+fn json(run: &mut Runner, program: &str, args: &[&str]) -> Result<Value, NetworkError> {
     let text = run(program, args)?;
     serde_json::from_str(&text)
         .map_err(|_| NetworkError::Parse(format!("{program} {}", args.join(" "))))
@@ -121,6 +132,26 @@ pub fn addresses(addr_show: &Value) -> Vec<String> {
         .flatten()
         .flat_map(|link| link["addr_info"].as_array().into_iter().flatten())
         .filter(|a| a["family"] == "inet")
+        .filter_map(|a| {
+            Some(format!(
+                "{}/{}",
+                a["local"].as_str()?,
+                a["prefixlen"].as_u64()?
+            ))
+        })
+        .collect()
+}
+
+/// The interface's IPv6 addresses (CIDR) from `ip -j addr show dev X`
+/// that the guest does not get, minus the link-local ones (the kernel
+/// makes one for every interface: nothing a network configured).
+pub fn ipv6_addresses(addr_show: &Value) -> Vec<String> {
+    addr_show
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|link| link["addr_info"].as_array().into_iter().flatten())
+        .filter(|a| a["family"] == "inet6" && a["scope"] != "link")
         .filter_map(|a| {
             Some(format!(
                 "{}/{}",
@@ -191,7 +222,24 @@ fn namespace_type_name(flag: libc::c_int) -> &'static str {
 
 /// Plumbs every non-loopback interface of the network namespace at `path`
 /// (entry `index` of `linux.namespaces`) to a tap (see the module docs).
+/// On error nothing is left in the namespace: the taps are closed and the
+/// qdiscs put on its interfaces so far are removed. IPv6 addresses of an
+/// interface are not passed on (the guest kernel has no IPv6): they are
+/// logged as a warning naming the interface.
 pub fn plumb(index: usize, path: &Path) -> Result<Vec<PlumbedInterface>, NetworkError> {
+    let plumbed = plumb_with(index, path, Box::new(run))?;
+    for p in &plumbed {
+        warn_ipv6_not_passed(&p.interface.name, &p.ipv6_not_passed);
+    }
+    Ok(plumbed)
+}
+
+/// [`plumb`] with the commands run by `runner`.
+fn plumb_with(
+    index: usize,
+    path: &Path,
+    mut runner: Box<Runner>,
+) -> Result<Vec<PlumbedInterface>, NetworkError> {
     let netns = open_netns(index, path)?;
     // Never plumb the host's own interfaces (a path such as /proc/1/ns/net
     // or the VMM's own): that would redirect the host's traffic into a VM.
@@ -208,16 +256,51 @@ pub fn plumb(index: usize, path: &Path) -> Result<Vec<PlumbedInterface>, Network
         .name("netns".into())
         .spawn(move || {
             setns(&netns, CloneFlags::CLONE_NEWNET).map_err(|e| NetworkError::Enter(path, e))?;
-            plumb_here()
+            plumb_here(&mut *runner)
         })
         .map_err(|_| NetworkError::Thread)?
         .join()
         .map_err(|_| NetworkError::Thread)?
 }
 
+/// Logs the IPv6 addresses of `interface` that the guest does not get.
+fn warn_ipv6_not_passed(interface: &str, addresses: &[String]) {
+    if !addresses.is_empty() {
+        tracing::warn!(
+            "network interface {interface}: IPv6 addresses {} are not passed to the microVM \
+             (its kernel has no IPv6); the container has IPv4 only",
+            addresses.join(", ")
+        );
+    }
+}
+
+/// The qdiscs [`plumb_here`] put on the namespace's interfaces so far,
+/// removed when dropped (an error or a panic part way) unless disarmed.
+struct QdiscUndo {
+    interfaces: Vec<String>,
+}
+
+impl QdiscUndo {
+    /// Everything plumbed: the qdiscs stay.
+    fn disarm(mut self) {
+        self.interfaces.clear();
+    }
+}
+
+impl Drop for QdiscUndo {
+    fn drop(&mut self) {
+        unplumb_here(&self.interfaces);
+    }
+}
+
 /// [`plumb`], in the namespace the calling thread is in.
-fn plumb_here() -> Result<Vec<PlumbedInterface>, NetworkError> {
-    let links = json("ip", &["-j", "link", "show"])?;
+fn plumb_here(run: &mut Runner) -> Result<Vec<PlumbedInterface>, NetworkError> {
+    let links = json(run, "ip", &["-j", "link", "show"])?;
+    // Declared before the taps: on error they are closed (and their own
+    // qdiscs gone with them) before the interfaces' qdiscs are removed.
+    let mut undo = QdiscUndo {
+        interfaces: Vec::new(),
+    };
     let mut plumbed = Vec::new();
     for link in links.as_array().into_iter().flatten() {
         let (Some(name), Some(mac_text)) = (link["ifname"].as_str(), link["address"].as_str())
@@ -244,6 +327,8 @@ fn plumb_here() -> Result<Vec<PlumbedInterface>, NetworkError> {
             "ip",
             &["link", "set", "dev", &tap_name, "mtu", &mtu_text, "up"],
         )?;
+        // Recorded before the first `tc`: whatever it did is undone.
+        undo.interfaces.push(name.to_string());
         for (from, to) in [(name, tap_name.as_str()), (tap_name.as_str(), name)] {
             run("tc", &["qdisc", "replace", "dev", from, "ingress"])?;
             run(
@@ -254,20 +339,34 @@ fn plumb_here() -> Result<Vec<PlumbedInterface>, NetworkError> {
                 ],
             )?;
         }
+        let addr_show = json(run, "ip", &["-j", "addr", "show", "dev", name])?;
         let interface = NetInterface {
             mac: mac_text.to_string(),
             name: name.to_string(),
             mtu,
-            addresses: addresses(&json("ip", &["-j", "addr", "show", "dev", name])?),
-            routes: routes(&json("ip", &["-j", "route", "show", "dev", name])?),
+            addresses: addresses(&addr_show),
+            routes: routes(&json(run, "ip", &["-j", "route", "show", "dev", name])?),
         };
         plumbed.push(PlumbedInterface {
             interface,
             mac,
             tap: OwnedFd::from(tap),
+            ipv6_not_passed: ipv6_addresses(&addr_show),
         });
     }
+    undo.disarm();
     Ok(plumbed)
+}
+
+/// Removes the ingress qdiscs (and with them the redirect filters) from
+/// `interfaces` of the calling thread's namespace; one already gone (with
+/// its veth) is fine.
+fn unplumb_here(interfaces: &[String]) {
+    for name in interfaces {
+        if let Err(e) = run("tc", &["qdisc", "del", "dev", name, "ingress"]) {
+            tracing::debug!("{e}");
+        }
+    }
 }
 
 /// Removes the ingress qdiscs [`plumb`] put on `interfaces` of the
@@ -283,10 +382,7 @@ pub fn unplumb(path: &Path, interfaces: &[String]) -> Result<(), NetworkError> {
         .name("netns".into())
         .spawn(move || {
             setns(&netns, CloneFlags::CLONE_NEWNET).map_err(|e| NetworkError::Enter(path, e))?;
-            for name in &interfaces {
-                // Gone with its veth already: fine.
-                let _ = run("tc", &["qdisc", "del", "dev", name, "ingress"]);
-            }
+            unplumb_here(&interfaces);
             Ok(())
         })
         .map_err(|_| NetworkError::Thread)?
@@ -294,8 +390,49 @@ pub fn unplumb(path: &Path, interfaces: &[String]) -> Result<(), NetworkError> {
         .map_err(|_| NetworkError::Thread)?
 }
 
+/// The network plumbing of a container, undone ([`unplumb`]) when this is
+/// dropped unless [`UnplumbGuard::disarm`]ed: whoever holds it owns the
+/// qdiscs until it hands them over (to `state.json`, for `delete`), so an
+/// error on any path in between leaves nothing in the namespace. Never
+/// dropped armed on a thread under the host seccomp filter (it runs `tc`).
+#[derive(Debug, Default)]
+#[must_use = "dropping the guard undoes the plumbing at once"]
+pub struct UnplumbGuard(Option<NetworkRecord>);
+
+impl UnplumbGuard {
+    /// Guards `record` (nothing to do for `None`).
+    pub fn new(record: Option<NetworkRecord>) -> Self {
+        Self(record)
+    }
+
+    /// What is guarded.
+    pub fn record(&self) -> Option<&NetworkRecord> {
+        self.0.as_ref()
+    }
+
+    /// Keeps the plumbing; its record, now the caller's to undo.
+    pub fn disarm(mut self) -> Option<NetworkRecord> {
+        self.0.take()
+    }
+}
+
+impl Drop for UnplumbGuard {
+    fn drop(&mut self) {
+        if let Some(net) = self.0.take() {
+            if let Err(e) = unplumb(&net.ns_path, &net.interfaces) {
+                tracing::warn!(
+                    "cannot undo the network plumbing in {}: {}",
+                    net.ns_path.display(),
+                    crate::error_chain(&e)
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{can_plumb, TestNetns};
     use super::*;
     use serde_json::json;
 
@@ -330,6 +467,156 @@ mod tests {
         assert_eq!(got[1].destination, "192.168.5.0/24");
         assert_eq!(got[2].destination, "10.1.2.3/32");
         assert_eq!(got[2].gateway, None);
+    }
+
+    #[test]
+    fn ipv6_addresses_not_passed_on_are_listed_and_logged() {
+        let addrs = json!([{"ifname": "eth0", "addr_info": [
+            {"family": "inet", "local": "10.88.0.5", "prefixlen": 16, "scope": "global"},
+            {"family": "inet6", "local": "fd00::5", "prefixlen": 64, "scope": "global"},
+            {"family": "inet6", "local": "fe80::1", "prefixlen": 64, "scope": "link"}
+        ]}]);
+        let not_passed = ipv6_addresses(&addrs);
+        assert_eq!(not_passed, ["fd00::5/64"]);
+        let logged = capture_warnings(|| warn_ipv6_not_passed("eth0", &not_passed));
+        assert!(logged.contains("WARN"), "{logged}");
+        assert!(logged.contains("eth0"), "{logged}");
+        assert!(logged.contains("fd00::5/64"), "{logged}");
+        assert!(logged.contains("no IPv6"), "{logged}");
+        assert_eq!(capture_warnings(|| warn_ipv6_not_passed("eth0", &[])), "");
+    }
+
+    /// What `emit` logs at warning level and above (in this thread).
+    fn capture_warnings(emit: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Captured::default();
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    /// The commands of a plumbing, each run for real except the `fail_at`th
+    /// (from 1), which fails as a refused `tc` would; counts them.
+    fn failing_at(
+        fail_at: usize,
+        count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Box<Runner> {
+        Box::new(move |program: &str, args: &[&str]| {
+            let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if n == fail_at {
+                return Err(NetworkError::Command {
+                    command: format!("{program} {}", args.join(" ")),
+                    output: "injected failure".into(),
+                });
+            }
+            run(program, args)
+        })
+    }
+
+    #[test]
+    fn a_plumbing_that_fails_at_any_step_leaves_no_qdisc_and_no_tap() {
+        if !can_plumb("a_plumbing_that_fails_at_any_step_leaves_no_qdisc_and_no_tap") {
+            return;
+        }
+        let net = TestNetns::new();
+        // A full plumbing, to count its steps (and check it plumbs).
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let plumbed = plumb_with(0, &net.path(), failing_at(0, count.clone())).unwrap();
+        let mut names: Vec<_> = plumbed.iter().map(|p| p.interface.name.clone()).collect();
+        names.sort();
+        assert_eq!(names, ["eth0", "eth1"]);
+        assert!(net.has_ingress());
+        drop(plumbed);
+        unplumb(&net.path(), &names).unwrap();
+        assert!(!net.has_ingress());
+        let steps = count.load(std::sync::atomic::Ordering::SeqCst);
+        // link show, then per interface: ip link set, 2 x (qdisc, filter),
+        // addr show, route show.
+        assert_eq!(steps, 1 + 2 * 7);
+        for fail_at in 1..=steps {
+            let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let err = plumb_with(0, &net.path(), failing_at(fail_at, count)).unwrap_err();
+            assert!(err.to_string().contains("injected failure"), "{err}");
+            assert!(
+                !net.has_ingress(),
+                "step {fail_at} failed and left an ingress qdisc: eth0 {:?}, eth1 {:?}",
+                net.qdiscs("eth0"),
+                net.qdiscs("eth1")
+            );
+            let links = net.links();
+            assert!(
+                !links.iter().any(|l| l.starts_with(TAP_PREFIX)),
+                "step {fail_at} failed and left a tap: {links:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_guard_undoes_the_plumbing_unless_disarmed() {
+        if !can_plumb("the_guard_undoes_the_plumbing_unless_disarmed") {
+            return;
+        }
+        let net = TestNetns::new();
+        let record = |plumbed: &[PlumbedInterface]| NetworkRecord {
+            ns_path: net.path(),
+            interfaces: plumbed.iter().map(|p| p.interface.name.clone()).collect(),
+        };
+        let plumbed = plumb(0, &net.path()).unwrap();
+        let guard = UnplumbGuard::new(Some(record(&plumbed)));
+        assert_eq!(guard.record(), Some(&record(&plumbed)));
+        assert!(net.has_ingress());
+        drop(guard);
+        assert!(!net.has_ingress(), "the dropped guard left the qdiscs");
+        drop(plumbed);
+
+        let plumbed = plumb(0, &net.path()).unwrap();
+        let guard = UnplumbGuard::new(Some(record(&plumbed)));
+        let kept = guard.disarm();
+        assert_eq!(kept, Some(record(&plumbed)));
+        assert!(net.has_ingress(), "the disarmed guard removed the qdiscs");
+        let kept = kept.unwrap();
+        unplumb(&kept.ns_path, &kept.interfaces).unwrap();
+        assert!(!net.has_ingress());
+    }
+
+    #[test]
+    fn plumbing_passes_ipv4_and_lists_the_ipv6_it_does_not() {
+        if !can_plumb("plumbing_passes_ipv4_and_lists_the_ipv6_it_does_not") {
+            return;
+        }
+        let net = TestNetns::new();
+        let plumbed = plumb(0, &net.path()).unwrap();
+        let _guard = UnplumbGuard::new(Some(NetworkRecord {
+            ns_path: net.path(),
+            interfaces: vec!["eth0".into(), "eth1".into()],
+        }));
+        let eth0 = plumbed.iter().find(|p| p.interface.name == "eth0").unwrap();
+        assert_eq!(eth0.interface.addresses, ["10.77.0.2/24"]);
+        assert_eq!(eth0.ipv6_not_passed, ["2001:db8::2/64"]);
+        assert_eq!(eth0.interface.routes[0].destination, "0.0.0.0/0");
+        let eth1 = plumbed.iter().find(|p| p.interface.name == "eth1").unwrap();
+        assert_eq!(eth1.interface.mtu, 1400);
+        assert!(
+            eth1.ipv6_not_passed.is_empty(),
+            "{:?}",
+            eth1.ipv6_not_passed
+        );
     }
 
     #[test]

@@ -10,7 +10,15 @@
 //! The mount namespace is private to the VMM ([`enter_private_mount_namespace`],
 //! before any thread exists): host mounts still propagate in (root is a
 //! slave), but none of these mounts is visible on the host, and all of them
-//! vanish with the VMM, however it ends. The guest sees only what is bound
+//! vanish with the VMM, however it ends. Each bind in the tree is made
+//! private, so the guest's view is fixed at create, unless its mount asks
+//! for `slave`/`rslave` propagation ([`BindPropagation::Slave`]): then it
+//! is a slave of the host's source, and host mounts and unmounts under the
+//! source reach the guest (a directory the guest has already looked up
+//! shows the change once its FUSE entry times out, after at most 5 s).
+//! `shared`/`rshared` cannot be honoured (the container's mounts are made
+//! by the guest kernel and never reach the host) and are refused by
+//! [`super::mounts`]. The guest sees only what is bound
 //! here: the passthrough server resolves every lookup by one path
 //! component relative to a directory it holds open, never following a
 //! symlink (the guest resolves symlinks itself, in its own tree), and `..`
@@ -66,6 +74,19 @@ pub fn enter_private_mount_namespace() -> Result<(), SharedTreeError> {
         None::<&str>,
     )
     .map_err(SharedTreeError::Namespace)
+}
+
+/// How host mount events under a bind's source reach the tree (and the
+/// guest): the propagation type of the bind in the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BindPropagation {
+    /// None do: the guest's view of the source is fixed when it is bound
+    /// (`private`, `rprivate`, or no propagation option).
+    #[default]
+    Private,
+    /// Mounts and unmounts made on the host under the source appear in the
+    /// guest (`slave`, `rslave`; recursive on this side in both cases).
+    Slave,
 }
 
 /// The share's tree (see the module docs).
@@ -134,17 +155,19 @@ impl SharedTree {
     }
 
     /// Bind-mounts `source` (a directory or file on the host) at `rel`
-    /// within the tree, read-only if asked, recursively if asked (`rbind`);
-    /// returns `rel` for the guest (below `SHARES_DIR/<tag>`). `source` is
-    /// resolved in this process's mount namespace: a mount made on the
-    /// host after the VMM started shows here only where the host's mounts
-    /// propagate (see [`SharedTree::attach`] for one that is not).
+    /// within the tree, read-only if asked, recursively if asked (`rbind`),
+    /// with `propagation`; returns `rel` for the guest (below
+    /// `SHARES_DIR/<tag>`). `source` is resolved in this process's mount
+    /// namespace: a mount made on the host after the VMM started shows
+    /// here only where the host's mounts propagate (see
+    /// [`SharedTree::attach`] for one that is not).
     pub fn bind(
         &self,
         rel: &Path,
         source: &Path,
         readonly: bool,
         recursive: bool,
+        propagation: BindPropagation,
     ) -> Result<PathBuf, SharedTreeError> {
         let is_dir = std::fs::metadata(source)
             .map_err(|e| SharedTreeError::Make(source.into(), e))?
@@ -157,7 +180,7 @@ impl SharedTree {
         let what = source.display().to_string();
         mount(Some(source), &target, None::<&str>, flags, None::<&str>)
             .map_err(mount_err(what.clone(), &target))?;
-        self.seal(rel, &target, &what, readonly)
+        self.seal(rel, &target, &what, readonly, propagation)
     }
 
     /// Mounts `tree`, a detached copy of a host directory or file made by
@@ -166,13 +189,16 @@ impl SharedTree {
     /// `rel` for the guest. What a client mounted on the host after this
     /// VMM made its namespace (a pod member's rootfs, mounted by containerd
     /// or podman after the sandbox started) reaches the VM this way,
-    /// whatever the host's mount propagation.
+    /// whatever the host's mount propagation. With
+    /// [`BindPropagation::Slave`] it becomes a slave of the host mount it
+    /// was copied from (when that one is shared).
     pub fn attach(
         &self,
         rel: &Path,
         tree: OwnedFd,
         what: &str,
         readonly: bool,
+        propagation: BindPropagation,
     ) -> Result<PathBuf, SharedTreeError> {
         let is_dir = nix::sys::stat::fstat(tree.as_raw_fd())
             .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
@@ -195,26 +221,33 @@ impl SharedTree {
         if rc != 0 {
             return Err(mount_err(what, &target)(nix::Error::last()));
         }
-        self.seal(rel, &target, what, readonly)
+        self.seal(rel, &target, what, readonly, propagation)
     }
 
-    /// Makes the mount at `target` private and read-only if asked.
+    /// Gives the mount at `target` its propagation and makes it read-only
+    /// if asked.
     fn seal(
         &self,
         rel: &Path,
         target: &Path,
         what: &str,
         readonly: bool,
+        propagation: BindPropagation,
     ) -> Result<PathBuf, SharedTreeError> {
         let target = target.to_path_buf();
         let what = what.to_string();
-        // Private: the guest's view must not change under a mount event on
-        // the host side of a bind (and nothing propagates back).
+        // Never shared: nothing propagates from here to the host. Private
+        // unless asked: the guest's view must not change under a mount
+        // event on the host side of a bind.
+        let kind = match propagation {
+            BindPropagation::Private => MsFlags::MS_PRIVATE,
+            BindPropagation::Slave => MsFlags::MS_SLAVE,
+        };
         mount(
             None::<&str>,
             &target,
             None::<&str>,
-            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            kind | MsFlags::MS_REC,
             None::<&str>,
         )
         .map_err(mount_err(what.clone(), &target))?;
@@ -263,4 +296,108 @@ pub fn detached_tree(source: &Path, recursive: bool) -> Result<OwnedFd, SharedTr
     }
     // SAFETY: open_tree returned a new descriptor this function owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{can_plumb, in_private_mount_namespace};
+    use super::*;
+    use std::sync::mpsc;
+
+    fn tmpfs_at(target: &Path) {
+        mount(
+            Some("test"),
+            target,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .unwrap();
+    }
+
+    /// In a "host" mount namespace of the test's own, `src` is a shared
+    /// mount; a "VMM" namespace made from it (as the daemon makes its own)
+    /// builds a tree with `src` bound and attached with each propagation;
+    /// then the host mounts a tmpfs under `src`. Returns, for each of
+    /// (bind private, bind slave, attach private, attach slave), whether
+    /// the VMM's tree shows it.
+    fn host_mount_seen_in_tree(base: PathBuf) -> [bool; 4] {
+        in_private_mount_namespace(move || {
+            let src = base.join("src");
+            std::fs::create_dir_all(src.join("later")).unwrap();
+            mount(
+                Some(&src),
+                &src,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .unwrap();
+            mount(
+                None::<&str>,
+                &src,
+                None::<&str>,
+                MsFlags::MS_SHARED,
+                None::<&str>,
+            )
+            .unwrap();
+            let (bound_tx, bound_rx) = mpsc::channel();
+            let (mounted_tx, mounted_rx) = mpsc::channel::<()>();
+            let vmm_base = base.clone();
+            let vmm = std::thread::spawn(move || {
+                enter_private_mount_namespace().unwrap();
+                let src = vmm_base.join("src");
+                let tree = SharedTree::create(&vmm_base.join("tree")).unwrap();
+                let cases = [
+                    (BindPropagation::Private, false),
+                    (BindPropagation::Slave, false),
+                    (BindPropagation::Private, true),
+                    (BindPropagation::Slave, true),
+                ];
+                let mut rels = Vec::new();
+                for (i, (propagation, attach)) in cases.into_iter().enumerate() {
+                    let rel = PathBuf::from(format!("c1/mounts/{i}"));
+                    let rel = if attach {
+                        let fd = detached_tree(&src, true).unwrap();
+                        tree.attach(&rel, fd, "src", false, propagation).unwrap()
+                    } else {
+                        tree.bind(&rel, &src, false, true, propagation).unwrap()
+                    };
+                    rels.push(rel);
+                }
+                bound_tx.send(()).unwrap();
+                mounted_rx.recv().unwrap();
+                let seen: Vec<bool> = rels
+                    .iter()
+                    .map(|rel| tree.root().join(rel).join("later/marker").exists())
+                    .collect();
+                [seen[0], seen[1], seen[2], seen[3]]
+            });
+            bound_rx.recv().unwrap();
+            tmpfs_at(&src.join("later"));
+            std::fs::write(src.join("later/marker"), "mounted later").unwrap();
+            mounted_tx.send(()).unwrap();
+            vmm.join().unwrap()
+        })
+    }
+
+    #[test]
+    fn only_a_slave_bind_sees_host_mounts_made_later_under_its_source() {
+        if !can_plumb("only_a_slave_bind_sees_host_mounts_made_later_under_its_source") {
+            return;
+        }
+        let base = tempfile::tempdir().unwrap();
+        let [bind_private, bind_slave, attach_private, attach_slave] =
+            host_mount_seen_in_tree(base.path().to_path_buf());
+        assert!(!bind_private, "a private bind saw a later host mount");
+        assert!(bind_slave, "a slave bind missed a later host mount");
+        assert!(
+            !attach_private,
+            "a private attached tree saw a later host mount"
+        );
+        assert!(
+            attach_slave,
+            "a slave attached tree missed a later host mount"
+        );
+    }
 }
