@@ -111,6 +111,15 @@ fn a_pod_is_one_microvm_whose_members_share_localhost() {
     assert_ne!(host_pid_a, sandbox_pid, "a member has its own host pid");
     assert!(rt.call("start", &["pod-a"]).success());
     assert_eq!(rt.status("pod-a"), "running");
+    // One VM: the sandbox and the member see the same guest kernel.
+    let boot_id = |id: &str| {
+        let out = rt.call("exec", &[id, "cat", "/proc/sys/kernel/random/boot_id"]);
+        assert!(out.success(), "exec in {id}: {}", out.describe());
+        out.stdout.trim().to_string()
+    };
+    let pod_boot = boot_id("pod-sb");
+    assert!(!pod_boot.is_empty());
+    assert_eq!(boot_id("pod-a"), pod_boot, "the member runs in another kernel");
 
     // Member B fetches it over localhost, with its output through create's stdio.
     let client = bundle(
@@ -173,15 +182,35 @@ fn a_pod_is_one_microvm_whose_members_share_localhost() {
         let out = rt.call("delete", &[id]);
         assert!(out.success(), "{}", out.describe());
     }
+
+    // Deleting the sandbox ends the pod's VM, and with it a member that
+    // still runs: its host pid exits and it reads as stopped.
+    let sleeper = bundle("member-c", &["sleep", "100000"], |spec| {
+        as_member(spec, "pod-sb", sandbox_pid)
+    });
+    let out = rt.call_detached("create", &["--bundle", s(&sleeper), "pod-c"]);
+    assert!(out.success(), "{}", out.describe());
+    assert!(rt.call("start", &["pod-c"]).success());
+    assert_eq!(rt.status("pod-c"), "running");
+    let host_pid_c = pid_of(&rt, "pod-c");
     let out = rt.call("delete", &["--force", "pod-sb"]);
+    assert!(out.success(), "{}", out.describe());
+    let gone = |pid: i64| {
+        let deadline = Instant::now() + STATE_LIMIT;
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        !Path::new(&format!("/proc/{pid}")).exists()
+    };
+    assert!(gone(sandbox_pid), "the pod's VMM outlived the sandbox's delete");
+    assert!(gone(host_pid_c), "a member's host process outlived its pod's VM");
+    assert_eq!(rt.status("pod-c"), "stopped");
+    let out = rt.call("delete", &["pod-c"]);
     assert!(out.success(), "{}", out.describe());
     let left: Vec<_> = std::fs::read_dir(&rt.root)
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "left under the root: {left:?}");
-    assert!(
-        !Path::new(&format!("/proc/{sandbox_pid}")).exists() || rt.status("pod-sb") != "running"
-    );
 }
 
 #[test]
