@@ -690,6 +690,48 @@ fn exec_tty_through_a_console_socket_gets_size_and_input() {
 }
 
 #[test]
+fn create_tty_through_a_console_socket_follows_resizes() {
+    let test = "create_tty_through_a_console_socket_follows_resizes";
+    let Some((_, vmrun)) = runtimes(test) else {
+        return;
+    };
+    let b = bundle("create-tty", &["sh"]);
+    edit_config(&b, |spec| spec["process"]["terminal"] = json!(true));
+    let console = ConsoleSocket::bind(&scratch().join("create-console.sock")).expect("bind");
+    let out = vmrun.call_detached(
+        "create",
+        &[
+            "--bundle",
+            s(&b),
+            "--console-socket",
+            s(console.path()),
+            "ctty",
+        ],
+    );
+    assert!(out.success(), "{}", out.describe());
+    let (mut master, _name) = console.receive_master().expect("the pty master");
+    window_size(&master, 27, 88);
+    assert!(vmrun.call("start", &["ctty"]).success());
+    let mut writer = master.try_clone().expect("clone");
+    let seen = read_until(&mut master, "27 88", STATE_LIMIT, &mut || {
+        let _ = writer.write_all(b"stty size\n");
+    });
+    assert!(
+        seen.contains("27 88"),
+        "the size set before start: {seen:?}"
+    );
+    // A resize of the running container's terminal, as conmon passes on.
+    window_size(&master, 41, 123);
+    let seen = read_until(&mut master, "41 123", STATE_LIMIT, &mut || {
+        let _ = writer.write_all(b"stty size\n");
+    });
+    assert!(seen.contains("41 123"), "no resized terminal in: {seen:?}");
+    writer.write_all(b"exit 5\n").expect("write exit");
+    assert_eq!(vmrun.wait_status("ctty", "stopped", STATE_LIMIT), "stopped");
+    assert!(vmrun.call("delete", &["ctty"]).success());
+}
+
+#[test]
 fn detached_exec_pid_forwards_signals_and_its_death_kills_the_process() {
     let test = "detached_exec_pid_forwards_signals_and_its_death_kills_the_process";
     let Some((vmrun, _)) = vmrun_with(test, "dx", &["sleep", "1000"]) else {
