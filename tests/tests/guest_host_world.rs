@@ -345,12 +345,18 @@ fn the_container_gets_the_netns_address_routes_mtu_and_reaches_the_host() {
     let hosts = names.join("hosts");
     std::fs::write(
         &hosts,
-        format!("127.0.0.1 localhost\n{} pages.vmrun.test\n", net.host_addr()),
+        format!(
+            "127.0.0.1 localhost\n{} pages.vmrun.test\n",
+            net.host_addr()
+        ),
     )
     .expect("write hosts");
     let resolv = names.join("resolv.conf");
-    std::fs::write(&resolv, "nameserver 10.99.91.53\noptions timeout:1 attempts:1\n")
-        .expect("write resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 10.99.91.53\noptions timeout:1 attempts:1\n",
+    )
+    .expect("write resolv.conf");
     let script = format!(
         "ip -4 -o addr show dev eth0 | awk '{{print $4}}'; \
          ip route | grep default; cat /sys/class/net/eth0/mtu; \

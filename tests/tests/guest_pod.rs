@@ -119,7 +119,11 @@ fn a_pod_is_one_microvm_whose_members_share_localhost() {
     };
     let pod_boot = boot_id("pod-sb");
     assert!(!pod_boot.is_empty());
-    assert_eq!(boot_id("pod-a"), pod_boot, "the member runs in another kernel");
+    assert_eq!(
+        boot_id("pod-a"),
+        pod_boot,
+        "the member runs in another kernel"
+    );
 
     // Member B fetches it over localhost, with its output through create's stdio.
     let client = bundle(
@@ -202,8 +206,14 @@ fn a_pod_is_one_microvm_whose_members_share_localhost() {
         }
         !Path::new(&format!("/proc/{pid}")).exists()
     };
-    assert!(gone(sandbox_pid), "the pod's VMM outlived the sandbox's delete");
-    assert!(gone(host_pid_c), "a member's host process outlived its pod's VM");
+    assert!(
+        gone(sandbox_pid),
+        "the pod's VMM outlived the sandbox's delete"
+    );
+    assert!(
+        gone(host_pid_c),
+        "a member's host process outlived its pod's VM"
+    );
     assert_eq!(rt.status("pod-c"), "stopped");
     let out = rt.call("delete", &["pod-c"]);
     assert!(out.success(), "{}", out.describe());

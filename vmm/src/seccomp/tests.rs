@@ -52,7 +52,10 @@ fn nothing_that_escapes_the_vmm_is_allowed() {
     assert!(!allowlist::device_worker().contains(&libc::SYS_clone3));
     for call in forbidden {
         if ![libc::SYS_mount, libc::SYS_umount2, libc::SYS_kill].contains(&call) {
-            assert!(denylist::HOST_DENIED.contains(&call), "host threads may {call}");
+            assert!(
+                denylist::HOST_DENIED.contains(&call),
+                "host threads may {call}"
+            );
         }
     }
 }
@@ -63,7 +66,10 @@ fn host_threads_deny_nothing_their_vcpus_and_workers_need() {
     // and workers inherit it under their own.
     let vcpu = allowlist::vcpu();
     for call in denylist::HOST_DENIED {
-        assert!(!vcpu.contains(call), "the host filter denies {call}, which vCPUs use");
+        assert!(
+            !vcpu.contains(call),
+            "the host filter denies {call}, which vCPUs use"
+        );
     }
 }
 
@@ -137,7 +143,11 @@ fn a_forbidden_call_stops_the_process_naming_the_thread_and_call() {
     ] {
         let out = run_child(test, kind);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(SECCOMP_EXIT_CODE), "{kind}: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(SECCOMP_EXIT_CODE),
+            "{kind}: {stderr}"
+        );
         assert!(
             stderr.contains(&format!(
                 "vmrun: error: seccomp: {label} thread 'filtered-test' made system call {call}"
