@@ -854,6 +854,23 @@ fn a_vmm_killed_with_sigkill_is_stopped_and_delete_cleans_everything() {
     .assert_nothing_left();
 }
 
+/// `run -d` of `b` as `id` with the container's stdout in a file of its
+/// own (read while the container runs); panics if `run -d` fails.
+fn run_detached_to_file(vmrun: &Runtime, b: &Path, id: &str) -> PathBuf {
+    let (out_path, err_path) = (
+        scratch().join(format!("{id}.out")),
+        scratch().join(format!("{id}.err")),
+    );
+    let mut run = vmrun.spawn("run", &["-d", "--bundle", s(b), id], &out_path, &err_path);
+    let status = wait_until(&mut run, Instant::now() + STATE_LIMIT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "run -d failed: {:?}",
+        std::fs::read_to_string(&err_path)
+    );
+    out_path
+}
+
 #[test]
 fn pause_resume_update_events_and_ps_reach_the_guest() {
     let test = "pause_resume_update_events_and_ps_reach_the_guest";
@@ -868,19 +885,7 @@ fn pause_resume_update_events_and_ps_reach_the_guest() {
             "i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
         ],
     );
-    let (out_path, err_path) = (scratch().join("pause.out"), scratch().join("pause.err"));
-    let mut run = vmrun.spawn(
-        "run",
-        &["-d", "--bundle", s(&b), "pz"],
-        &out_path,
-        &err_path,
-    );
-    let status = wait_until(&mut run, Instant::now() + STATE_LIMIT);
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "run -d failed: {:?}",
-        std::fs::read_to_string(&err_path)
-    );
+    let out_path = run_detached_to_file(&vmrun, &b, "pz");
     let ticks = || {
         std::fs::read_to_string(&out_path)
             .unwrap_or_default()
@@ -964,19 +969,7 @@ fn signals_sent_to_the_vmm_reach_the_init_realtime_ones_too() {
          while :; do sleep 1; done"
     );
     let b = bundle("signals", &["sh", "-c", &script]);
-    let (out_path, err_path) = (scratch().join("signals.out"), scratch().join("signals.err"));
-    let mut run = vmrun.spawn(
-        "run",
-        &["-d", "--bundle", s(&b), "sig"],
-        &out_path,
-        &err_path,
-    );
-    let status = wait_until(&mut run, Instant::now() + STATE_LIMIT);
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "run -d failed: {:?}",
-        std::fs::read_to_string(&err_path)
-    );
+    let out_path = run_detached_to_file(&vmrun, &b, "sig");
     let output = || std::fs::read_to_string(&out_path).unwrap_or_default();
     let wait_for = |needle: &str| {
         poll(STATE_LIMIT, || output().contains(needle).then_some(()))

@@ -124,14 +124,15 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
-/// The interface's IPv4 addresses (CIDR) from `ip -j addr show dev X`.
-pub fn addresses(addr_show: &Value) -> Vec<String> {
+/// The interface's addresses (CIDR) from `ip -j addr show dev X` whose
+/// `addr_info` entry `keep` accepts.
+fn addresses_where(addr_show: &Value, keep: impl Fn(&Value) -> bool) -> Vec<String> {
     addr_show
         .as_array()
         .into_iter()
         .flatten()
         .flat_map(|link| link["addr_info"].as_array().into_iter().flatten())
-        .filter(|a| a["family"] == "inet")
+        .filter(|a| keep(a))
         .filter_map(|a| {
             Some(format!(
                 "{}/{}",
@@ -142,24 +143,18 @@ pub fn addresses(addr_show: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The interface's IPv4 addresses (CIDR) from `ip -j addr show dev X`.
+pub fn addresses(addr_show: &Value) -> Vec<String> {
+    addresses_where(addr_show, |a| a["family"] == "inet")
+}
+
 /// The interface's IPv6 addresses (CIDR) from `ip -j addr show dev X`
 /// that the guest does not get, minus the link-local ones (the kernel
 /// makes one for every interface: nothing a network configured).
 pub fn ipv6_addresses(addr_show: &Value) -> Vec<String> {
-    addr_show
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|link| link["addr_info"].as_array().into_iter().flatten())
-        .filter(|a| a["family"] == "inet6" && a["scope"] != "link")
-        .filter_map(|a| {
-            Some(format!(
-                "{}/{}",
-                a["local"].as_str()?,
-                a["prefixlen"].as_u64()?
-            ))
-        })
-        .collect()
+    addresses_where(addr_show, |a| {
+        a["family"] == "inet6" && a["scope"] != "link"
+    })
 }
 
 /// The routes through an interface from `ip -j route show dev X`, minus
