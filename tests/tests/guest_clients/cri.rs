@@ -193,8 +193,7 @@ fn cri_pod_lifecycle_exec_status_and_logs() {
     assert_eq!(containers["containers"], json!([]), "{containers}");
 }
 
-/// NEEDS vmrun: pods (one microVM per pod, or one shared network and UTS
-/// namespace) and networking through the pod's netns. Two containers of a
+/// Pods as one microVM, networking through the pod's netns. Two containers of a
 /// pod talk over localhost, both see the pod's hostname, and eth0 carries
 /// the pod IP CNI gave (from the bridge's subnet).
 #[test]

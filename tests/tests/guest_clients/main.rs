@@ -11,11 +11,6 @@
 //! `VMRUN_CLIENTS_RUNTIME=runc` runs the very same tests with runc, which
 //! validates the harness on any host.
 //!
-//! Tests whose doc comment starts with `NEEDS vmrun:` depend on vmrun work
-//! still in progress (bind mounts from the host, networking through the
-//! container's netns, pods as one microVM); they are real tests and fail
-//! until that work lands.
-//!
 //! Before running: `cargo build --release -p vmrun -p vmrun-cri-client`
 //! (the CRI tests run `vmrun-cri`; `VMRUN_CRI_CLIENT` overrides its path).
 

@@ -276,7 +276,7 @@ fn podman_network_none_has_only_loopback() {
     assert!(rest[0].contains("inet 127.0.0.1/8"), "{}", out.describe());
 }
 
-/// NEEDS vmrun: networking through the container's netns. The default
+/// Networking through the container's netns. The default
 /// CNI bridge network: the container's eth0 has the address podman
 /// reports, from the network's subnet, a default route via the bridge;
 /// a published port is reached from the host (the test's netns) on
@@ -351,7 +351,7 @@ fn http_get(podman: &PrivatePodman, addr: &str, port: &str) -> RunOutput {
     )
 }
 
-/// NEEDS vmrun: bind mounts from the host. `-v hostdir:/data` shows the
+/// Bind mounts from the host. `-v hostdir:/data` shows the
 /// host's file inside and what the container writes lands on the host;
 /// `:ro` refuses writes.
 #[test]
@@ -412,8 +412,7 @@ fn podman_volume_from_the_host_is_shared() {
     );
 }
 
-/// NEEDS vmrun: pods (one microVM per pod, or at least one shared network
-/// and UTS namespace). Two containers of one pod talk over localhost and
+/// Pods (one microVM per pod). Two containers of one pod talk over localhost and
 /// see the same hostname; `pod ps` shows the pod running; `pod stop` and
 /// `pod rm` succeed.
 #[test]
