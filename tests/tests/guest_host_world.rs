@@ -360,7 +360,7 @@ fn the_container_gets_the_netns_address_routes_mtu_and_reaches_the_host() {
     let script = format!(
         "ip -4 -o addr show dev eth0 | awk '{{print $4}}'; \
          ip route | grep default; cat /sys/class/net/eth0/mtu; \
-         printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc pages.vmrun.test {port} | tail -n 1 | sed 's/^/by-name: /'; \
+         printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc pages.vmrun.test {port} | tail -n 1 | sed 's/^/by-name: /'; echo; \
          printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc {host} {port} | tail -n 1",
         host = net.host_addr()
     );
