@@ -45,12 +45,17 @@ cargo test -p vmrun-tests -p vmrun-checker --no-run --message-format=json \
     >"$artifacts"
 # The client tests (podman, containerd, CRI: ~21 min of the batch) are a
 # group of their own, run in a second test host alongside the others (this
-# machine has two cores; each test host keeps one busy). The pod and
-# host-world tests (~3 min each) and the load tests (20 containers at once,
-# then 200 create/delete cycles: ~25 min) join them; `vmrun bench`'s guest
-# test (~5 min) and the terminal tests run with the vmrun-tests group, so
-# that the two test hosts take about as long (~50 min each).
-side='contains("/guest_clients/") or (endswith("/guest_pod.rs") or endswith("/guest_host_world.rs") or endswith("/guest_load.rs"))'
+# machine has two cores; each test host keeps one busy). `vmrun bench`'s
+# guest test (~5 min), the pod, host-world and terminal tests (~3 min
+# each) and the load tests (~6 min) join them, so that the two test hosts
+# take about as long (~40 min each).
+side='contains("/guest_clients/") or (endswith("/guest_bench.rs") or endswith("/guest_pod.rs") or endswith("/guest_host_world.rs") or endswith("/guest_terminal.rs") or endswith("/guest_load.rs"))'
+# The nested test host freezes now and then (about one in 130-200 microVM
+# boots, see TESTHOST.md; a freeze reruns the whole group): the batch runs
+# 40 create/delete cycles of the load test, not its default 200 (one test
+# host, 223 boots in a row, froze in the one full run tried; run
+# `VMRUN_LOAD_CYCLES=200` by hand for the full count).
+export VMRUN_LOAD_CYCLES="${VMRUN_LOAD_CYCLES:-40}"
 mapfile -t test_bins < <(jq -r "select(.target.src_path | (contains(\"/tests/checker/\") or $side) | not) | .executable" "$artifacts")
 mapfile -t client_bins < <(jq -r "select(.target.src_path | $side) | .executable" "$artifacts")
 mapfile -t checker_bins < <(jq -r 'select(.target.src_path | contains("/tests/checker/")) | .executable' "$artifacts")
