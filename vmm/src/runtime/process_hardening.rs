@@ -71,10 +71,15 @@ mod tests {
             "ls /proc/self/fd/5 2>/dev/null && echo open || echo closed",
         ]);
         let run = |command: &mut Command, harden: bool| {
-            // SAFETY: dup2 and cloexec_from are async-signal-safe.
+            // SAFETY: dup2, fcntl and cloexec_from are async-signal-safe.
             unsafe {
                 command.pre_exec(move || {
                     if libc::dup2(leaked, 5) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // When the temp file already is fd 5, dup2 keeps its
+                    // close-on-exec flag: clear it either way.
+                    if libc::fcntl(5, libc::F_SETFD, 0) < 0 {
                         return Err(io::Error::last_os_error());
                     }
                     if harden {
