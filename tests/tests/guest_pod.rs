@@ -4,7 +4,11 @@
 //! naming the sandbox's pid) are created inside it, share its network
 //! namespace (one serves on localhost, the other fetches from it), each
 //! with its own host pid (a host process that exits with its status and
-//! forwards signals) and state; deleting the sandbox ends the VM.
+//! forwards signals) and state; deleting the sandbox ends the VM. A member
+//! whose pid namespace path names the sandbox (CRI's
+//! `PodPidNamespace=POD`, `podman pod create --share pid`) is in the
+//! sandbox's pid namespace in the guest, one without such a path in its
+//! own; a member's `linux.resources` are its cgroup's in the guest.
 //!
 //! Guest tests skip loudly (or fail under `VMRUN_REQUIRE_GUEST=1`) where
 //! guests cannot run.
@@ -241,4 +245,162 @@ fn a_member_of_a_missing_sandbox_is_refused_leaving_nothing() {
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "left under the root: {left:?}");
+}
+
+/// The sandbox of a test pod: a pause-like process booting the pod's VM;
+/// returns its host pid.
+fn start_sandbox(rt: &Runtime, name: &str, id: &str) -> i64 {
+    let sandbox = bundle(name, &["sleep", "100000"], |spec| {
+        spec["annotations"] = json!({"io.kubernetes.cri.container-type": "sandbox"});
+    });
+    let out = rt.call_detached("run", &["-d", "--bundle", s(&sandbox), id]);
+    assert!(out.success(), "{}", out.describe());
+    pid_of(rt, id)
+}
+
+/// Creates and starts member `id` from `bundle` and waits until it ended
+/// and its host process exited (so all of its output was delivered);
+/// returns its stdout.
+fn run_member_to_end(rt: &Runtime, dir: &Path, id: &str, bundle: &Path) -> String {
+    let (out, err) = (dir.join(format!("{id}.out")), dir.join(format!("{id}.err")));
+    let mut create = rt.spawn("create", &["--bundle", s(bundle), id], &out, &err);
+    let created = wait_until(&mut create, Instant::now() + STATE_LIMIT);
+    assert_eq!(
+        created.and_then(|s| s.code()),
+        Some(0),
+        "create {id}: {}",
+        std::fs::read_to_string(&err).unwrap_or_default()
+    );
+    let host_pid = pid_of(rt, id);
+    let started = rt.call("start", &[id]);
+    assert!(started.success(), "start {id}: {}", started.describe());
+    assert_eq!(rt.wait_status(id, "stopped", STATE_LIMIT), "stopped");
+    let deadline = Instant::now() + STATE_LIMIT;
+    while Path::new(&format!("/proc/{host_pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::read_to_string(&out).unwrap_or_default()
+}
+
+/// The value of `key=` on the line of `output` that has it.
+fn field<'a>(output: &'a str, key: &str) -> &'a str {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {output:?}"))
+}
+
+/// Deletes `members` and then the sandbox, leaving nothing under the root.
+fn tear_down_pod(rt: &Runtime, members: &[&str], sandbox: &str) {
+    for id in members {
+        let out = rt.call("delete", &[id]);
+        assert!(out.success(), "delete {id}: {}", out.describe());
+    }
+    let out = rt.call("delete", &["--force", sandbox]);
+    assert!(out.success(), "{}", out.describe());
+    let left: Vec<_> = std::fs::read_dir(&rt.root)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left under the root: {left:?}");
+}
+
+/// What a member prints about its pid namespace: the namespace, its own
+/// pid, pid 1's command line and the command lines of every process it
+/// sees.
+const PID_PROBE: &str = r#"echo "ns=$(readlink /proc/self/ns/pid)"; echo "self=$$"; echo "pid1=$(tr '\0' ' ' < /proc/1/cmdline)"; echo "all=$(for c in /proc/[0-9]*/cmdline; do tr '\0' ' ' < $c; echo -n '|'; done)""#;
+
+#[test]
+fn a_member_shares_the_sandboxs_pid_namespace_only_when_asked() {
+    let Some(g) = guest_ready("a_member_shares_the_sandboxs_pid_namespace_only_when_asked") else {
+        return;
+    };
+    let dir = scratch().join("pidns");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let rt = Runtime::vmrun(&dir.join("root"), &g.kernel, &g.initrd, boot_timeout());
+    let sandbox_pid = start_sandbox(&rt, "pidns-sandbox", "pidns-sb");
+    let sandbox_ns = rt.call("exec", &["pidns-sb", "readlink", "/proc/self/ns/pid"]);
+    assert!(sandbox_ns.success(), "{}", sandbox_ns.describe());
+    let sandbox_ns = sandbox_ns.stdout.trim().to_string();
+    assert!(sandbox_ns.starts_with("pid:["), "{sandbox_ns:?}");
+
+    // As containerd's CRI asks with PodPidNamespace=POD: a pid namespace
+    // path naming the sandbox's (host) pid.
+    let shared = bundle("pidns-shared", &["sh", "-c", PID_PROBE], |spec| {
+        as_member(spec, "pidns-sb", sandbox_pid);
+        let namespaces = spec["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("namespaces");
+        namespaces.retain(|ns| ns["type"] != "pid");
+        namespaces.push(json!({"type": "pid", "path": format!("/proc/{sandbox_pid}/ns/pid")}));
+    });
+    let out = run_member_to_end(&rt, &dir, "pidns-shared", &shared);
+    assert_eq!(
+        field(&out, "ns"),
+        sandbox_ns,
+        "the member is not in the sandbox's pid namespace: {out}"
+    );
+    assert_eq!(
+        field(&out, "pid1").trim(),
+        "sleep 100000",
+        "pid 1 is not the sandbox's process: {out}"
+    );
+    assert_ne!(field(&out, "self"), "1", "{out}");
+    assert!(field(&out, "all").contains("sleep 100000|"), "{out}");
+
+    // Without a path: a pid namespace of its own, where it is pid 1 and
+    // the sandbox's process is not seen.
+    let private = bundle("pidns-private", &["sh", "-c", PID_PROBE], |spec| {
+        as_member(spec, "pidns-sb", sandbox_pid)
+    });
+    let out = run_member_to_end(&rt, &dir, "pidns-private", &private);
+    assert_ne!(field(&out, "ns"), sandbox_ns, "{out}");
+    assert_eq!(field(&out, "self"), "1", "{out}");
+    assert!(field(&out, "pid1").starts_with("sh -c "), "{out}");
+    assert!(!field(&out, "all").contains("sleep 100000"), "{out}");
+
+    tear_down_pod(&rt, &["pidns-shared", "pidns-private"], "pidns-sb");
+}
+
+#[test]
+fn a_members_limits_are_its_cgroup_in_the_guest() {
+    let Some(g) = guest_ready("a_members_limits_are_its_cgroup_in_the_guest") else {
+        return;
+    };
+    let dir = scratch().join("limits");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let rt = Runtime::vmrun(&dir.join("root"), &g.kernel, &g.initrd, boot_timeout());
+    let sandbox_pid = start_sandbox(&rt, "limits-sandbox", "limits-sb");
+
+    // The member has a cgroup namespace (the base bundle's): its own
+    // cgroup is /sys/fs/cgroup.
+    let probe = r#"echo "memory=$(cat /sys/fs/cgroup/memory.max)"; echo "pids=$(cat /sys/fs/cgroup/pids.max)"; echo "cgroup=$(cat /proc/self/cgroup)""#;
+    let limited = bundle("limits-member", &["sh", "-c", probe], |spec| {
+        as_member(spec, "limits-sb", sandbox_pid);
+        spec["linux"]["resources"]["memory"] = json!({"limit": 64i64 << 20});
+        spec["linux"]["resources"]["pids"] = json!({"limit": 32});
+    });
+    let out = run_member_to_end(&rt, &dir, "limits-member", &limited);
+    assert_eq!(field(&out, "memory"), (64u64 << 20).to_string(), "{out}");
+    assert_eq!(field(&out, "pids"), "32", "{out}");
+    assert_eq!(field(&out, "cgroup"), "0::/", "{out}");
+
+    // The limits are the member's, not the pod's: the sandbox has none.
+    let sandbox = rt.call(
+        "exec",
+        &[
+            "limits-sb",
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max",
+        ],
+    );
+    assert!(sandbox.success(), "{}", sandbox.describe());
+    assert_eq!(
+        sandbox.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["max", "max"],
+        "{}",
+        sandbox.describe()
+    );
+
+    tear_down_pod(&rt, &["limits-member"], "limits-sb");
 }

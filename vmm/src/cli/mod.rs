@@ -71,6 +71,9 @@ pub enum CliError {
     /// The container's VMM refused or could not be reached.
     #[error(transparent)]
     Api(#[from] crate::runtime::api::ApiError),
+    /// A sizing annotation the container's VM cannot be given.
+    #[error(transparent)]
+    VmSize(#[from] crate::runtime::vm_size::VmSizeError),
     /// Bad command-line usage.
     #[error("{0}")]
     Usage(String),

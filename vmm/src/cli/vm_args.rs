@@ -7,14 +7,9 @@ use super::CliError;
 use crate::check::{default_initrd, default_kernel};
 use crate::cmdline::DEFAULT_CMDLINE;
 use crate::machine::builder::{BootError, MachineBuilder};
-use crate::machine::config::{BootConfig, MachineConfig, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS};
-use crate::runtime::pod::{pod_role, PodRole, POD_MEMORY_MIB};
-
-/// Guest memory the guest kernel and agent need beside a container's own
-/// memory limit (MiB).
-pub const GUEST_OVERHEAD_MIB: u64 = 64;
-/// Most vCPUs a spec's CPU quota gives a VM by default.
-pub const MAX_DEFAULT_VCPUS: u8 = 8;
+use crate::machine::config::{host_memory_mib, BootConfig, MachineConfig};
+use crate::runtime::vm_size::{vm_size, VmSizeError};
+pub use crate::runtime::vm_size::{GUEST_OVERHEAD_MIB, MAX_DEFAULT_VCPUS};
 
 /// Default seconds the agent may take to answer.
 pub const DEFAULT_AGENT_TIMEOUT_SECS: u64 = 120;
@@ -33,13 +28,18 @@ pub struct VmArgs {
     /// Initramfs with the agent. Default: $VMRUN_INITRD, else $VMRUN_CACHE_DIR/initramfs.cpio.gz.
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
-    /// Number of vCPUs. Default: enough for the spec's CPU quota
-    /// (`linux.resources.cpu.quota / period`, rounded up), at least 1.
+    /// Number of vCPUs. Default: the annotation
+    /// `io.katacontainers.config.hypervisor.default_vcpus`, else enough for
+    /// the CPU quota of containerd's `io.kubernetes.cri.sandbox-cpu-quota`
+    /// annotation or of `linux.resources.cpu` (rounded up), else 1.
     #[arg(long, value_name = "N")]
     pub cpus: Option<u8>,
-    /// Guest memory in MiB. Default: 128 (a pod's sandbox: 512), or the
-    /// spec's memory limit plus 64 MiB for the guest kernel and agent when
-    /// that is more.
+    /// Guest memory in MiB. Default: the annotation
+    /// `io.katacontainers.config.hypervisor.default_memory`, else 128 (a
+    /// pod's sandbox: 512), or the memory limit of containerd's
+    /// `io.kubernetes.cri.sandbox-memory` annotation or of
+    /// `linux.resources.memory` plus 64 MiB for the guest kernel and agent
+    /// when that is more (at most the host's RAM).
     #[arg(long, value_name = "MIB")]
     pub memory: Option<u64>,
     /// Seconds to wait for the guest agent to answer.
@@ -99,49 +99,30 @@ pub struct ResolvedVm {
 }
 
 impl VmArgs {
-    /// The VM's shape for `spec`: the flags, else what the spec's limits
-    /// need (a container limited to 1 GiB gets a VM that can hold it).
-    pub fn shape(&self, spec: &serde_json::Value) -> (u8, u64) {
-        let cpus = self.cpus.unwrap_or_else(|| {
-            let cpu = spec.pointer("/linux/resources/cpu");
-            let quota = cpu
-                .and_then(|c| c.get("quota"))
-                .and_then(serde_json::Value::as_i64);
-            let period = cpu
-                .and_then(|c| c.get("period"))
-                .and_then(serde_json::Value::as_u64);
-            match (quota, period) {
-                (Some(q), Some(p)) if q > 0 && p > 0 => {
-                    let needed = (q as u64)
-                        .div_ceil(p)
-                        .clamp(1, u64::from(MAX_DEFAULT_VCPUS));
-                    u8::try_from(needed).unwrap_or(DEFAULT_VCPUS)
-                }
-                _ => DEFAULT_VCPUS,
-            }
-        });
-        let memory = self.memory.unwrap_or_else(|| {
-            let limit = spec
-                .pointer("/linux/resources/memory/limit")
-                .and_then(serde_json::Value::as_i64)
-                .filter(|l| *l > 0)
-                .map(|l| (l as u64).div_ceil(1 << 20));
-            let base = match pod_role("", spec) {
-                PodRole::Sandbox => POD_MEMORY_MIB,
-                _ => DEFAULT_MEMORY_MIB,
-            };
-            match limit {
-                Some(mib) => base.max(mib.saturating_add(GUEST_OVERHEAD_MIB)),
-                None => base,
-            }
-        });
-        (cpus, memory)
+    /// The VM's shape for `spec` (vCPUs, MiB): the flags, else its
+    /// annotations, resources or the defaults (see [`vm_size`]); a sizing
+    /// annotation that is not a number or out of range is an error naming
+    /// it.
+    pub fn shape(&self, spec: &serde_json::Value) -> Result<(u8, u64), VmSizeError> {
+        self.shape_on_host(spec, host_memory_mib())
+    }
+
+    /// [`Self::shape`] on a host with `host_mib` of RAM.
+    fn shape_on_host(
+        &self,
+        spec: &serde_json::Value,
+        host_mib: Option<u64>,
+    ) -> Result<(u8, u64), VmSizeError> {
+        let size = vm_size(self.cpus, self.memory, spec, host_mib)?;
+        Ok((size.vcpus, size.memory_mib))
     }
 
     /// Resolves the default artifacts (a hint to build them if missing)
     /// and validates the machine (cpus, memory, files) once, shaped for
     /// `spec` where no flag says otherwise.
     pub fn resolve(&self, spec: &serde_json::Value) -> Result<ResolvedVm, CliError> {
+        // First: a bad sizing annotation is named whatever else is missing.
+        let (vcpus, memory_mib) = self.shape(spec)?;
         let kernel = artifact(
             &self.kernel,
             default_kernel(),
@@ -156,7 +137,6 @@ impl VmArgs {
             "rootfs/build-initramfs.sh",
             "initrd",
         )?;
-        let (vcpus, memory_mib) = self.shape(spec);
         let machine = MachineBuilder::for_boot(BootConfig {
             machine: MachineConfig {
                 vcpus,
@@ -199,23 +179,52 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn the_vm_is_shaped_by_flags_else_by_the_specs_limits() {
+    fn the_vm_is_shaped_by_flags_else_by_the_spec() {
+        use crate::machine::config::{DEFAULT_MEMORY_MIB, DEFAULT_VCPUS};
+        use crate::runtime::pod::POD_MEMORY_MIB;
+        let host = Some(64 * 1024);
         let none = VmArgs::default();
-        assert_eq!(none.shape(&json!({})), (DEFAULT_VCPUS, DEFAULT_MEMORY_MIB));
+        assert_eq!(
+            none.shape_on_host(&json!({}), host).unwrap(),
+            (DEFAULT_VCPUS, DEFAULT_MEMORY_MIB)
+        );
         let spec = json!({"linux": {"resources": {
             "memory": {"limit": 1i64 << 30},
             "cpu": {"quota": 250000, "period": 100000}
         }}});
-        assert_eq!(none.shape(&spec), (3, 1024 + GUEST_OVERHEAD_MIB));
-        let small = json!({"linux": {"resources": {"memory": {"limit": 16i64 << 20}}}});
-        assert_eq!(none.shape(&small).1, DEFAULT_MEMORY_MIB);
-        let sandbox = json!({"annotations": {"io.kubernetes.cri.container-type": "sandbox"}});
-        assert_eq!(none.shape(&sandbox).1, POD_MEMORY_MIB);
+        assert_eq!(
+            none.shape_on_host(&spec, host).unwrap(),
+            (3, 1024 + GUEST_OVERHEAD_MIB)
+        );
+        let sandbox = json!({"annotations": {
+            "io.kubernetes.cri.container-type": "sandbox",
+            "io.kubernetes.cri.sandbox-memory": "2147483648",
+            "io.katacontainers.config.hypervisor.default_vcpus": "2"
+        }});
+        assert_eq!(
+            none.shape_on_host(&sandbox, host).unwrap(),
+            (2, 2048 + GUEST_OVERHEAD_MIB)
+        );
+        let pod = json!({"annotations": {"io.kubernetes.cri.container-type": "sandbox"}});
+        assert_eq!(none.shape_on_host(&pod, host).unwrap().1, POD_MEMORY_MIB);
         let flags = VmArgs {
             cpus: Some(2),
             memory: Some(300),
             ..VmArgs::default()
         };
-        assert_eq!(flags.shape(&spec), (2, 300));
+        assert_eq!(flags.shape_on_host(&spec, host).unwrap(), (2, 300));
+        assert_eq!(flags.shape_on_host(&sandbox, host).unwrap(), (2, 300));
+    }
+
+    #[test]
+    fn a_bad_sizing_annotation_fails_resolve_naming_it() {
+        let spec = json!({"annotations": {
+            "io.katacontainers.config.hypervisor.default_memory": "big"
+        }});
+        let e = VmArgs::default().resolve(&spec).unwrap_err().to_string();
+        assert!(
+            e.contains("io.katacontainers.config.hypervisor.default_memory"),
+            "{e}"
+        );
     }
 }

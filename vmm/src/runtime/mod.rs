@@ -12,6 +12,7 @@
 //!   `create` leaves behind; [`detached`]: how such helpers are started;
 //!   [`exec_client`]: the host process standing for an exec'd process;
 //! - [`pod`]: pods as one microVM (a sandbox boots it, members join it);
+//!   [`vm_size`]: a VM's vCPUs and memory (flags, annotations, limits);
 //! - [`process_hardening`]: no_new_privs, no inherited descriptors;
 //! - [`host_cgroup`]: the VMM in the container's host cgroup;
 //!   [`host_world`]: host bind mounts (through the VM's share) and the
@@ -39,6 +40,7 @@ pub mod spec_check;
 pub mod state;
 pub mod stdio;
 pub mod terminal;
+pub mod vm_size;
 
 pub use bundle::{Bundle, BundleError, HostRootfs};
 pub use container_vmm::ContainerRunError;

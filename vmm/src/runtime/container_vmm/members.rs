@@ -8,7 +8,9 @@
 //! the VM's share, points every namespace path of its spec at the
 //! sandbox init's namespace of that type in the guest (the paths clients
 //! give name the sandbox's host pid, which is this VMM: what they mean is
-//! "join the sandbox"), has the agent create it, relays its stdio and
+//! "join the sandbox"; a pid path naming a member's host pid means that
+//! member's, see [`join_sandbox_namespaces`]), has the agent create it
+//! (its cgroup in the guest holds its `linux.resources`), relays its stdio and
 //! answers `MemberCreated`; signals and resizes from the host process
 //! reach its init; `Exited` once it ended. If the host process goes away
 //! first the member is killed. Either way its share entries are released.
@@ -78,11 +80,29 @@ fn receive_trees(
     Ok(trees)
 }
 
+/// The host pid a namespace path `/proc/PID/ns/...` names, if it has
+/// that form.
+fn path_pid(path: &str) -> Option<i32> {
+    let mut parts = path.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(""), Some("proc"), Some(pid), Some("ns")) => pid.parse().ok(),
+        _ => None,
+    }
+}
+
 /// Points every namespace path of `spec` at the namespace of the same type
-/// of guest process `sandbox_pid`.
+/// of a guest process: by default the sandbox's init, `sandbox_pid` (what
+/// a client means by a path naming the sandbox's host pid, i.e. this VMM:
+/// "join the sandbox"); for a `/proc/PID/ns/...` path whose PID is a
+/// member's host pid, that member's init in the guest, as `member` maps it
+/// (containerd's `TARGET` pid namespace mode, `kubectl debug --target`).
+/// So a pid namespace path joins the sandbox's pid namespace in the guest
+/// (CRI's `PodPidNamespace=POD`, `podman pod create --share pid`); a
+/// namespace without a path stays the member's own.
 pub fn join_sandbox_namespaces(
     spec: &mut Value,
     sandbox_pid: i32,
+    member: impl Fn(i32) -> Option<i32>,
 ) -> Result<(), ContainerRunError> {
     let Some(namespaces) = spec
         .pointer_mut("/linux/namespaces")
@@ -91,20 +111,21 @@ pub fn join_sandbox_namespaces(
         return Ok(());
     };
     for (index, ns) in namespaces.iter_mut().enumerate() {
-        let has_path = ns
+        let Some(path) = ns
             .get("path")
             .and_then(Value::as_str)
-            .is_some_and(|p| !p.is_empty());
-        if !has_path {
+            .filter(|p| !p.is_empty())
+        else {
             continue;
-        }
+        };
+        let guest_pid = path_pid(path).and_then(&member).unwrap_or(sandbox_pid);
         let kind = ns.get("type").and_then(Value::as_str).unwrap_or("");
         let file = ns_file(kind).ok_or_else(|| {
             state_error(format!(
                 "linux.namespaces[{index}].type: unknown namespace type {kind:?}"
             ))
         })?;
-        ns["path"] = Value::String(format!("/proc/{sandbox_pid}/ns/{file}"));
+        ns["path"] = Value::String(format!("/proc/{guest_pid}/ns/{file}"));
     }
     Ok(())
 }
@@ -158,7 +179,17 @@ impl ContainerVmm {
         }
         let mut spec = bundle.spec.clone();
         mounts::host_binds(&spec).map_err(HostWorldError::from)?;
-        join_sandbox_namespaces(&mut spec, self.main.guest_pid)?;
+        let running_members: Vec<(i32, i32)> = lock(&self.members)
+            .values()
+            .filter(|m| m.status() != Status::Stopped)
+            .map(|m| (m.host_pid, m.guest_pid))
+            .collect();
+        join_sandbox_namespaces(&mut spec, self.main.guest_pid, |host_pid| {
+            running_members
+                .iter()
+                .find(|(host, _)| *host == host_pid)
+                .map(|(_, guest)| *guest)
+        })?;
         let release = || {
             if let Err(e) = self.tree.release(Path::new(id)) {
                 tracing::warn!("releasing member {id}'s share: {}", crate::error_chain(&e));
@@ -280,18 +311,42 @@ mod tests {
             {"type": "uts", "path": "/var/run/netns/whatever"},
             {"type": "mount"}
         ]}});
-        join_sandbox_namespaces(&mut spec, 17).unwrap();
+        join_sandbox_namespaces(&mut spec, 17, |_| None).unwrap();
         let ns = &spec["linux"]["namespaces"];
-        assert!(ns[0].get("path").is_none());
+        assert!(ns[0].get("path").is_none(), "a pid namespace of its own");
         assert_eq!(ns[1]["path"], "/proc/17/ns/net");
         assert_eq!(ns[2]["path"], "/proc/17/ns/ipc");
         assert_eq!(ns[3]["path"], "/proc/17/ns/uts");
         assert!(ns[4].get("path").is_none());
         let mut bad = json!({"linux": {"namespaces": [{"type": "bogus", "path": "/x"}]}});
-        let err = join_sandbox_namespaces(&mut bad, 1).unwrap_err();
+        let err = join_sandbox_namespaces(&mut bad, 1, |_| None).unwrap_err();
         assert!(
             err.to_string().contains("linux.namespaces[0].type"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_pid_namespace_path_joins_the_sandboxs_or_a_targeted_members() {
+        // CRI's PodPidNamespace=POD (podman's --share pid): the sandbox's.
+        let mut spec = json!({"linux": {"namespaces": [
+            {"type": "pid", "path": "/proc/4242/ns/pid"},
+            {"type": "network", "path": "/proc/4242/ns/net"}
+        ]}});
+        let members = |host_pid: i32| (host_pid == 5000).then_some(23);
+        join_sandbox_namespaces(&mut spec, 17, members).unwrap();
+        assert_eq!(spec["linux"]["namespaces"][0]["path"], "/proc/17/ns/pid");
+        // containerd's TARGET mode names a member's host pid: that
+        // member's init in the guest; the rest stays the sandbox's.
+        let mut spec = json!({"linux": {"namespaces": [
+            {"type": "pid", "path": "/proc/5000/ns/pid"},
+            {"type": "network", "path": "/proc/4242/ns/net"}
+        ]}});
+        join_sandbox_namespaces(&mut spec, 17, members).unwrap();
+        assert_eq!(spec["linux"]["namespaces"][0]["path"], "/proc/23/ns/pid");
+        assert_eq!(spec["linux"]["namespaces"][1]["path"], "/proc/17/ns/net");
+        assert_eq!(path_pid("/proc/12/ns/pid"), Some(12));
+        assert_eq!(path_pid("/proc/self/ns/pid"), None);
+        assert_eq!(path_pid("/run/netns/x"), None);
     }
 }
