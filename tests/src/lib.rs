@@ -19,6 +19,7 @@ pub mod leftovers;
 pub mod process;
 pub mod runtimes;
 pub mod scratch;
+pub mod test_network;
 
 pub use artifacts::{busybox_initrd, guest_initrd, guest_kernel, vmrun_bin};
 pub use console::ReadyLine;

@@ -1,12 +1,13 @@
 //! The host's world inside the microVM, in real guests: bind mounts from
-//! the host (files and directories, ro and rw, writes landing on the
-//! host, host-side changes seen inside, symlinked sources, a container
-//! trying to leave the bound tree) and networking through a podman-style
-//! network namespace made by the test (ip netns + veth + a bridge): the
-//! container gets the address, MTU and routes, fetches a page from a
-//! server on the host side of the bridge, and the host reaches a server
-//! in the container. A namespace path of another type is refused with
-//! nothing left.
+//! the host (files and directories, ro and rw, writes to an rw directory
+//! and an rw file landing on the host, host-side changes seen inside,
+//! symlinked sources, a container trying to leave the bound tree) and
+//! networking through a podman-style network namespace made by the test
+//! (`vmrun_tests::test_network`): the container gets the address, MTU and
+//! routes, fetches a page from a server on the host side of the bridge,
+//! and the host reaches a server in the container. A namespace path of
+//! another type is refused with nothing left. (A 100 MiB transfer each
+//! way: `guest_net_transfer.rs`.)
 //!
 //! Guest tests skip loudly (or fail under `VMRUN_REQUIRE_GUEST=1`) where
 //! guests cannot run.
@@ -21,6 +22,7 @@ use serde_json::json;
 use vmrun_tests::bundle::edit_config;
 use vmrun_tests::runtimes::{code, Runtime};
 use vmrun_tests::scratch::GuestScratch;
+use vmrun_tests::test_network::{join_netns, TestNetwork};
 use vmrun_tests::{boot_timeout, guest_ready, run_ok, RunOutput};
 
 static SCRATCH: GuestScratch = GuestScratch::new("vmrun-guest-world", "256m");
@@ -88,6 +90,9 @@ fn host_binds_files_and_directories_ro_and_rw() {
     let link = host.join("resolv-link");
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&resolv, &link).expect("symlink");
+    // An rw file bind: the write must land in the host's file itself.
+    let app_conf = host.join("app.conf");
+    std::fs::write(&app_conf, "set on the host\n").expect("write");
     let ro_dir = host.join("ro");
     std::fs::create_dir_all(&ro_dir).expect("dir");
     std::fs::write(ro_dir.join("keep"), "read only\n").expect("write");
@@ -95,7 +100,8 @@ fn host_binds_files_and_directories_ro_and_rw() {
                   echo from-guest > /data/written; \
                   cat /ro/keep; \
                   if echo x > /ro/new 2>/dev/null; then echo ro-WRITABLE; else echo ro-refused; fi; \
-                  if echo x > /etc/resolv.conf 2>/dev/null; then echo file-WRITABLE; else echo file-refused; fi";
+                  if echo x > /etc/resolv.conf 2>/dev/null; then echo file-WRITABLE; else echo file-refused; fi; \
+                  echo appended-in-guest >> /etc/app.conf && cat /etc/app.conf";
     let b = bundle("binds", script, |spec| {
         add_mount(
             spec,
@@ -109,6 +115,10 @@ fn host_binds_files_and_directories_ro_and_rw() {
             spec,
             json!({"destination": "/etc/resolv.conf", "type": "bind", "source": link, "options": ["bind", "ro"]}),
         );
+        add_mount(
+            spec,
+            json!({"destination": "/etc/app.conf", "type": "bind", "source": app_conf, "options": ["bind", "rw"]}),
+        );
     });
     let out = run(&rt, &b, "binds");
     assert_eq!(code(&out), Some(0), "{}", out.describe());
@@ -121,7 +131,9 @@ fn host_binds_files_and_directories_ro_and_rw() {
             "host wrote this",
             "read only",
             "ro-refused",
-            "file-refused"
+            "file-refused",
+            "set on the host",
+            "appended-in-guest"
         ],
         "{}",
         out.describe()
@@ -131,6 +143,10 @@ fn host_binds_files_and_directories_ro_and_rw() {
         "from-guest\n"
     );
     assert!(!ro_dir.join("new").exists());
+    assert_eq!(
+        std::fs::read_to_string(&app_conf).expect("the rw file bind's write landed on the host"),
+        "set on the host\nappended-in-guest\n"
+    );
 }
 
 #[test]
@@ -212,103 +228,6 @@ fn the_container_cannot_leave_the_bound_tree() {
         .file_type()
         .is_symlink());
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "HOST-SECRET\n");
-}
-
-/// A podman-style network: a bridge on the host side (`10.99.N.1/24`) and
-/// a named network namespace with a veth (`eth0`, `10.99.N.2/24`, default
-/// route via the bridge). Removed when dropped.
-struct TestNetwork {
-    netns: String,
-    bridge: String,
-    host_veth: String,
-    subnet: u8,
-}
-
-fn ip(args: &[&str]) {
-    run_ok(
-        Command::new("ip").args(args),
-        &format!("ip {}", args.join(" ")),
-    );
-}
-
-impl TestNetwork {
-    fn new(name: &str, subnet: u8, mtu: u16) -> Self {
-        let net = Self {
-            netns: format!("vmrun-{name}"),
-            bridge: format!("vbr-{name}"),
-            host_veth: format!("vh-{name}"),
-            subnet,
-        };
-        net.cleanup();
-        let mtu = mtu.to_string();
-        let gw = format!("10.99.{subnet}.1/24");
-        let addr = format!("10.99.{subnet}.2/24");
-        let via = format!("10.99.{subnet}.1");
-        ip(&["netns", "add", &net.netns]);
-        ip(&["link", "add", &net.bridge, "mtu", &mtu, "type", "bridge"]);
-        ip(&["addr", "add", &gw, "dev", &net.bridge]);
-        ip(&["link", "set", &net.bridge, "up"]);
-        ip(&[
-            "link",
-            "add",
-            &net.host_veth,
-            "mtu",
-            &mtu,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &net.netns,
-        ]);
-        ip(&["link", "set", &net.host_veth, "master", &net.bridge, "up"]);
-        // `mtu` before `type veth` sets the host end's only.
-        ip(&["-n", &net.netns, "link", "set", "eth0", "mtu", &mtu]);
-        ip(&["-n", &net.netns, "addr", "add", &addr, "dev", "eth0"]);
-        ip(&["-n", &net.netns, "link", "set", "eth0", "up"]);
-        ip(&["-n", &net.netns, "link", "set", "lo", "up"]);
-        ip(&["-n", &net.netns, "route", "add", "default", "via", &via]);
-        net
-    }
-
-    fn path(&self) -> PathBuf {
-        Path::new("/run/netns").join(&self.netns)
-    }
-
-    fn host_addr(&self) -> String {
-        format!("10.99.{}.1", self.subnet)
-    }
-
-    fn guest_addr(&self) -> String {
-        format!("10.99.{}.2", self.subnet)
-    }
-
-    fn cleanup(&self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .status();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_veth])
-            .status();
-    }
-}
-
-impl Drop for TestNetwork {
-    fn drop(&mut self) {
-        self.cleanup();
-    }
-}
-
-fn join_netns(spec: &mut serde_json::Value, path: &Path) {
-    let namespaces = spec["linux"]["namespaces"]
-        .as_array_mut()
-        .expect("namespaces");
-    namespaces.retain(|ns| ns["type"] != "network");
-    namespaces.push(json!({"type": "network", "path": path}));
 }
 
 /// A one-page HTTP server on `addr`, answering `body` to every request.
@@ -406,7 +325,15 @@ fn the_container_gets_the_netns_address_routes_mtu_and_reaches_the_host() {
     // Nothing of the plumbing is left once the container is gone.
     let qdiscs = Command::new("ip")
         .args([
-            "netns", "exec", &net.netns, "tc", "qdisc", "show", "dev", "eth0", "ingress",
+            "netns",
+            "exec",
+            net.name(),
+            "tc",
+            "qdisc",
+            "show",
+            "dev",
+            "eth0",
+            "ingress",
         ])
         .output()
         .expect("tc");
@@ -416,7 +343,7 @@ fn the_container_gets_the_netns_address_routes_mtu_and_reaches_the_host() {
         String::from_utf8_lossy(&qdiscs.stdout)
     );
     let links = Command::new("ip")
-        .args(["-n", &net.netns, "-o", "link"])
+        .args(["-n", net.name(), "-o", "link"])
         .output()
         .expect("ip");
     assert!(
