@@ -345,7 +345,8 @@ fn a_member_shares_the_sandboxs_pid_namespace_only_when_asked() {
         "pid 1 is not the sandbox's process: {out}"
     );
     assert_ne!(field(&out, "self"), "1", "{out}");
-    assert!(field(&out, "all").contains("sleep 100000|"), "{out}");
+    // Each command line ends in a space: its NULs became spaces.
+    assert!(field(&out, "all").contains("sleep 100000 |"), "{out}");
 
     // Without a path: a pid namespace of its own, where it is pid 1 and
     // the sandbox's process is not seen.

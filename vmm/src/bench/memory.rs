@@ -1,6 +1,7 @@
 //! Memory readings from `/proc`: a process's RSS/PSS (`smaps_rollup`), its
-//! guest RAM mappings (`smaps`: the anonymous mappings of exactly the
-//! guest's RAM region sizes) and the system's `MemAvailable`.
+//! guest RAM mappings (`smaps`: the `MADV_DONTFORK` mappings adding up to
+//! the guest's RAM size, else the anonymous mappings of exactly its RAM
+//! region sizes) and the system's `MemAvailable`.
 
 use std::io;
 
@@ -96,18 +97,18 @@ pub fn parse_rollup(text: &str) -> Rollup {
     r
 }
 
-/// The guest RAM of a VM with `memory_mib`: for each of its RAM regions
+/// The guest RAM of a VM with `memory_mib`: the `MADV_DONTFORK` mappings
+/// (vmrun marks its guest RAM so, including the kernel and initrd pages
+/// mapped from their files, see `machine::file_mapping`) when they add up
+/// to the RAM's size; failing that, for each of its RAM regions
 /// (`arch::x86_64::memory_map::ram_regions`), the anonymous mapping of
-/// exactly that size with the most resident pages; failing that (the
-/// kernel merged adjacent mappings), the anonymous `MADV_DONTFORK`
-/// mappings (vmrun marks its guest RAM so) when they add up to the RAM's
-/// size. `None` unless found.
+/// exactly that size with the most resident pages. `None` unless found.
 pub fn find_guest_ram(mappings: &[Mapping], memory_mib: u64) -> Option<GuestRamReport> {
-    find_by_region_size(mappings, memory_mib).or_else(|| find_dontfork(mappings, memory_mib))
+    find_dontfork(mappings, memory_mib).or_else(|| find_by_region_size(mappings, memory_mib))
 }
 
 fn find_dontfork(mappings: &[Mapping], memory_mib: u64) -> Option<GuestRamReport> {
-    let found = sum_of(mappings.iter().filter(|m| m.anonymous && m.dontfork));
+    let found = sum_of(mappings.iter().filter(|m| m.dontfork));
     (found.size_kib == memory_mib << 10).then_some(found)
 }
 
@@ -232,6 +233,38 @@ Rss:               25000 kB
 Pss:               23000 kB
 Pss_Anon:          21000 kB
 ";
+
+    #[test]
+    fn guest_ram_split_by_mapped_kernel_pages_is_found_whole() {
+        let smaps = "\
+7f0000000000-7f0001000000 rw-p 00000000 00:00 0 
+Size:              16384 kB
+Rss:                 100 kB
+Pss:                 100 kB
+VmFlags: rd wr mr mw me dc ac sd 
+7f0001000000-7f0002000000 rw-p 00200000 00:1f 77 /var/cache/vmrun/kernel/x/vmlinux
+Size:              16384 kB
+Rss:                3000 kB
+Pss:                1000 kB
+VmFlags: rd wr mr mw me dc ac sd 
+7f0002000000-7f0008000000 rw-p 00000000 00:00 0 
+Size:              98304 kB
+Rss:               20000 kB
+Pss:               20000 kB
+VmFlags: rd wr mr mw me dc ac sd 
+7f0010000000-7f0018000000 rw-p 00000000 00:00 0 
+Size:             131072 kB
+Rss:                   4 kB
+Pss:                   4 kB
+VmFlags: rd wr mr mw me ac sd 
+";
+        let ram = find_guest_ram(&parse_smaps(smaps), 128).unwrap();
+        assert_eq!(ram.mappings.len(), 3);
+        assert_eq!(
+            (ram.size_kib, ram.rss_kib, ram.pss_kib),
+            (131072, 23100, 21100)
+        );
+    }
 
     #[test]
     fn merged_guest_ram_is_found_by_its_dontfork_flag() {

@@ -25,10 +25,11 @@
 //!    so a slow spell of the host hits all of them alike).
 //! 4. **Memory** ([`density`], [`memory`]): one idle vmrun container
 //!    (`run -d` of `sleep`): the VMM's whole RSS and PSS
-//!    (`/proc/PID/smaps_rollup`), the guest RAM mapping found in
-//!    `/proc/PID/smaps` (the anonymous mapping of exactly the guest's RAM
-//!    size), whose RSS is the guest memory actually touched, and the VMM
-//!    without it.
+//!    (`/proc/PID/smaps_rollup`), the guest RAM mappings found in
+//!    `/proc/PID/smaps` (those vmrun marks `MADV_DONTFORK`, adding up to
+//!    the guest's RAM size: anonymous memory and the kernel and initrd
+//!    pages mapped from their files), whose RSS is the guest memory
+//!    actually touched, and the VMM without it.
 //! 5. **Density** (`--density K`): K idle containers one after the other;
 //!    after each, the sum of the VMMs' PSS and the drop of `MemAvailable`;
 //!    the creation rate; then `delete --force` of all and a check that no

@@ -1,5 +1,7 @@
 //! Loading the kernel, initrd and command line, and writing the boot
-//! structures (MP table, PVH start info or zero page).
+//! structures (MP table, PVH start info or zero page). The kernel's
+//! segments and the initrd are mapped into guest memory where they can be
+//! ([`MappingReader`]), not copied.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -17,6 +19,7 @@ use crate::arch::x86_64::memory_map::low_ram_end;
 use crate::arch::x86_64::mptable::{setup_mptable, MptableError};
 use crate::arch::x86_64::pvh::{write_start_info, InitrdRegion, PvhError};
 use crate::arch::x86_64::regs::BootEntry;
+use crate::machine::file_mapping::MappingReader;
 
 /// Offset of the 64-bit entry point in a bzImage's protected-mode kernel.
 const BZIMAGE_64BIT_ENTRY_OFFSET: u64 = 0x200;
@@ -79,18 +82,22 @@ fn read_err<'a>(
 }
 
 fn load_image(mem: &GuestMemoryMmap, path: &Path) -> Result<KernelLoaderResult, KernelError> {
-    let mut file = File::open(path).map_err(read_err("kernel", path))?;
+    let file = File::open(path).map_err(read_err("kernel", path))?;
+    let mut reader = MappingReader::new(&file, mem).map_err(read_err("kernel", path))?;
     let mut magic = [0u8; 4];
-    let is_elf = file.read_exact(&mut magic).is_ok() && magic == *b"\x7fELF";
-    file.seek(SeekFrom::Start(0))
+    let is_elf = reader.read_exact(&mut magic).is_ok() && magic == *b"\x7fELF";
+    reader
+        .seek(SeekFrom::Start(0))
         .map_err(read_err("kernel", path))?;
-    if is_elf {
-        Elf::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START)))
+    let loaded = if is_elf {
+        Elf::load(mem, None, &mut reader, Some(GuestAddress(HIMEM_START)))
             .map_err(|e| KernelError::Elf(path.to_path_buf(), e))
     } else {
-        BzImage::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START)))
+        BzImage::load(mem, None, &mut reader, Some(GuestAddress(HIMEM_START)))
             .map_err(|e| KernelError::BzImage(path.to_path_buf(), e))
-    }
+    }?;
+    tracing::debug!(mapped = reader.mapped_bytes(), "kernel loaded");
+    Ok(loaded)
 }
 
 /// Copies the initrd to the top of low memory (page aligned), above the kernel.
@@ -100,7 +107,7 @@ fn load_initrd(
     kernel_end: u64,
     path: &Path,
 ) -> Result<InitrdRegion, KernelError> {
-    let mut file = File::open(path).map_err(read_err("initrd", path))?;
+    let file = File::open(path).map_err(read_err("initrd", path))?;
     let size = file.metadata().map_err(read_err("initrd", path))?.len();
     let too_big = || KernelError::InitrdTooBig {
         path: path.to_path_buf(),
@@ -112,8 +119,10 @@ fn load_initrd(
         .filter(|a| *a >= kernel_end)
         .ok_or_else(too_big)?;
     let count = usize::try_from(size).map_err(|_| too_big())?;
-    mem.read_exact_volatile_from(GuestAddress(addr), &mut file, count)
+    let mut reader = MappingReader::new(&file, mem).map_err(read_err("initrd", path))?;
+    mem.read_exact_volatile_from(GuestAddress(addr), &mut reader, count)
         .map_err(|e| KernelError::InitrdCopy(path.to_path_buf(), e))?;
+    tracing::debug!(mapped = reader.mapped_bytes(), "initrd loaded");
     Ok(InitrdRegion { addr, size })
 }
 

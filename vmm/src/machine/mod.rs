@@ -10,6 +10,7 @@
 
 pub mod builder;
 pub mod config;
+pub mod file_mapping;
 pub mod kernel;
 pub mod mmio_devices;
 pub mod vcpu_thread;
