@@ -11,6 +11,12 @@
 //! page, whose bytes past the segment must stay zero, any buffer outside
 //! guest RAM) is read as before.
 //!
+//! Only files on a local filesystem are mapped ([`maps_well`]). On a
+//! network or paravirtual one (9p, NFS, FUSE, SMB, Ceph) each page the
+//! guest first touches would be a round trip to the server at fault time:
+//! in the nested test host, whose artifact cache is a 9p share, mapping
+//! made boots slower than one sequential read. Those are copied.
+//!
 //! A mapped range is marked `MADV_DONTFORK` like the rest of guest RAM
 //! (`vstate::memory`). If `mmap` refuses (a filesystem without mmap), the
 //! reader copies instead. The files are vmrun's content-addressed cache
@@ -20,6 +26,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 
 use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{
@@ -29,10 +36,48 @@ use vm_memory::{
 
 const PAGE_SIZE: u64 = 4096;
 
+/// Filesystem types (`/proc/self/mountinfo`) whose pages are fetched from
+/// elsewhere on a fault. (`statfs` cannot tell: 9p reports the server's
+/// filesystem type.)
+const REMOTE_FS_TYPES: [&str; 8] = [
+    "9p", "nfs", "nfs4", "cifs", "smb3", "ceph", "virtiofs", "fuse",
+];
+
+/// Whether `file`'s pages are worth mapping: it is on a local filesystem
+/// (its page cache is filled from a local disk or is memory itself).
+pub fn maps_well(file: &File) -> bool {
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    fs_type_of(&mountinfo, meta.dev()).is_some_and(|kind| {
+        let base = kind.split('.').next().unwrap_or(kind);
+        !REMOTE_FS_TYPES.contains(&base)
+    })
+}
+
+/// The filesystem type of the mount whose device is `dev`, from the text
+/// of a `mountinfo` file.
+fn fs_type_of(mountinfo: &str, dev: u64) -> Option<&str> {
+    let want = format!("{}:{}", libc::major(dev), libc::minor(dev));
+    mountinfo.lines().find_map(|line| {
+        let mut fields = line.split(' ');
+        if fields.nth(2)? != want {
+            return None;
+        }
+        let (_, after) = line.split_once(" - ")?;
+        after.split(' ').next()
+    })
+}
+
 /// A file read into guest memory by mapping where it can (see the module
 /// docs).
 pub struct MappingReader<'f> {
     file: &'f File,
+    /// Whether mapping is tried at all ([`maps_well`]).
+    enabled: bool,
     /// The file's size: nothing is mapped past it (a page there would
     /// fault with SIGBUS on access).
     file_len: u64,
@@ -55,6 +100,7 @@ impl<'f> MappingReader<'f> {
             .collect();
         Ok(Self {
             file,
+            enabled: maps_well(file),
             file_len,
             guest_ram,
             mapped: 0,
@@ -81,7 +127,7 @@ impl<'f> MappingReader<'f> {
     fn mappable(&self, addr: usize, len: usize, pos: u64) -> usize {
         let pages = (len as u64).min(self.file_len.saturating_sub(pos)) & !(PAGE_SIZE - 1);
         let aligned = (addr as u64).is_multiple_of(PAGE_SIZE) && pos.is_multiple_of(PAGE_SIZE);
-        if !aligned || pages == 0 || !self.in_guest_ram(addr, pages as usize) {
+        if !self.enabled || !aligned || pages == 0 || !self.in_guest_ram(addr, pages as usize) {
             return 0;
         }
         pages as usize
@@ -249,6 +295,30 @@ mod tests {
         let mut back = vec![0u8; 4096];
         mem.read_slice(&mut back, GuestAddress(0x8000)).unwrap();
         assert_eq!(back, &data[10..4106]);
+    }
+
+    #[test]
+    fn files_on_a_local_filesystem_map() {
+        let (f, _) = file(1, 0);
+        assert!(maps_well(f.as_file()), "a temp file is local");
+    }
+
+    #[test]
+    fn the_filesystem_type_comes_from_the_mount_of_the_files_device() {
+        let mountinfo = "\
+22 1 0:21 / / rw,relatime shared:1 - 9p /dev/root ro,trans=virtio
+40 22 8:1 / /boot rw,relatime shared:2 - ext4 /dev/sda1 rw
+41 22 0:45 / /mnt/fuse rw shared:3 - fuse.sshfs host:/ rw
+42 22 0:46 / /dev/shm rw shared:4 - tmpfs tmpfs rw
+";
+        assert_eq!(fs_type_of(mountinfo, libc::makedev(0, 21)), Some("9p"));
+        assert_eq!(fs_type_of(mountinfo, libc::makedev(8, 1)), Some("ext4"));
+        assert_eq!(fs_type_of(mountinfo, libc::makedev(0, 46)), Some("tmpfs"));
+        assert_eq!(
+            fs_type_of(mountinfo, libc::makedev(0, 45)),
+            Some("fuse.sshfs")
+        );
+        assert_eq!(fs_type_of(mountinfo, libc::makedev(9, 9)), None);
     }
 
     #[test]
