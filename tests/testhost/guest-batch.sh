@@ -4,18 +4,35 @@
 # exits non-zero if any failed. Run by run-guest-tests.sh, where guests can
 # run (directly or inside the test host).
 #
-#   tests/testhost/guest-batch.sh TEST_BINARY...
+#   tests/testhost/guest-batch.sh TEST_BINARY[::TEST | ::-TEST]...
+# BINARY::TEST runs only that test of the binary, BINARY::-TEST all but it
+# (exact names).
 set -uo pipefail
 
-[ $# -gt 0 ] || { echo "usage: $0 TEST_BINARY..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 TEST_BINARY[::TEST | ::-TEST]..." >&2; exit 2; }
 echo "guest batch on $(uname -n) $(uname -r), $(nproc) CPUs; /dev/kvm: $(ls -l /dev/kvm 2>&1)"
+# Inside the test host the artifact cache is a 9p share, which vmrun reads
+# by copying (mapping it would fetch each page the guest touches from the
+# share); a host keeps its cache on a local disk, from which vmrun maps the
+# kernel and initrd into guest memory. Boot local copies, as a host does.
+if [ "${VMRUN_IN_TESTHOST:-}" = 1 ] && [ -f "${VMRUN_KERNEL:-}" ] && [ -f "${VMRUN_INITRD:-}" ]; then
+    local_artifacts="$(mktemp -d /dev/shm/vmrun-artifacts.XXXXXX)"
+    cp "$VMRUN_KERNEL" "$local_artifacts/vmlinux" && cp "$VMRUN_INITRD" "$local_artifacts/initramfs.cpio.gz" \
+        && export VMRUN_KERNEL="$local_artifacts/vmlinux" VMRUN_INITRD="$local_artifacts/initramfs.cpio.gz"
+fi
 echo "vmrun: ${VMRUN_BIN:-?}  kernel: ${VMRUN_KERNEL:-default}  initrd: ${VMRUN_INITRD:-default}"
 failed=()
-for bin in "$@"; do
+for arg in "$@"; do
+    bin="${arg%%::*}"
+    filter=()
+    case "$arg" in
+        *::-*) filter=(--exact --skip "${arg#*::-}") ;;
+        *::*) filter=(--exact "${arg#*::}") ;;
+    esac
     echo
-    echo "=== $(basename "$bin") ($(date -u +%T))"
+    echo "=== $(basename "$bin") ${filter[*]} ($(date -u +%T))"
     start=$(date +%s)
-    "$bin" --test-threads=1
+    "$bin" --test-threads=1 "${filter[@]}"
     status=$?
     echo "=== $(basename "$bin"): exit $status after $(($(date +%s) - start))s"
     [ "$status" = 0 ] || failed+=("$(basename "$bin")")

@@ -10,10 +10,11 @@
 #    that cannot boot a guest FAILS instead of skipping) through
 #    tests/testhost/run.sh: directly on a host with hardware KVM, else inside
 #    a test host (QEMU TCG + emulated AMD SVM, see shared/TESTHOST.md), one
-#    per group: the vmrun-tests binaries, then the vmrun-checker binaries,
-#    while the client tests (guest_clients) and a few more guest tests run
-#    in a second test host
-#    (each group retried on its own when its test host dies, see below).
+#    per group, two test hosts at a time: the vmrun-tests binaries, then the
+#    load test's create/delete cycles; alongside, the client tests
+#    (guest_clients) and a few more guest tests, then the vmrun-checker
+#    binaries (each group retried on its own when its test host dies, see
+#    below).
 #
 # Needs the guest kernel and initramfs built (tests/setup.sh does it).
 # Environment: VMRUN_TESTHOST=auto|always|never, VMRUN_TEST_BOOT_TIMEOUT
@@ -43,21 +44,27 @@ trap 'rm -f "$artifacts"' EXIT
 cargo test -p vmrun-tests -p vmrun-checker --no-run --message-format=json \
     | jq -c 'select(.reason == "compiler-artifact" and .profile.test == true and .executable != null)' \
     >"$artifacts"
-# The client tests (podman, containerd, CRI: ~21 min of the batch) are a
-# group of their own, run in a second test host alongside the others (this
-# machine has two cores; each test host keeps one busy). `vmrun bench`'s
-# guest test (~5 min), the pod, host-world and terminal tests (~3 min
-# each) and the load tests (~6 min) join them, so that the two test hosts
-# take about as long (~40 min each).
-side='contains("/guest_clients/") or (endswith("/guest_bench.rs") or endswith("/guest_pod.rs") or endswith("/guest_host_world.rs") or endswith("/guest_terminal.rs") or endswith("/guest_load.rs"))'
-# The nested test host freezes now and then (about one in 130-200 microVM
-# boots, see TESTHOST.md; a freeze reruns the whole group): the batch runs
-# 40 create/delete cycles of the load test, not its default 200 (one test
-# host, 223 boots in a row, froze in the one full run tried; run
-# `VMRUN_LOAD_CYCLES=200` by hand for the full count).
-export VMRUN_LOAD_CYCLES="${VMRUN_LOAD_CYCLES:-40}"
+# Two test hosts share this machine's two cores, each running two groups
+# one after the other (each group in a fresh test host, retried on its
+# own, see run_group), so that both take about as long (~30 min):
+#   first:  the vmrun-tests binaries, then the load test's create/delete
+#           cycles (VMRUN_LOAD_CYCLES, 200: ~5 s each, ~18 min);
+#   second: the client tests (podman, containerd, CRI: ~10 min) with
+#           `vmrun bench`'s guest test, the pod, host-world, network
+#           transfer and terminal tests and the rest of the load test
+#           (20 containers at once), then the vmrun-checker binaries.
+# The cycles are a group of their own: the nested test host freezes now
+# and then (TESTHOST.md), and a freeze reruns only its group.
+side='contains("/guest_clients/") or (endswith("/guest_bench.rs") or endswith("/guest_pod.rs") or endswith("/guest_host_world.rs") or endswith("/guest_net_transfer.rs") or endswith("/guest_terminal.rs") or endswith("/guest_load.rs"))'
+cycles_test=create_delete_cycles_leave_no_growth
+export VMRUN_LOAD_CYCLES="${VMRUN_LOAD_CYCLES:-200}"
 mapfile -t test_bins < <(jq -r "select(.target.src_path | (contains(\"/tests/checker/\") or $side) | not) | .executable" "$artifacts")
 mapfile -t client_bins < <(jq -r "select(.target.src_path | $side) | .executable" "$artifacts")
+load_bin="$(jq -r 'select(.target.src_path | endswith("/guest_load.rs")) | .executable' "$artifacts")"
+[ -n "$load_bin" ] || die "cargo built no guest_load test binary"
+for i in "${!client_bins[@]}"; do
+    [ "${client_bins[$i]}" = "$load_bin" ] && client_bins[i]="$load_bin::-$cycles_test"
+done
 mapfile -t checker_bins < <(jq -r 'select(.target.src_path | contains("/tests/checker/")) | .executable' "$artifacts")
 [ ${#test_bins[@]} -gt 0 ] || die "cargo built no vmrun-tests test binaries"
 [ ${#checker_bins[@]} -gt 0 ] || die "cargo built no vmrun-checker test binaries"
@@ -127,31 +134,36 @@ start=$(date +%s)
 # several microVMs can be silent for over 6 min (run.sh's default stall
 # limit), which a freeze is not.
 export VMRUN_TESTHOST_STALL_SECS="${VMRUN_TESTHOST_STALL_SECS:-600}"
-# The clients group in the background, its output kept apart and printed
-# once it is done (two groups' lines interleaved would be unreadable).
+# The second test host's groups in the background, their output kept apart
+# and printed once done (two test hosts' lines interleaved would be
+# unreadable).
 clients_status=0
-clients_log="$target/testhost/clients-$run_id.log"
-clients_pid=
-if [ ${#client_bins[@]} -gt 0 ]; then
-    log "the clients group runs alongside, in a second test host (output: $clients_log once done)"
+checker_status=0
+side_log="$target/testhost/clients-$run_id.log"
+side_status="$target/testhost/clients-$run_id.status"
+log "the clients and vmrun-checker groups run alongside, in a second test host (output: $side_log once done)"
+(
+    c=0 k=0
     # A CRI pod test prints nothing for up to ~5 min while both test
     # hosts share this machine: the stall watchdog waits longer here.
     VMRUN_TESTHOST_STALL_SECS=$((VMRUN_TESTHOST_STALL_SECS > 900 ? VMRUN_TESTHOST_STALL_SECS : 900)) \
-        run_group clients "$target/testhost/clients-$run_id" "${client_bins[@]}" >"$clients_log" 2>&1 &
-    clients_pid=$!
-    trap 'rm -f "$artifacts"; [ -n "$clients_pid" ] && kill "$clients_pid" 2>/dev/null' EXIT
-fi
+        run_group clients "$target/testhost/clients-$run_id" "${client_bins[@]}" || c=$?
+    run_group checker "$target/testhost/checker-$run_id" "${checker_bins[@]}" || k=$?
+    echo "$c $k" >"$side_status"
+) >"$side_log" 2>&1 &
+side_pid=$!
+trap 'rm -f "$artifacts"; [ -n "$side_pid" ] && kill "$side_pid" 2>/dev/null' EXIT
 tests_status=0
 run_group guest-tests "$results" "${test_bins[@]}" || tests_status=$?
-checker_status=0
-run_group checker "$target/testhost/checker-$run_id" "${checker_bins[@]}" || checker_status=$?
-if [ -n "$clients_pid" ]; then
-    wait "$clients_pid" || clients_status=$?
-    clients_pid=
-    log "the clients group's output:"
-    cat "$clients_log"
-fi
-log "guest batch: vmrun-tests group exit $tests_status, clients group exit $clients_status, vmrun-checker group exit $checker_status ($(($(date +%s) - start))s)"
-[ "$tests_status" = 0 ] || exit "$tests_status"
-[ "$clients_status" = 0 ] || exit "$clients_status"
-exit "$checker_status"
+load_status=0
+run_group load-cycles "$target/testhost/load-cycles-$run_id" "$load_bin::$cycles_test" || load_status=$?
+wait "$side_pid"
+side_pid=
+log "the clients and vmrun-checker groups' output:"
+cat "$side_log"
+read -r clients_status checker_status <"$side_status" || { clients_status=1; checker_status=1; }
+log "guest batch: vmrun-tests group exit $tests_status, load-cycles group exit $load_status, clients group exit $clients_status, vmrun-checker group exit $checker_status ($(($(date +%s) - start))s)"
+for st in "$tests_status" "$load_status" "$clients_status" "$checker_status"; do
+    [ "$st" = 0 ] || exit "$st"
+done
+exit 0

@@ -152,6 +152,10 @@ share_cache=()
 cache="$(vmrun_cache_dir)"
 [ -d "$cache" ] && share_cache=(--rodir "$cache")
 
+# A QEMU monitor, read when the test host stalls (stall_report below).
+monitor_sock="$(mktemp -u /tmp/vmrun-testhost-monitor.XXXXXX)"
+trap 'rm -f "$monitor_sock"' EXIT
+
 log "this host's KVM cannot run stock guests: booting the test host (QEMU TCG + emulated AMD SVM, $(basename "$kernel")) to run: $*"
 log "results: $results"
 start=$(date +%s)
@@ -160,7 +164,7 @@ set +e
 timeout --kill-after=30 "$timeout_secs" \
     "$vng" -r "$kernel" --verbose --disable-kvm --force-9p --disable-microvm \
     --cpus "${VMRUN_TESTHOST_CPUS:-1}" --memory "${VMRUN_TESTHOST_MEMORY:-2G}" \
-    --qemu-opts="-cpu max ${VMRUN_TESTHOST_QEMU_OPTS:-}" --rwdir "$results" "${share_cache[@]}" \
+    --qemu-opts="-cpu max -monitor unix:$monitor_sock,server=on,wait=off ${VMRUN_TESTHOST_QEMU_OPTS:-}" --rwdir "$results" "${share_cache[@]}" \
     -- "$inner" </dev/null >"$results/testhost-console.log" 2>&1 &
 vng_pid=$!
 # Stream CMD's output from the results file while the test host runs.
@@ -178,12 +182,54 @@ kill_tree() {
     for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$child"; done
     kill "$1" 2>/dev/null || true
 }
+# What a stalled test host was doing, for finding the freeze: its vCPU's
+# registers and QEMU's threads (state, CPU time, kernel wait channel), in
+# $results/stall-report.txt, the registers' first lines also on stderr.
+stall_report() {
+    local report="$results/stall-report.txt" qemu
+    {
+        echo "== QEMU monitor: info cpus / info registers (twice, 2 s apart) / info irq"
+        python3 - "$monitor_sock" <<'PY' 2>&1
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+def cmd(c):
+    s.sendall(c.encode() + b"\n")
+    time.sleep(1)
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+            if out.endswith(b"(qemu) "):
+                break
+    except socket.timeout:
+        pass
+    print(out.decode(errors="replace"))
+cmd("")
+for c in ["info cpus", "info registers", "info registers", "info irq"]:
+    cmd(c)
+PY
+        for qemu in $(pgrep -f "qemu-system-x86_64.*$monitor_sock"); do
+            echo "== QEMU pid $qemu threads: tid state utime stime wchan"
+            for t in /proc/"$qemu"/task/*; do
+                echo "$(basename "$t") $(cut -d' ' -f3,14,15 "$t/stat" 2>/dev/null) $(cat "$t/wchan" 2>/dev/null) $(cat "$t/comm" 2>/dev/null)"
+            done
+        done
+    } >"$report" 2>&1
+    log "stall report (QEMU monitor and threads): $report"
+    grep -E "^(RIP|RSP|EFL|CR0|HLT)|CPU #|halted" "$report" | head -12 >&2 || true
+}
 (
     touch "$output"
     while kill -0 "$vng_pid" 2>/dev/null; do
         sleep 10
         if [ $(($(date +%s) - $(stat -c %Y "$output"))) -ge "$stall_secs" ]; then
             log "STALLED: no output from the test host for ${stall_secs}s; killing it"
+            stall_report || true
             touch "$results/stalled"
             kill_tree "$vng_pid"
             exit 0
