@@ -2,7 +2,8 @@
 # Measures `vmrun boot` of our kernel + agent N times (default 10) where
 # guests can run (directly on hardware KVM, else inside the test host, where
 # everything is TCG-emulated) and prints the median of each phase (ms since
-# process start) as a Markdown table. The README's numbers come from here.
+# process start) as a Markdown table (the README's Numbers come from
+# tests/measure-bench.sh, which compares against other runtimes).
 #
 # Needs tests/setup.sh to have run. Usage: tests/measure-boot.sh [N] [vmrun boot flags...]
 set -euo pipefail
