@@ -1,7 +1,8 @@
 //! `vmrun bench` itself: its JSON parses, phases are in order, every peer
 //! asked for is measured or reported missing/refused with a reason, the
-//! memory reading finds the guest RAM, and density mode leaves nothing
-//! behind. Structure only, never durations. Guest tests skip loudly (or
+//! containerd clients (`ctr-*`, `cri-*`) are timed and their private
+//! containerd leaves nothing, the memory reading finds the guest RAM, and
+//! density mode leaves nothing behind. Structure only, never durations. Guest tests skip loudly (or
 //! fail under `VMRUN_REQUIRE_GUEST=1`) where guests cannot run.
 
 use std::io::Write;
@@ -23,6 +24,27 @@ const PEERS: [&str; 6] = [
     "qemu-microvm",
     "firecracker",
 ];
+
+/// containerd's clients (issue 13): `ctr run` and a CRI pod through the
+/// bench's private containerd, each with vmrun and with runc.
+const CLIENT_PEERS: [&str; 4] = ["ctr-vmrun", "ctr-runc", "cri-vmrun", "cri-runc"];
+
+/// What a client peer needs installed (as the bench checks it).
+fn client_peer_installed(peer: &str, cri_client: bool) -> bool {
+    let mut needs = vec!["containerd", "ctr", "containerd-shim-runc-v2", "tar"];
+    if peer.starts_with("cri-") {
+        needs.extend(["ip", "nsenter"]);
+    }
+    if peer.ends_with("-runc") {
+        needs.push("runc");
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let cni = ["bridge", "host-local"].map(|p| Path::new("/usr/lib/cni").join(p).is_file());
+    needs
+        .iter()
+        .all(|program| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+        && (!peer.starts_with("cri-") || (cri_client && cni.iter().all(|c| *c)))
+}
 
 /// The order vmrun records a container run's phases in (a subsequence is
 /// what one run reports).
@@ -72,13 +94,14 @@ impl Benched {
 /// Runs `vmrun bench ARGS` (output to files) with a generous hang guard,
 /// saying every minute that it still runs (the test host's stall watchdog
 /// wants output; the bench itself prints nothing until it is done).
-fn bench(name: &str, args: &[&str]) -> Benched {
+fn bench(name: &str, args: &[&str], env: &[(&str, &Path)]) -> Benched {
     let dir = scratch().join(format!("{name}-out"));
     std::fs::create_dir_all(&dir).expect("output dir");
     let (out, err) = (dir.join("stdout"), dir.join("stderr"));
     let mut child = Command::new(vmrun_bin())
         .arg("bench")
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).expect("stdout file"))
         .stderr(std::fs::File::create(&err).expect("stderr file"))
@@ -131,6 +154,17 @@ fn guest_args<'a>(g: &'a GuestReadiness, workdir: &'a Path) -> Vec<&'a str> {
         "--settle-ms",
         "500",
     ]
+}
+
+/// The command lines of the processes that mention `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
 }
 
 fn read_json(path: &Path, ran: &Benched) -> Value {
@@ -194,7 +228,7 @@ fn bench_reports_every_runtime_with_ordered_phases() {
         "--chart",
         chart.to_str().expect("UTF-8"),
     ]);
-    let ran = bench("all", &args);
+    let ran = bench("all", &args, &[]);
     assert_eq!(
         ran.status.and_then(|s| s.code()),
         Some(0),
@@ -331,7 +365,7 @@ fn density_mode_leaves_nothing_behind() {
         "3",
     ]);
     args.extend(["--json", json.to_str().expect("UTF-8")]);
-    let ran = bench("density", &args);
+    let ran = bench("density", &args, &[]);
     assert_eq!(
         ran.status.and_then(|s| s.code()),
         Some(0),
@@ -376,16 +410,94 @@ fn density_mode_leaves_nothing_behind() {
         root.display()
     );
     let needle = root.display().to_string();
-    let procs: Vec<String> = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
-        .filter(|c| c.contains(&needle))
-        .collect();
+    let procs = processes_mentioning(&needle);
     assert!(
         procs.is_empty(),
         "processes of the bench's containers left: {procs:?}"
+    );
+}
+
+/// `--vs ctr-vmrun,ctr-runc,cri-vmrun,cri-runc`: each installed peer is
+/// measured and its run succeeds (the CRI ones with their pod's steps in
+/// order), each other one is reported missing; the bench's containerd
+/// instances leave nothing behind.
+#[test]
+fn bench_times_containerd_clients() {
+    let Some(g) = guest_ready("bench_times_containerd_clients") else {
+        return;
+    };
+    let work = scratch().join("clients");
+    let json = scratch().join("clients.json");
+    let mut args = guest_args(&g, &work);
+    let vs = CLIENT_PEERS.join(",");
+    let json_arg = json.to_str().expect("UTF-8");
+    args.extend(["-n", "1", "--warmup", "0", "--vmrun", "run", "--no-memory"]);
+    args.extend(["--vs", &vs, "--json", json_arg]);
+    let client = vmrun_tests::clients::cri::cri_client_bin().ok();
+    let env: Vec<(&str, &Path)> = client
+        .iter()
+        .map(|c| (vmrun_tests::clients::cri::CRI_CLIENT_ENV, c.as_path()))
+        .collect();
+    let ran = bench("clients", &args, &env);
+    assert_eq!(
+        ran.status.and_then(|s| s.code()),
+        Some(0),
+        "vmrun bench failed\n{}",
+        ran.describe()
+    );
+    let doc = read_json(&json, &ran);
+    for peer in CLIENT_PEERS {
+        let r = runtime(&doc, peer);
+        if !client_peer_installed(peer, client.is_some()) {
+            assert_eq!(r["status"], "missing", "{peer}: {r:#}");
+            assert!(r["reason"].as_str().is_some_and(|s| !s.is_empty()), "{r:#}");
+            assert!(
+                ran.stdout.contains(&format!("| {peer} | missing")),
+                "{}",
+                ran.stdout
+            );
+            continue;
+        }
+        assert_eq!(r["status"], "measured", "{peer}: {r:#}");
+        assert_eq!(r["baseline"], "vmrun", "{r:#}");
+        let run = &r["runs"][0];
+        assert_eq!(run["ok"], true, "{peer}: {r:#}");
+        assert_eq!(run["exit_code"], 0, "{peer}: {r:#}");
+        assert!(r["ratio_to_baseline"].is_number(), "{peer}: {r:#}");
+        if peer.starts_with("cri-") {
+            let order = ["pod_ready", "created", "started", "exited", "pod_removed"];
+            let phases = phases_of(run, "caller");
+            assert_ordered(peer, &phases, &order);
+            assert_eq!(phases.len(), order.len(), "{peer}: {phases:?}");
+        }
+        assert!(
+            ran.stdout.contains(&format!("| {peer} | measured")),
+            "{}",
+            ran.stdout
+        );
+    }
+    // containerd and its shims are gone, and their directories with them.
+    for sub in ["ctd-ctr", "ctd-cri"] {
+        assert!(!work.join(sub).exists(), "{sub} left in {}", work.display());
+    }
+    let needle = work.display().to_string();
+    let procs = processes_mentioning(&needle);
+    assert!(
+        procs.is_empty(),
+        "processes of the bench's containerd left: {procs:?}"
+    );
+    let netns: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !netns
+            .iter()
+            .any(|n| n.starts_with("vmrb-") && n.ends_with("-cri")),
+        "{netns:?}"
     );
 }
 

@@ -16,10 +16,19 @@
 //!    `podman` (`run --rootfs` of its rootfs, a private podman using runc),
 //!    `podman-vmrun` (the same podman with vmrun as its runtime: conmon
 //!    drives vmrun's verbs, so the client's cost shows next to vmrun's),
-//!    `qemu-microvm` and `firecracker` (the same kernel and initramfs on
-//!    the same KVM, to the ready line and out). A peer not on PATH is
-//!    `missing`; each one present is probed once with a real run, and one
-//!    whose probe fails is `refused`, with its error. Neither is dropped.
+//!    `ctr-vmrun` and `ctr-runc` (`ctr run --rm` of the rootfs imported as
+//!    an image into a private containerd the bench starts, through the
+//!    runc v2 shim with vmrun or runc as its runc binary), `cri-vmrun` and
+//!    `cri-runc` (a pod through that containerd's CRI plugin, runtime
+//!    handler `vmrun` or `runc`, driven by `vmrun-cri`: RunPodSandbox to
+//!    RemovePodSandbox), `qemu-microvm` and `firecracker` (the same kernel
+//!    and initramfs on the same KVM, to the ready line and out). A peer
+//!    whose programs are not installed is `missing`; each one present is
+//!    probed once with a real run, and one whose probe fails is `refused`,
+//!    with its error (a containerd that does not start: with its log's
+//!    end). Neither is dropped. The containerd instances are started on
+//!    their peer's first run (not timed), kept for every round and torn
+//!    down after the rounds (and on any error): nothing of theirs is left.
 //! 3. **Rounds**: `--warmup` discarded rounds, then `-n` measured ones;
 //!    each round runs every runtime once, in the same order (interleaved,
 //!    so a slow spell of the host hits all of them alike).
@@ -68,7 +77,9 @@
 //!   "runtimes": [                                // vmrun's variants, then the peers
 //!     {
 //!       "name": "vmrun",                         // vmrun | vmrun-lifecycle | vmrun-boot |
-//!                                                // runc | crun | podman | qemu-microvm | firecracker
+//!                                                // runc | crun | podman | podman-vmrun |
+//!                                                // ctr-vmrun | ctr-runc | cri-vmrun | cri-runc |
+//!                                                // qemu-microvm | firecracker
 //!       "what": "vmrun run of the bundle (foreground, microVM)",
 //!       "version": "vmrun version 0.1.0",        // --version's first line, or null
 //!       "status": "measured" | "missing" | "refused",
@@ -116,7 +127,8 @@
 //! `init_reached`, `agent_ready`, `container_started`, `exit`, ... in the
 //! order vmrun records them). `caller` ones: `first_output` (first byte on
 //! stdout), `ready_line` (the agent's ready line on a VMM's console) and,
-//! for `vmrun-lifecycle`, `created`, `started`, `exited`, `deleted`.
+//! for `vmrun-lifecycle`, `created`, `started`, `exited`, `deleted`; for
+//! `cri-*`, `pod_ready`, `created`, `started`, `exited`, `pod_removed`.
 //! Statistics cover the successful runs only.
 
 pub mod bundle;

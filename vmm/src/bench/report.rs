@@ -155,6 +155,7 @@ pub struct PhaseSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuntimeReport {
     /// `vmrun`, `vmrun-lifecycle`, `vmrun-boot`, `runc`, `crun`, `podman`,
+    /// `podman-vmrun`, `ctr-vmrun`, `ctr-runc`, `cri-vmrun`, `cri-runc`,
     /// `qemu-microvm` or `firecracker`.
     pub name: String,
     /// What one run is, in words.

@@ -13,7 +13,7 @@ use super::report::{
     BenchReport, Clock, PhaseSummary, RunSample, RuntimeReport, RuntimeStatus, WorkloadReport,
     SCHEMA,
 };
-use super::runners::{run_once, version_of, which, Context, RuntimeKind};
+use super::runners::{locate, run_once, version_of, Context, RuntimeKind};
 use super::stats::{ratio, Summary};
 
 /// What to measure.
@@ -63,16 +63,9 @@ struct Entry {
 
 impl Entry {
     fn new(kind: RuntimeKind, vmrun: &std::path::Path) -> Self {
-        let found = match kind.program() {
-            None => Some(vmrun.to_path_buf()),
-            Some(program) => which(program),
-        };
-        let (status, reason) = match (&found, kind.program()) {
-            (None, Some(program)) => (
-                RuntimeStatus::Missing,
-                Some(format!("`{program}` is not on PATH")),
-            ),
-            _ => (RuntimeStatus::Measured, None),
+        let (found, status, reason) = match locate(kind, vmrun) {
+            Ok(bin) => (Some(bin), RuntimeStatus::Measured, None),
+            Err(why) => (None, RuntimeStatus::Missing, Some(why)),
         };
         let version = found.as_ref().and_then(|bin| version_of(bin, "--version"));
         Self {
@@ -242,6 +235,8 @@ fn run_in(
             }
         }
     }
+    // The peers' daemons (containerd) go before the memory readings.
+    ctx.daemons.shutdown();
     let memory = if config.memory {
         progress.doing("memory of an idle container");
         match density::idle_memory(&ctx, config.settle) {

@@ -1,5 +1,5 @@
-//! `vmrun bench`: vmrun against runc, crun, podman, QEMU microvm and
-//! Firecracker on the same workload (see [`crate::bench`] for what is
+//! `vmrun bench`: vmrun against runc, crun, podman, containerd's `ctr`
+//! and CRI, QEMU microvm and Firecracker on the same workload (see [`crate::bench`] for what is
 //! measured and the `--json` schema).
 
 use std::path::PathBuf;
@@ -25,6 +25,20 @@ pub enum Peer {
     /// The same with vmrun as podman's runtime (conmon drives vmrun).
     #[value(name = "podman-vmrun")]
     PodmanVmrun,
+    /// `ctr run --rm` through a private containerd, vmrun as the runc v2
+    /// shim's runc binary.
+    #[value(name = "ctr-vmrun")]
+    CtrVmrun,
+    /// The same with runc.
+    #[value(name = "ctr-runc")]
+    CtrRunc,
+    /// A pod through a private containerd's CRI plugin, runtime handler
+    /// vmrun (needs `vmrun-cri`).
+    #[value(name = "cri-vmrun")]
+    CriVmrun,
+    /// The same with the runtime handler runc.
+    #[value(name = "cri-runc")]
+    CriRunc,
     /// QEMU's microvm machine booting the same kernel and initramfs.
     #[value(name = "qemu-microvm")]
     QemuMicrovm,
@@ -143,6 +157,10 @@ fn kinds(args: &BenchArgs) -> (Vec<RuntimeKind>, Vec<RuntimeKind>) {
             Peer::Crun => RuntimeKind::Crun,
             Peer::Podman => RuntimeKind::Podman,
             Peer::PodmanVmrun => RuntimeKind::PodmanVmrun,
+            Peer::CtrVmrun => RuntimeKind::CtrVmrun,
+            Peer::CtrRunc => RuntimeKind::CtrRunc,
+            Peer::CriVmrun => RuntimeKind::CriVmrun,
+            Peer::CriRunc => RuntimeKind::CriRunc,
             Peer::QemuMicrovm => RuntimeKind::QemuMicrovm,
             Peer::Firecracker => RuntimeKind::Firecracker,
         })
@@ -279,6 +297,19 @@ mod tests {
         let (variants, peers) = kinds(&a);
         assert_eq!(variants, [RuntimeKind::Vmrun, RuntimeKind::VmrunBoot]);
         assert_eq!(peers[3], RuntimeKind::QemuMicrovm);
+    }
+
+    #[test]
+    fn containerd_peers_are_named_like_the_report() {
+        let a = parse(&[
+            "vmrun",
+            "bench",
+            "--vs",
+            "ctr-vmrun,ctr-runc,cri-vmrun,cri-runc",
+        ]);
+        let (_, peers) = kinds(&a);
+        let names: Vec<&str> = peers.iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["ctr-vmrun", "ctr-runc", "cri-vmrun", "cri-runc"]);
     }
 
     #[test]

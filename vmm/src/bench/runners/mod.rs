@@ -1,11 +1,21 @@
 //! One run of each runtime, timed: vmrun's variants (`vmrun.rs`), the OCI
-//! runtimes (`oci.rs`: runc, crun, podman) and the other VMMs booting the
+//! runtimes (`oci.rs`: runc, crun, podman), containerd's clients through
+//! a private containerd (`ctr.rs`, `cri.rs`; the daemon in `containerd.rs`,
+//! kept up across runs by `daemons.rs`) and the other VMMs booting the
 //! same kernel and initramfs (`vmm_peers.rs`: QEMU microvm, Firecracker).
 //!
 //! Every run returns a [`RunSample`]; a run that fails is a sample with
 //! `ok: false` and its error, never a panic or an abort.
 
+pub mod containerd;
+pub mod containerd_config;
+pub mod containerd_error;
+pub mod cri;
+pub mod ctr;
+pub mod daemons;
+pub mod image_archive;
 pub mod oci;
+pub mod scrub;
 pub mod vmm_peers;
 pub mod vmrun;
 
@@ -44,6 +54,16 @@ pub enum RuntimeKind {
     /// `podman run --rootfs` with vmrun as podman's runtime (conmon drives
     /// vmrun's create/start/state/delete, as a user of podman would).
     PodmanVmrun,
+    /// `ctr run --rm` of the bench's image through a private containerd's
+    /// runc v2 shim with vmrun as its runc binary.
+    CtrVmrun,
+    /// The same with runc.
+    CtrRunc,
+    /// A pod through a private containerd's CRI plugin, runtime handler
+    /// `vmrun` (driven by `vmrun-cri`).
+    CriVmrun,
+    /// The same with the runtime handler `runc`.
+    CriRunc,
     /// QEMU's microvm machine on KVM, same kernel and initramfs.
     QemuMicrovm,
     /// Firecracker, same kernel and initramfs.
@@ -61,6 +81,10 @@ impl RuntimeKind {
             RuntimeKind::Crun => "crun",
             RuntimeKind::Podman => "podman",
             RuntimeKind::PodmanVmrun => "podman-vmrun",
+            RuntimeKind::CtrVmrun => "ctr-vmrun",
+            RuntimeKind::CtrRunc => "ctr-runc",
+            RuntimeKind::CriVmrun => "cri-vmrun",
+            RuntimeKind::CriRunc => "cri-runc",
             RuntimeKind::QemuMicrovm => "qemu-microvm",
             RuntimeKind::Firecracker => "firecracker",
         }
@@ -76,6 +100,10 @@ impl RuntimeKind {
             RuntimeKind::Crun => "crun run of the bundle (foreground)",
             RuntimeKind::Podman => "podman run --rm --network none --rootfs <the bundle's rootfs>",
             RuntimeKind::PodmanVmrun => "podman --runtime vmrun run --rm --network none --rootfs <the bundle's rootfs> (conmon drives vmrun)",
+            RuntimeKind::CtrVmrun => "ctr run --rm of the rootfs as an imported image, private containerd, runc v2 shim with --runc-binary vmrun (native snapshotter)",
+            RuntimeKind::CtrRunc => "ctr run --rm of the rootfs as an imported image, private containerd, runc v2 shim with --runc-binary runc (native snapshotter)",
+            RuntimeKind::CriVmrun => "CRI pod (RunPodSandbox, CreateContainer, StartContainer, ContainerStatus until exited, StopPodSandbox, RemovePodSandbox) through a private containerd, runtime handler vmrun, CNI bridge",
+            RuntimeKind::CriRunc => "the same CRI pod with the runtime handler runc",
             RuntimeKind::QemuMicrovm => "qemu-system-x86_64 -M microvm on KVM: same kernel + initramfs to the ready line and out (reboot=t)",
             RuntimeKind::Firecracker => "firecracker --no-api: same kernel + initramfs to the ready line and out",
         }
@@ -88,9 +116,37 @@ impl RuntimeKind {
             RuntimeKind::Runc => Some("runc"),
             RuntimeKind::Crun => Some("crun"),
             RuntimeKind::Podman | RuntimeKind::PodmanVmrun => Some("podman"),
+            RuntimeKind::CtrVmrun | RuntimeKind::CtrRunc => Some("ctr"),
+            RuntimeKind::CriVmrun | RuntimeKind::CriRunc => Some("containerd"),
             RuntimeKind::QemuMicrovm => Some("qemu-system-x86_64"),
             RuntimeKind::Firecracker => Some("firecracker"),
         }
+    }
+
+    /// Everything a peer needs installed: programs on PATH (`vmrun-cri`
+    /// also through `$VMRUN_CRI_CLIENT`) and, as absolute paths, files.
+    pub fn needs(self) -> Vec<&'static str> {
+        const CTR: [&str; 3] = ["ctr", "containerd", "containerd-shim-runc-v2"];
+        const CRI: [&str; 9] = [
+            "containerd",
+            "ctr",
+            "containerd-shim-runc-v2",
+            "vmrun-cri",
+            "ip",
+            "nsenter",
+            "tar",
+            "/usr/lib/cni/bridge",
+            "/usr/lib/cni/host-local",
+        ];
+        let mut needs: Vec<&'static str> = match self {
+            RuntimeKind::CtrVmrun | RuntimeKind::CtrRunc => [&CTR[..], &["tar"]].concat(),
+            RuntimeKind::CriVmrun | RuntimeKind::CriRunc => CRI.to_vec(),
+            other => other.program().into_iter().collect(),
+        };
+        if matches!(self, RuntimeKind::CtrRunc | RuntimeKind::CriRunc) {
+            needs.push("runc");
+        }
+        needs
     }
 
     /// The vmrun variant this one's ratio is taken against: the one doing
@@ -114,6 +170,28 @@ pub fn which(program: &str) -> Option<PathBuf> {
             use std::os::unix::fs::PermissionsExt;
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+}
+
+/// Where `kind`'s program is (vmrun itself for its variants), or why it
+/// is `missing`: the first of its [`RuntimeKind::needs`] not installed.
+pub fn locate(kind: RuntimeKind, vmrun: &Path) -> Result<PathBuf, String> {
+    for need in kind.needs() {
+        let found = match need {
+            "vmrun-cri" => cri::find_client().map(|_| ()),
+            file if file.starts_with('/') => match Path::new(file).is_file() {
+                true => Ok(()),
+                false => Err(format!("{file} is not installed")),
+            },
+            program => which(program)
+                .map(|_| ())
+                .ok_or_else(|| format!("`{program}` is not on PATH")),
+        };
+        found?;
+    }
+    match kind.program() {
+        None => Ok(vmrun.to_path_buf()),
+        Some(program) => which(program).ok_or_else(|| format!("`{program}` is not on PATH")),
+    }
 }
 
 /// The first line of `bin --version` (or `version`), if it answers.
@@ -145,6 +223,8 @@ pub struct Context {
     pub limit: Duration,
     /// runc's path, when installed (podman is told to use it).
     pub runc: Option<PathBuf>,
+    /// The client daemons started for the peers (torn down on drop).
+    pub daemons: daemons::Daemons,
     ids: AtomicUsize,
 }
 
@@ -169,6 +249,7 @@ impl Context {
             workdir,
             limit,
             runc: which("runc"),
+            daemons: daemons::Daemons::default(),
             ids: AtomicUsize::new(0),
         }
     }
@@ -266,6 +347,8 @@ pub fn run_once(kind: RuntimeKind, bin: &Path, ctx: &Context) -> RunSample {
         RuntimeKind::Runc | RuntimeKind::Crun => oci::run_foreground(kind, bin, ctx),
         RuntimeKind::Podman => oci::podman(bin, ctx, oci::PodmanRuntime::Runc),
         RuntimeKind::PodmanVmrun => oci::podman(bin, ctx, oci::PodmanRuntime::Vmrun),
+        RuntimeKind::CtrVmrun | RuntimeKind::CtrRunc => ctr::run(kind, ctx),
+        RuntimeKind::CriVmrun | RuntimeKind::CriRunc => cri::run(kind, ctx),
         RuntimeKind::QemuMicrovm => vmm_peers::qemu_microvm(bin, ctx),
         RuntimeKind::Firecracker => vmm_peers::firecracker(bin, ctx),
     }
@@ -284,6 +367,28 @@ mod tests {
         assert_eq!(RuntimeKind::QemuMicrovm.baseline(), RuntimeKind::VmrunBoot);
         assert_eq!(RuntimeKind::Firecracker.baseline(), RuntimeKind::VmrunBoot);
         assert_eq!(RuntimeKind::Vmrun.program(), None);
+    }
+
+    #[test]
+    fn containerd_peers_need_the_daemon_the_shim_and_their_client() {
+        assert_eq!(RuntimeKind::CtrVmrun.baseline(), RuntimeKind::Vmrun);
+        assert_eq!(RuntimeKind::CriRunc.baseline(), RuntimeKind::Vmrun);
+        assert_eq!(RuntimeKind::CtrVmrun.program(), Some("ctr"));
+        let ctr = RuntimeKind::CtrVmrun.needs();
+        for need in ["ctr", "containerd", "containerd-shim-runc-v2"] {
+            assert!(ctr.contains(&need), "{ctr:?}");
+        }
+        assert!(!ctr.contains(&"runc") && RuntimeKind::CtrRunc.needs().contains(&"runc"));
+        let cri = RuntimeKind::CriVmrun.needs();
+        for need in ["vmrun-cri", "nsenter", "/usr/lib/cni/bridge"] {
+            assert!(cri.contains(&need), "{cri:?}");
+        }
+        assert_eq!(RuntimeKind::Podman.needs(), ["podman"]);
+        assert!(RuntimeKind::Vmrun.needs().is_empty());
+        assert_eq!(
+            locate(RuntimeKind::Vmrun, Path::new("/x/vmrun")),
+            Ok(PathBuf::from("/x/vmrun"))
+        );
     }
 
     #[test]
