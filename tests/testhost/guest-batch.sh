@@ -11,15 +11,6 @@ set -uo pipefail
 
 [ $# -gt 0 ] || { echo "usage: $0 TEST_BINARY[::TEST | ::-TEST]..." >&2; exit 2; }
 echo "guest batch on $(uname -n) $(uname -r), $(nproc) CPUs; /dev/kvm: $(ls -l /dev/kvm 2>&1)"
-# Inside the test host the artifact cache is a 9p share, which vmrun reads
-# by copying (mapping it would fetch each page the guest touches from the
-# share); a host keeps its cache on a local disk, from which vmrun maps the
-# kernel and initrd into guest memory. Boot local copies, as a host does.
-if [ "${VMRUN_IN_TESTHOST:-}" = 1 ] && [ -f "${VMRUN_KERNEL:-}" ] && [ -f "${VMRUN_INITRD:-}" ]; then
-    local_artifacts="$(mktemp -d /dev/shm/vmrun-artifacts.XXXXXX)"
-    cp "$VMRUN_KERNEL" "$local_artifacts/vmlinux" && cp "$VMRUN_INITRD" "$local_artifacts/initramfs.cpio.gz" \
-        && export VMRUN_KERNEL="$local_artifacts/vmlinux" VMRUN_INITRD="$local_artifacts/initramfs.cpio.gz"
-fi
 echo "vmrun: ${VMRUN_BIN:-?}  kernel: ${VMRUN_KERNEL:-default}  initrd: ${VMRUN_INITRD:-default}"
 failed=()
 for arg in "$@"; do
