@@ -100,7 +100,8 @@ fn load_image(mem: &GuestMemoryMmap, path: &Path) -> Result<KernelLoaderResult, 
     Ok(loaded)
 }
 
-/// Copies the initrd to the top of low memory (page aligned), above the kernel.
+/// Places the initrd at the top of low memory (page aligned), above the
+/// kernel: mapped where [`MappingReader`] can, else copied.
 fn load_initrd(
     mem: &GuestMemoryMmap,
     mem_size: u64,
