@@ -47,22 +47,21 @@ cargo test -p vmrun-tests -p vmrun-checker --no-run --message-format=json \
 # Two test hosts share this machine's two cores, each running two groups
 # one after the other (each group in a fresh test host, retried on its
 # own, see run_group), so that both take about as long (~30 min):
-#   first:  the vmrun-tests binaries, then the load test's create/delete
-#           cycles (VMRUN_LOAD_CYCLES: 40 here, ~5 s each; the test's
-#           default is 200, see below);
+#   first:  the vmrun-tests binaries, then the load test's 200
+#           create/delete cycles in a row (VMRUN_LOAD_CYCLES, ~5 s each);
 #   second: the client tests (podman, containerd, CRI: ~10 min) with
 #           `vmrun bench`'s guest test, the pod, host-world, network
 #           transfer and terminal tests and the rest of the load test
 #           (20 containers at once), then the vmrun-checker binaries.
-# The cycles are a group of their own: the nested test host freezes now
-# and then (TESTHOST.md), and a freeze reruns only its group. 200 cycles
-# (~220 microVM boots in one test host, ~20 min) passed in a test host,
-# but at the freeze rate CI runs have shown (a lost timer wake-up of the
-# test host's idle vCPU, see stall-report.txt) three attempts in a row
-# can freeze, so the batch runs 40; run VMRUN_LOAD_CYCLES=200 by hand.
+# The cycles are a group of their own, so that a stalled test host reruns
+# only them. The test hosts boot with a periodic timer tick (run.sh,
+# VMRUN_TESTHOST_APPEND): with one-shot timer events they froze now and
+# then (a lost timer wake-up of the idle vCPU under TCG, stall-report.txt),
+# at a rate that made ~220 microVM boots in one test host fail three
+# attempts in a row.
 side='contains("/guest_clients/") or (endswith("/guest_bench.rs") or endswith("/guest_pod.rs") or endswith("/guest_host_world.rs") or endswith("/guest_net_transfer.rs") or endswith("/guest_terminal.rs") or endswith("/guest_load.rs"))'
 cycles_test=create_delete_cycles_leave_no_growth
-export VMRUN_LOAD_CYCLES="${VMRUN_LOAD_CYCLES:-40}"
+export VMRUN_LOAD_CYCLES="${VMRUN_LOAD_CYCLES:-200}"
 mapfile -t test_bins < <(jq -r "select(.target.src_path | (contains(\"/tests/checker/\") or $side) | not) | .executable" "$artifacts")
 mapfile -t client_bins < <(jq -r "select(.target.src_path | $side) | .executable" "$artifacts")
 load_bin="$(jq -r 'select(.target.src_path | endswith("/guest_load.rs")) | .executable' "$artifacts")"

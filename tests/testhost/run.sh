@@ -30,6 +30,15 @@
 #                    triple-faulted: 3 of 10 runs of the stalled-reader
 #                    stream test; 0 of 10 with 1 vCPU, at the same speed)
 #   VMRUN_TESTHOST_MEMORY  memory of the test host (default 2G)
+#   VMRUN_TESTHOST_APPEND  kernel command line options of the test host
+#                    (default: "lapic=notscdeadline highres=off nohz=off":
+#                    the test host's timer tick runs in the local APIC's
+#                    periodic mode, which QEMU re-arms by itself, instead
+#                    of one-shot events its kernel re-programs each time.
+#                    Under one-shot events, CI's test hosts froze now and
+#                    then: the idle vCPU halted with interrupts on and no
+#                    timer pending, a wake-up lost in QEMU's TCG (their
+#                    stall-report.txt); a periodic timer fires again)
 #   VMRUN_TESTHOST_QEMU_OPTS  extra QEMU options for the test host (e.g.
 #                    "-d cpu_reset,guest_errors -D /tmp/qemu.log" to log its
 #                    CPU resets, such as a triple fault of the test host)
@@ -158,12 +167,16 @@ trap 'rm -f "$monitor_sock"' EXIT
 
 log "this host's KVM cannot run stock guests: booting the test host (QEMU TCG + emulated AMD SVM, $(basename "$kernel")) to run: $*"
 log "results: $results"
+append="${VMRUN_TESTHOST_APPEND-lapic=notscdeadline highres=off nohz=off}"
+append_opts=()
+[ -z "$append" ] || append_opts=(--append "$append")
 start=$(date +%s)
 set +e
 # stdin: vng dies in its terminal set-up without one.
 timeout --kill-after=30 "$timeout_secs" \
     "$vng" -r "$kernel" --verbose --disable-kvm --force-9p --disable-microvm \
     --cpus "${VMRUN_TESTHOST_CPUS:-1}" --memory "${VMRUN_TESTHOST_MEMORY:-2G}" \
+    "${append_opts[@]}" \
     --qemu-opts="-cpu max -monitor unix:$monitor_sock,server=on,wait=off ${VMRUN_TESTHOST_QEMU_OPTS:-}" --rwdir "$results" "${share_cache[@]}" \
     -- "$inner" </dev/null >"$results/testhost-console.log" 2>&1 &
 vng_pid=$!

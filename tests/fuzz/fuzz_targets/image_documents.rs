@@ -33,7 +33,7 @@ fn check_digest(text: &str) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: vmrun_fuzz::crash_stack::install(), |data: &[u8]| {
     let parts = sections(data, SEP, 5);
     let part = |i: usize| parts.get(i).copied().unwrap_or_default();
     let media_type = String::from_utf8_lossy(part(0)).into_owned();

@@ -89,7 +89,7 @@ fn read_back(rootfs: &Path) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: vmrun_fuzz::crash_stack::install(), |data: &[u8]| {
     let Ok(top) = tempfile::tempdir() else {
         return;
     };

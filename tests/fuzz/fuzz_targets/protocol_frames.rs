@@ -52,7 +52,7 @@ fn read_stream<T: Serialize + DeserializeOwned + PartialEq + Debug>(data: &[u8])
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: vmrun_fuzz::crash_stack::install(), |data: &[u8]| {
     read_stream::<Envelope<Request>>(data);
     read_stream::<Envelope<Response>>(data);
     if let Ok(msg) = decode::<Envelope<Request>>(data) {

@@ -132,7 +132,7 @@ fn client_side(input: &[u8]) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: vmrun_fuzz::crash_stack::install(), |data: &[u8]| {
     server_side(data);
     client_side(data);
 });

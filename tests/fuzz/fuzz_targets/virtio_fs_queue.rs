@@ -34,7 +34,7 @@ fn fixture(top: &Path) -> std::io::Result<()> {
     watch_reads(top)
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: vmrun_fuzz::crash_stack::install(), |data: &[u8]| {
     let Ok(top) = tempfile::tempdir() else {
         return;
     };

@@ -254,7 +254,7 @@ fn bring_up(t: &mut MmioTransport, r: &mut ByteReader<'_>) {
     );
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: vmrun_fuzz::crash_stack::install(), |data: &[u8]| {
     let mut r = ByteReader::new(data);
     let kind = if r.u8() & 1 == 0 {
         Kind::Block

@@ -7,6 +7,6 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: vmrun_fuzz::crash_stack::install(), |data: &[u8]| {
     vmrun_virtio::fuzz::fuzz_vsock_queues(data);
 });

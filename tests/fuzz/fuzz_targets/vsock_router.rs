@@ -247,7 +247,7 @@ impl Harness {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: vmrun_fuzz::crash_stack::install(), |data: &[u8]| {
     if let Ok(raw) = <[u8; PKT_HEADER_SIZE]>::try_from(data.get(..PKT_HEADER_SIZE).unwrap_or(&[])) {
         assert_eq!(Header::from_bytes(&raw).to_bytes(), raw);
     }
