@@ -161,7 +161,7 @@ pub enum ImageError {
     },
     /// Setting up TLS failed.
     #[error("setting up TLS")]
-    Tls(#[source] native_tls::Error),
+    Tls(#[source] rustls::Error),
     /// A layer could not be applied to the rootfs.
     #[error("{reference}: layer {digest}")]
     Layer {

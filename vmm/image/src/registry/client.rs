@@ -2,10 +2,10 @@
 
 use std::cell::RefCell;
 use std::io::Read;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::auth::{authorize, parse_challenge, Credentials};
+use super::tls;
 use crate::digest::Digest;
 use crate::error::{ImageError, Result};
 use crate::fetch::{BlobKind, BlobSource};
@@ -40,12 +40,8 @@ impl Client {
     /// Create a client for `reference`'s registry and repository.
     pub fn new(reference: &Reference, opts: &ClientOptions) -> Result<Self> {
         let plain_http = reference.is_loopback() || opts.insecure;
-        let tls = native_tls::TlsConnector::builder()
-            .danger_accept_invalid_certs(opts.insecure)
-            .build()
-            .map_err(ImageError::Tls)?;
         let agent = ureq::AgentBuilder::new()
-            .tls_connector(Arc::new(tls))
+            .tls_config(tls::client_config(opts.insecure)?)
             .timeout_connect(Duration::from_secs(30))
             .timeout_read(Duration::from_secs(120))
             .redirects(8)

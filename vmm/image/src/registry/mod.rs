@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod client;
+mod tls;
 
 use std::path::PathBuf;
 

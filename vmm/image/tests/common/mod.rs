@@ -4,6 +4,7 @@
 
 pub mod image;
 pub mod registry;
+pub mod tls_server;
 pub mod token_server;
 pub mod tree;
 
