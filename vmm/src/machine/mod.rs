@@ -11,6 +11,7 @@
 pub mod builder;
 pub mod config;
 pub mod file_mapping;
+pub mod heap_trim;
 pub mod kernel;
 pub mod mmio_devices;
 pub mod vcpu_thread;
@@ -388,6 +389,9 @@ impl Machine {
                 }
             }
         }
+        // The set-up is done: its freed heap need not stay resident while
+        // the guest runs.
+        heap_trim::release_free_heap();
         let exit = self.exit.wait();
         let panicked = stop_vcpus(handles);
         self.timings.record(Phase::Exit);
