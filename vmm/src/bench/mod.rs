@@ -30,8 +30,11 @@
 //!    their peer's first run (not timed), kept for every round and torn
 //!    down after the rounds (and on any error): nothing of theirs is left.
 //! 3. **Rounds**: `--warmup` discarded rounds, then `-n` measured ones;
-//!    each round runs every runtime once, in the same order (interleaved,
-//!    so a slow spell of the host hits all of them alike).
+//!    each round runs every runtime once (interleaved, so a slow spell of
+//!    the host hits all of them alike), the order changing from round to
+//!    round as the rows of a Williams design ([`session::round_order`]:
+//!    each runtime follows each other one equally often, as a run can
+//!    slow the next).
 //! 4. **Memory** ([`density`], [`memory`]): one idle vmrun container
 //!    (`run -d` of `sleep`): the VMM's whole RSS and PSS
 //!    (`/proc/PID/smaps_rollup`), the guest RAM mappings found in
@@ -70,7 +73,7 @@
 //!   },
 //!   "workload": {
 //!     "bundle": "/tmp/.../bundles/workload", "rootfs": "/.../rootfs",
-//!     "args": ["true"], "runs": 8, "warmup": 1, "order": "interleaved",
+//!     "args": ["true"], "runs": 8, "warmup": 1, "order": "interleaved-balanced",
 //!     "kernel": "/var/cache/vmrun/vmlinux", "initrd": "...",
 //!     "vcpus": 1, "memory_mib": 128
 //!   },

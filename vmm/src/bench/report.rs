@@ -76,7 +76,8 @@ pub struct WorkloadReport {
     pub runs: usize,
     /// Discarded runs per runtime before them.
     pub warmup: usize,
-    /// Always `interleaved`: round r runs every runtime once, in order.
+    /// Always `interleaved-balanced`: each round runs every runtime once,
+    /// in the order `session::round_order` gives that round.
     pub order: String,
     /// Guest kernel of the microVMs.
     pub kernel: PathBuf,

@@ -224,8 +224,12 @@ fn run_in(
             reason: e.report.reason.clone().unwrap_or_default(),
         });
     }
+    let active: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].active())
+        .collect();
     for round in 0..rounds {
-        for e in entries.iter_mut().filter(|e| e.active()) {
+        for i in round_order(&active, round.saturating_sub(config.warmup)) {
+            let e = &mut entries[i];
             progress.doing(&format!("round {}/{rounds}: {}", round + 1, e.kind.name()));
             let mut sample = run_once(e.kind, &e.bin, &ctx);
             progress.step();
@@ -266,7 +270,7 @@ fn run_in(
             args: ctx.workload.args.clone(),
             runs: config.runs,
             warmup: config.warmup,
-            order: "interleaved".into(),
+            order: ORDER.into(),
             kernel: config.kernel.clone(),
             initrd: config.initrd.clone(),
             vcpus: 1,
@@ -278,10 +282,74 @@ fn run_in(
     })
 }
 
+/// How the rounds are ordered (the JSON's `workload.order`).
+pub const ORDER: &str = "interleaved-balanced";
+
+/// The runtimes of measured round `round`, in the order they run: every
+/// one once, in the rows of a Williams design (a Latin square balanced
+/// for carry-over). A run can slow the one after it (in the test host a
+/// boot right after a `vmrun run` took about a second longer than one
+/// after a boot), so with one fixed order a runtime would always pay for
+/// the same predecessor. Over every `k` rounds (`2k` for an odd number
+/// `k` of runtimes) each runtime runs right after each other one equally
+/// often, and first or last equally often.
+pub fn round_order(active: &[usize], round: usize) -> Vec<usize> {
+    let k = active.len();
+    if k == 0 {
+        return Vec::new();
+    }
+    // 0, 1, k-1, 2, k-2, ...: its successive differences are all distinct.
+    let first = (0..k).map(|j| {
+        if j % 2 == 1 {
+            j.div_ceil(2)
+        } else {
+            (k - j / 2) % k
+        }
+    });
+    let rows = if k % 2 == 0 { k } else { 2 * k };
+    let row = round % rows;
+    let mut order: Vec<usize> = first.map(|x| active[(x + row) % k]).collect();
+    if row >= k {
+        order.reverse();
+    }
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bench::report::PhaseMark;
+
+    /// Every runtime once per round; over a full cycle of rounds each
+    /// ordered pair (a right before b) occurs equally often.
+    #[test]
+    fn round_orders_are_balanced_for_carry_over() {
+        for k in 1..=7usize {
+            let active: Vec<usize> = (0..k).map(|i| 10 + i).collect();
+            let rows = if k % 2 == 0 { k } else { 2 * k };
+            let mut pairs = std::collections::HashMap::new();
+            let mut firsts = std::collections::HashMap::new();
+            for round in 0..rows {
+                let order = round_order(&active, round);
+                let mut sorted = order.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, active, "k={k} round {round}: {order:?}");
+                *firsts.entry(order[0]).or_insert(0) += 1;
+                for w in order.windows(2) {
+                    *pairs.entry((w[0], w[1])).or_insert(0) += 1;
+                }
+            }
+            if k > 1 {
+                assert_eq!(pairs.len(), k * (k - 1), "k={k}: {pairs:?}");
+                let counts: std::collections::HashSet<_> = pairs.values().collect();
+                assert_eq!(counts.len(), 1, "k={k}: {pairs:?}");
+            }
+            let counts: std::collections::HashSet<_> = firsts.values().collect();
+            assert_eq!((firsts.len(), counts.len()), (k, 1), "k={k}: {firsts:?}");
+            assert_eq!(round_order(&active, rows), round_order(&active, 0));
+        }
+        assert!(round_order(&[], 3).is_empty());
+    }
 
     fn run(ok: bool, wall: f64, phases: &[(&str, f64, Clock)]) -> RunSample {
         RunSample {
@@ -416,7 +484,7 @@ pub(crate) mod tests_support {
                 args: vec!["true".into()],
                 runs: 1,
                 warmup: 0,
-                order: "interleaved".into(),
+                order: ORDER.into(),
                 kernel: "/k".into(),
                 initrd: "/i".into(),
                 vcpus: 1,

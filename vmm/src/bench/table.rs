@@ -71,7 +71,7 @@ pub fn render(report: &BenchReport) -> String {
     );
     let _ = writeln!(
         out,
-        "Workload: `{}` in the same bundle for every OCI runtime; microVMs of {} vCPU / {} MiB; {} interleaved runs per runtime after {} warm-up round(s); {}.\n",
+        "Workload: `{}` in the same bundle for every OCI runtime; microVMs of {} vCPU / {} MiB; {} interleaved runs per runtime (each round in another order, balanced so that each runtime follows each other one equally often) after {} warm-up round(s); {}.\n",
         w.args.join(" "),
         w.vcpus,
         w.memory_mib,
