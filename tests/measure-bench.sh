@@ -29,8 +29,13 @@ mkdir -p "$results"
         "$(readlink -f "${VMRUN_INITRD:-$(vmrun_cache_dir)/initramfs.cpio.gz}")"
     echo 'L=$(mktemp -d /dev/shm/vmrun-bench.XXXXXX) && cp "$K" "$L/vmlinux" && cp "$I" "$L/initramfs.cpio.gz" || exit 1'
     echo 'echo "vmrun bench ${ARGS[*]} (kernel and initramfs copied to $L, a tmpfs)"'
+    # The bench prints its table only at the end: a line every two
+    # minutes from inside the test host keeps run.sh's stall detector
+    # (no output for 6 minutes = a frozen test host) from killing a long
+    # bench, and stops with the test host if it freezes.
+    echo '( while sleep 120; do echo "(vmrun bench running; load $(cut -d" " -f1-3 /proc/loadavg))"; done ) & beat=$!'
     echo '"$BIN" bench "${ARGS[@]}" --kernel "$L/vmlinux" --initrd "$L/initramfs.cpio.gz" --json "$RES/bench.json" --chart "$RES/bench.svg" --log "$RES/bench.log"'
-    echo 'st=$?; rm -rf "$L"; exit $st'
+    echo 'st=$?; kill $beat 2>/dev/null; rm -rf "$L"; exit $st'
 } >"$results/bench.sh"
 chmod +x "$results/bench.sh"
 "$VMRUN_REPO/tests/testhost/run.sh" --name measure-bench-run --results "$results" --timeout 3000 -- "$results/bench.sh"

@@ -306,7 +306,7 @@ pub fn round_order(active: &[usize], round: usize) -> Vec<usize> {
             (k - j / 2) % k
         }
     });
-    let rows = if k % 2 == 0 { k } else { 2 * k };
+    let rows = if k.is_multiple_of(2) { k } else { 2 * k };
     let row = round % rows;
     let mut order: Vec<usize> = first.map(|x| active[(x + row) % k]).collect();
     if row >= k {
@@ -326,7 +326,7 @@ mod tests {
     fn round_orders_are_balanced_for_carry_over() {
         for k in 1..=7usize {
             let active: Vec<usize> = (0..k).map(|i| 10 + i).collect();
-            let rows = if k % 2 == 0 { k } else { 2 * k };
+            let rows = if k.is_multiple_of(2) { k } else { 2 * k };
             let mut pairs = std::collections::HashMap::new();
             let mut firsts = std::collections::HashMap::new();
             for round in 0..rows {
