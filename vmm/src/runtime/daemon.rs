@@ -192,9 +192,6 @@ pub fn run_daemon() -> i32 {
             };
             let _ = write_frame(&mut channel, &created);
             drop(channel);
-            // Creating the container is done: its freed heap need not stay
-            // resident while the container runs.
-            crate::machine::heap_trim::release_free_heap();
             let status = vmm.wait_exit();
             routing.exited();
             match status {

@@ -589,6 +589,10 @@ impl ContainerVmm {
     /// Waits until the main container's init exited, its output was
     /// delivered and the VM is gone; returns how the init ended.
     pub fn wait_exit(&self) -> Result<ExitStatus, ContainerRunError> {
+        // The set-up is done (the container is created, or running for
+        // `vmrun run`): its freed heap need not stay resident while the
+        // VMM waits for the container, however long it runs.
+        crate::machine::heap_trim::release_free_heap();
         let outcome = self.wait_for(&self.main);
         for member in lock(&self.members).values() {
             *lock(&member.status) = Status::Stopped;
