@@ -1,7 +1,8 @@
 //! `vmrun create`: validates the bundle, starts the container's VMM as a
 //! daemon, waits until the guest agent has the container created (its
-//! process not yet running), records it under `--root` and writes the pid
-//! file last. On any failure nothing is left: no VMM, no state.
+//! process not yet running), records it under `--root`, runs the create
+//! hooks and writes the pid file last. On any failure nothing is left: no
+//! VMM, no state (and the poststop hooks have run).
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use crate::runtime::api::ApiRequest;
 use crate::runtime::container::Container;
 use crate::runtime::daemon::{self, LaunchConfig};
 use crate::runtime::exec_client::{self, SessionLaunch};
+use crate::runtime::hooks::{run_phase, run_phase_warning, HookPhase};
 use crate::runtime::host_cgroup::{remove_cgroup_dirs, HostCgroup, VmOverhead};
 use crate::runtime::host_world;
 use crate::runtime::host_world::network::unplumb;
@@ -166,6 +168,7 @@ pub fn create_container(global: &GlobalOpts, request: &CreateRequest) -> Result<
     let recorded = dir
         .write_record(&record)
         .map_err(CliError::from)
+        .and_then(|()| run_create_hooks(&record))
         .and_then(|()| match &request.pid_file {
             Some(path) => write_pid_file(path, launched.child.id()),
             None => Ok(()),
@@ -181,7 +184,18 @@ pub fn create_container(global: &GlobalOpts, request: &CreateRequest) -> Result<
             let _ = unplumb(&net.ns_path, &net.interfaces);
         }
         let _ = dir.remove();
+        run_phase_warning(HookPhase::Poststop, &record.hooks(), &record.hook_state());
         return Err(e);
+    }
+    Ok(())
+}
+
+/// Runs the hooks of `create` (prestart, createRuntime, createContainer),
+/// once the container exists in its VM and is recorded.
+pub fn run_create_hooks(record: &ContainerRecord) -> Result<(), CliError> {
+    let (hooks, state) = (record.hooks(), record.hook_state());
+    for phase in HookPhase::CREATE {
+        run_phase(phase, &hooks, &state).map_err(|e| CliError::Usage(crate::error_chain(&e)))?;
     }
     Ok(())
 }
@@ -292,12 +306,15 @@ fn create_member(
     let recorded = dir
         .write_record(&record)
         .map_err(CliError::from)
+        .and_then(|()| run_create_hooks(&record))
         .and_then(|()| match &request.pid_file {
             Some(path) => write_pid_file(path, pid),
             None => Ok(()),
         });
     if let Err(e) = recorded {
-        return Err(fail(&mut child, cgroup.dirs(), e));
+        let e = fail(&mut child, cgroup.dirs(), e);
+        run_phase_warning(HookPhase::Poststop, &record.hooks(), &record.hook_state());
+        return Err(e);
     }
     Ok(())
 }

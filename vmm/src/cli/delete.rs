@@ -1,7 +1,7 @@
 //! `vmrun delete [--force] ID`: removes a container and everything it
-//! left (VMM, host cgroups, state). A created container is killed; a
-//! running or paused one only with `--force`; `--force` of an unknown id
-//! succeeds, as runc's does.
+//! left (VMM, host cgroups, state), then runs its poststop hooks. A
+//! created container is killed; a running or paused one only with
+//! `--force`; `--force` of an unknown id succeeds, as runc's does.
 
 use super::{CliError, GlobalOpts};
 use crate::runtime::container::Container;

@@ -8,8 +8,8 @@
 //! (time included); mount options are the flags libcontainer maps (others
 //! go to the filesystem as data); seccomp has every action but
 //! `SCMP_ACT_NOTIFY` (vmrun runs no seccomp agent), and the filter flags
-//! libseccomp 2.5 can set; hooks are not run (vmrun runs none on the host,
-//! and host hook binaries do not exist in the guest); AppArmor, SELinux
+//! libseccomp 2.5 can set; every hook phase runs (on the host: see
+//! `runtime::hooks`); AppArmor, SELinux
 //! and Intel RDT are off (the guest kernel has none). On the host, vmrun
 //! joins cgroup v1 or v2 hierarchies, and maps `--systemd-cgroup`'s
 //! `slice:prefix:name` paths itself (without asking systemd, so no
@@ -21,6 +21,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::CliError;
+use crate::runtime::hooks::HookPhase;
 
 /// The newest runtime-spec version vmrun accepts.
 pub const SPEC_VERSION: &str = "1.1.0";
@@ -214,7 +215,7 @@ fn features() -> Features {
     Features {
         oci_version_min: OCI_VERSION_MIN,
         oci_version_max: SPEC_VERSION,
-        hooks: Vec::new(),
+        hooks: HookPhase::ALL.iter().map(|phase| phase.name()).collect(),
         mount_options: MOUNT_OPTIONS.to_vec(),
         linux: Linux {
             namespaces: vec![
@@ -353,7 +354,17 @@ mod tests {
             v["annotations"]["io.github.vmrun.version"],
             env!("CARGO_PKG_VERSION")
         );
-        assert_eq!(strings(&v["hooks"]), Vec::<&str>::new());
+        assert_eq!(
+            strings(&v["hooks"]),
+            [
+                "prestart",
+                "createRuntime",
+                "createContainer",
+                "startContainer",
+                "poststart",
+                "poststop"
+            ]
+        );
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl Container {
     }
 
     /// Removes what the container left on the host (host cgroups, state
-    /// directory); the VMM must be gone.
+    /// directory), then runs its poststop hooks; the VMM must be gone.
     pub fn destroy(&self) -> Result<(), TeardownError> {
         super::host_cgroup::remove_cgroup_dirs(&self.record.host_cgroups)
             .map_err(TeardownError::Cgroups)?;
@@ -152,6 +152,11 @@ impl Container {
                 .map_err(TeardownError::Network)?;
         }
         self.dir.remove()?;
+        super::hooks::run_phase_warning(
+            super::hooks::HookPhase::Poststop,
+            &self.record.hooks(),
+            &self.record.hook_state(),
+        );
         Ok(())
     }
 }

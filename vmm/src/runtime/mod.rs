@@ -13,6 +13,7 @@
 //!   [`exec_client`]: the host process standing for an exec'd process;
 //! - [`pod`]: pods as one microVM (a sandbox boots it, members join it);
 //!   [`vm_size`]: a VM's vCPUs and memory (flags, annotations, limits);
+//! - [`hooks`]: the spec's lifecycle hooks, run on the host;
 //! - [`process_hardening`]: no_new_privs, no inherited descriptors;
 //! - [`host_cgroup`]: the VMM in the container's host cgroup;
 //!   [`host_world`]: host bind mounts (through the VM's share) and the
@@ -30,6 +31,7 @@ pub mod container_vmm;
 pub mod daemon;
 pub mod detached;
 pub mod exec_client;
+pub mod hooks;
 pub mod host_cgroup;
 pub mod host_world;
 pub mod pod;

@@ -2,7 +2,8 @@
 //! container's VMM. It records the container under `--root` (so `state`,
 //! `kill`, `exec`, `ps` ... work while it runs), boots it with this
 //! process's stdio, starts it at once, waits for it, and removes the
-//! container again once it exited.
+//! container again once it exited. Its hooks run at the same points as
+//! with `create`, `start` and `delete`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use super::console_tail::ConsoleTail;
 use super::container_vmm::api_server::ApiServer;
 use super::container_vmm::signal_routing::SignalRouting;
 use super::container_vmm::{ContainerRunError, ContainerVmm, InitStdio, VmmOptions};
+use super::hooks::{run_phase, run_phase_warning, HookPhase};
 use super::host_cgroup::{HostCgroup, VmOverhead};
 use super::host_world::network::UnplumbGuard;
 use super::state::{ContainerDir, ContainerRecord, ProcessIdentity};
@@ -67,12 +69,17 @@ impl Drop for LeaveOnDrop {
 }
 
 /// Removes the state directory when dropped.
-struct RemoveOnDrop(ContainerDir);
+/// The run's state directory, removed when the run ends however it ends;
+/// the poststop hooks run after it, once the container was recorded.
+struct RemoveOnDrop(ContainerDir, Option<ContainerRecord>);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         if let Err(e) = self.0.remove() {
             tracing::warn!("cannot remove the container's state: {e}");
+        }
+        if let Some(record) = &self.1 {
+            run_phase_warning(HookPhase::Poststop, &record.hooks(), &record.hook_state());
         }
     }
 }
@@ -99,7 +106,7 @@ pub fn run_container(
         systemd_cgroup,
         overhead,
     } = config;
-    let state = RemoveOnDrop(state);
+    let mut state = RemoveOnDrop(state, None);
     // Before the signal thread: every thread of the VMM gets it.
     if let Err(e) = super::process_hardening::set_no_new_privs() {
         tracing::warn!("cannot set no_new_privs: {e}");
@@ -145,8 +152,15 @@ pub fn run_container(
         .map_err(|e| ContainerRunError::Io("listen on the control socket", e))?;
     record.network = vmm.network_record().cloned();
     state.0.write_record(&record)?;
+    state.1 = Some(record.clone());
+    let (hooks, hook_state) = (record.hooks(), record.hook_state());
+    for phase in HookPhase::CREATE {
+        run_phase(phase, &hooks, &hook_state)?;
+    }
     routing.forward_to(Arc::clone(&vmm));
+    run_phase(HookPhase::StartContainer, &hooks, &hook_state)?;
     let warnings = vmm.start(vmm.main())?;
+    run_phase_warning(HookPhase::Poststart, &hooks, &hook_state);
     // Spec fields the guest ignored (e.g. AppArmor: its kernel has no LSM).
     let eol = if tty { "\r\n" } else { "\n" };
     for warning in &warnings {

@@ -29,6 +29,34 @@ pub fn check_spec(spec: &Value) -> Result<(), FieldProblem> {
     if let Some(process) = typed.process() {
         check_process_values(process, "process")?;
     }
+    if let Some(hooks) = typed.hooks() {
+        check_hooks(hooks)?;
+    }
+    Ok(())
+}
+
+/// Hooks run on the host: an absolute path (the spec's MUST; a relative
+/// one would resolve against wherever the caller happens to be) and a
+/// positive timeout.
+fn check_hooks(hooks: &oci_spec::runtime::Hooks) -> Result<(), FieldProblem> {
+    use super::hooks::HookPhase;
+    for phase in HookPhase::ALL {
+        for (i, hook) in phase.of(hooks).iter().enumerate() {
+            let field = |name: &str| format!("hooks.{}[{i}].{name}", phase.name());
+            if !hook.path().is_absolute() {
+                return Err(FieldProblem {
+                    field: field("path"),
+                    problem: format!("{:?} is not an absolute path", hook.path()),
+                });
+            }
+            if let Some(timeout) = hook.timeout().filter(|&t| t <= 0) {
+                return Err(FieldProblem {
+                    field: field("timeout"),
+                    problem: format!("{timeout} is not greater than zero"),
+                });
+            }
+        }
+    }
     Ok(())
 }
 
@@ -184,6 +212,22 @@ mod tests {
         s["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024},
                    {"type": "RLIMIT_NPROC", "soft": 20, "hard": 10}]);
         assert_eq!(problem(&s).field, "process.rlimits[1]");
+    }
+
+    #[test]
+    fn hooks_need_an_absolute_path_and_a_positive_timeout() {
+        let mut s = spec();
+        s["hooks"] = json!({"poststop": [{"path": "/bin/true"}, {"path": "bin/true"}]});
+        assert_eq!(problem(&s).field, "hooks.poststop[1].path");
+        s["hooks"] = json!({"createRuntime": [{"path": "/bin/true", "timeout": 0}]});
+        assert_eq!(
+            problem(&s).to_string(),
+            "hooks.createRuntime[0].timeout: 0 is not greater than zero"
+        );
+        s["hooks"] = json!({"prestart": [{"path": 7}]});
+        assert_eq!(problem(&s).field, "hooks.prestart[0].path");
+        s["hooks"] = json!({"startContainer": [{"path": "/x", "args": ["x"], "env": ["A=1"], "timeout": 5}]});
+        check_spec(&s).unwrap();
     }
 
     #[test]

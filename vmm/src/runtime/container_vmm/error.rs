@@ -51,12 +51,18 @@ pub enum ContainerRunError {
     /// The container's state directory could not be written.
     #[error(transparent)]
     Record(#[from] crate::runtime::state::StateError),
+    /// A create or startContainer hook failed.
+    #[error(transparent)]
+    Hook(#[from] crate::runtime::hooks::HookError),
 }
 
 impl ContainerRunError {
-    /// Whether the error came before the VM existed (nothing the guest
-    /// printed can explain it).
+    /// Whether nothing the guest printed can explain the error: it came
+    /// before the VM existed, or from a host hook.
     pub fn before_vm(&self) -> bool {
-        matches!(self, Self::Machine(_) | Self::Vsock(_) | Self::HostWorld(_))
+        matches!(
+            self,
+            Self::Machine(_) | Self::Vsock(_) | Self::HostWorld(_) | Self::Hook(_)
+        )
     }
 }

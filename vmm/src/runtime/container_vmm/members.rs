@@ -205,6 +205,7 @@ impl ContainerVmm {
         };
         let ports = self.take_ports();
         let listeners = listen_stdio(&self.host, ports)?;
+        crate::runtime::hooks::remove_from_guest_spec(&mut spec);
         let create = Request::Create {
             id: id.to_owned(),
             spec,

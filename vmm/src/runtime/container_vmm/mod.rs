@@ -293,6 +293,7 @@ impl ContainerVmm {
                 terminal::set_console_size(&mut spec, size);
             }
         }
+        crate::runtime::hooks::remove_from_guest_spec(&mut spec);
         let create = Request::Create {
             id: id.clone(),
             spec,

@@ -262,6 +262,7 @@ mod tests {
             host_cgroups: vec![],
             network: None,
             sandbox: None,
+            hooks: None,
         }
     }
 

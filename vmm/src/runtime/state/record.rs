@@ -75,6 +75,10 @@ pub struct ContainerRecord {
     /// For a pod member: the sandbox whose VM holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxRef>,
+    /// The bundle's hooks (`start` and `delete` run theirs from here: the
+    /// bundle may have changed since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// The sandbox (pod) a member container lives in.
@@ -145,6 +149,28 @@ impl ContainerRecord {
             host_cgroups: Vec::new(),
             network: None,
             sandbox: None,
+            // Checked with the bundle (`spec_check`): a spec whose hooks
+            // do not parse never gets this far.
+            hooks: spec
+                .get("hooks")
+                .and_then(|hooks| serde_json::from_value(hooks.clone()).ok()),
+        }
+    }
+
+    /// Its hooks (none when the bundle has none).
+    pub fn hooks(&self) -> oci_spec::runtime::Hooks {
+        self.hooks.clone().unwrap_or_default()
+    }
+
+    /// The state its hooks are given (the phase sets `status`).
+    pub fn hook_state(&self) -> crate::runtime::hooks::HookState {
+        crate::runtime::hooks::HookState {
+            oci_version: self.oci_version.clone(),
+            id: self.id.clone(),
+            status: "",
+            pid: self.vmm.pid,
+            bundle: self.bundle.clone(),
+            annotations: self.annotations.clone(),
         }
     }
 
@@ -193,6 +219,7 @@ mod tests {
             host_cgroups: vec![],
             network: None,
             sandbox: None,
+            hooks: None,
         }
     }
 
