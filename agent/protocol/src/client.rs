@@ -12,6 +12,10 @@ use crate::frame::{read_frame, write_frame, FrameError};
 use crate::handshake::{client_handshake, ProtocolError};
 use crate::messages::{Envelope, Request, Response};
 
+/// The reader thread's stack: under 2 MiB, as all of the VMM's long-lived
+/// threads (`vmrun_virtio::worker::THREAD_STACK_SIZE` says why).
+const READER_STACK_SIZE: usize = (2 << 20) - (64 << 10);
+
 type Waiters = Arc<Mutex<Option<HashMap<u64, mpsc::Sender<Response>>>>>;
 
 /// A handshaken control connection (see the module docs).
@@ -32,6 +36,7 @@ impl ControlClient {
         let reader_waiters = waiters.clone();
         let reader = std::thread::Builder::new()
             .name("vmrun-control".into())
+            .stack_size(READER_STACK_SIZE)
             .spawn(move || {
                 while let Ok(answer) = read_frame::<_, Envelope<Response>>(&mut read_half) {
                     let sender = match reader_waiters.lock() {

@@ -357,6 +357,7 @@ impl Machine {
             let cpu = vcpu.id();
             let ctx = ctx.clone();
             match std::thread::Builder::new()
+                .stack_size(vmrun_virtio::worker::THREAD_STACK_SIZE)
                 .name(format!("vcpu{cpu}"))
                 .spawn(move || {
                     let exit = ctx.exit.clone();

@@ -90,6 +90,7 @@ impl SignalForwarder {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
+            .stack_size(vmrun_virtio::worker::THREAD_STACK_SIZE)
             .name("signals".into())
             .spawn(move || {
                 crate::seccomp::install_host_or_warn("signals");

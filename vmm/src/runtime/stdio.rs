@@ -43,6 +43,7 @@ pub fn relay_input(
     stream: UnixStream,
 ) -> io::Result<()> {
     std::thread::Builder::new()
+        .stack_size(vmrun_virtio::worker::THREAD_STACK_SIZE)
         .name(format!("{name}-relay"))
         .spawn(move || {
             crate::seccomp::install_host_or_warn("stdio relay");
@@ -75,6 +76,7 @@ impl OutputRelay {
     ) -> io::Result<Self> {
         let (tx, done) = mpsc::channel();
         let thread = std::thread::Builder::new()
+            .stack_size(vmrun_virtio::worker::THREAD_STACK_SIZE)
             .name(format!("{name}-relay"))
             .spawn(move || {
                 crate::seccomp::install_host_or_warn("stdio relay");

@@ -39,10 +39,10 @@ pub fn create_guest_memory(
     for &(start, size) in ranges {
         // Aligned like its guest address where that is a huge page's.
         let aligned = start.0.is_multiple_of(HUGE_PAGE_SIZE as u64) && size >= HUGE_PAGE_SIZE;
-        let hole = aligned.then(|| HugePageHole::reserve(size)).flatten();
+        let mut hole = aligned.then(|| HugePageHole::reserve(size)).flatten();
         let region = GuestRegionMmap::from_range(start, size, None).map_err(error)?;
-        if let Some(hole) = &hole {
-            if !hole.holds(region.as_ptr() as usize) {
+        if let Some(hole) = &mut hole {
+            if !hole.claim(region.as_ptr() as usize) {
                 tracing::debug!(
                     "guest RAM at {:#x} is not 2 MiB-aligned on the host: it gets 4 KiB nested pages",
                     start.0

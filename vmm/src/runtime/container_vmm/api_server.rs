@@ -30,6 +30,7 @@ impl ApiServer {
         let listener = crate::runtime::api::socket_path::bind(path)?;
         let open = Arc::new(AtomicUsize::new(0));
         std::thread::Builder::new()
+            .stack_size(vmrun_virtio::worker::THREAD_STACK_SIZE)
             .name("api-accept".into())
             .spawn(move || {
                 // Its connection threads (and their exec and member
@@ -50,13 +51,13 @@ impl ApiServer {
                     }
                     let vmm = Arc::clone(&vmm);
                     let count = Arc::clone(&open);
-                    let spawned =
-                        std::thread::Builder::new()
-                            .name("api-conn".into())
-                            .spawn(move || {
-                                serve_connection(&vmm, conn);
-                                count.fetch_sub(1, Ordering::SeqCst);
-                            });
+                    let spawned = std::thread::Builder::new()
+                        .stack_size(vmrun_virtio::worker::THREAD_STACK_SIZE)
+                        .name("api-conn".into())
+                        .spawn(move || {
+                            serve_connection(&vmm, conn);
+                            count.fetch_sub(1, Ordering::SeqCst);
+                        });
                     if let Err(e) = spawned {
                         open.fetch_sub(1, Ordering::SeqCst);
                         tracing::warn!("cannot start a control connection thread: {e}");

@@ -215,6 +215,7 @@ impl ContainerVmm {
             exec_id.clone(),
         );
         std::thread::Builder::new()
+            .stack_size(vmrun_virtio::worker::THREAD_STACK_SIZE)
             .name("exec-client".into())
             .spawn(move || {
                 follow_client(

@@ -250,6 +250,7 @@ impl ContainerVmm {
             .map_err(|e| ContainerRunError::Io("duplicate the member connection", e))?;
         let (this, done, target) = (Arc::clone(self), Arc::clone(&finished), Arc::clone(&slot));
         std::thread::Builder::new()
+            .stack_size(vmrun_virtio::worker::THREAD_STACK_SIZE)
             .name("member-client".into())
             .spawn(move || {
                 follow_client(

@@ -48,6 +48,7 @@ impl VmHandle {
         let machine = machine.build()?;
         let exit = machine.exit_state().clone();
         let thread = std::thread::Builder::new()
+            .stack_size(vmrun_virtio::worker::THREAD_STACK_SIZE)
             .name("vm".into())
             .spawn(move || {
                 // The vCPU threads and device workers it starts inherit
