@@ -46,6 +46,9 @@ pub enum VmError {
         #[source]
         source: kvm_ioctls::Error,
     },
+    /// The thread registering guest memory panicked (a VMM bug).
+    #[error("the thread registering guest memory panicked")]
+    RegistrationPanicked,
     /// A guest memory region has no host mapping.
     #[error("guest memory region at {0:#x} has no host address")]
     NoHostAddress(u64),
