@@ -13,7 +13,7 @@ use crate::runtime::api::ApiRequest;
 use crate::runtime::container::Container;
 use crate::runtime::daemon::{self, LaunchConfig};
 use crate::runtime::exec_client::{self, SessionLaunch};
-use crate::runtime::hooks::{run_phase, run_phase_warning, HookPhase};
+use crate::runtime::hooks::{run_create_phases, run_phase_warning, HookPhase};
 use crate::runtime::host_cgroup::{remove_cgroup_dirs, HostCgroup, VmOverhead};
 use crate::runtime::host_world;
 use crate::runtime::host_world::network::unplumb;
@@ -193,11 +193,8 @@ pub fn create_container(global: &GlobalOpts, request: &CreateRequest) -> Result<
 /// Runs the hooks of `create` (prestart, createRuntime, createContainer),
 /// once the container exists in its VM and is recorded.
 pub fn run_create_hooks(record: &ContainerRecord) -> Result<(), CliError> {
-    let (hooks, state) = (record.hooks(), record.hook_state());
-    for phase in HookPhase::CREATE {
-        run_phase(phase, &hooks, &state).map_err(|e| CliError::Usage(crate::error_chain(&e)))?;
-    }
-    Ok(())
+    run_create_phases(&record.hooks(), &record.hook_state())
+        .map_err(|e| CliError::Usage(crate::error_chain(&e)))
 }
 
 /// The sandbox a member names: container `sandbox_id`, or else (podman

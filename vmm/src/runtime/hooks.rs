@@ -197,6 +197,14 @@ pub fn run_phase(phase: HookPhase, hooks: &Hooks, state: &HookState) -> Result<(
     Ok(())
 }
 
+/// Runs the phases of `create` ([`HookPhase::CREATE`]) in order; the first
+/// hook that fails ends them.
+pub fn run_create_phases(hooks: &Hooks, state: &HookState) -> Result<(), HookError> {
+    HookPhase::CREATE
+        .into_iter()
+        .try_for_each(|phase| run_phase(phase, hooks, state))
+}
+
 /// Runs `phase`'s hooks, each of them, logging a warning for each that
 /// fails (`poststart`, `poststop`: their failures do not stop the lifecycle).
 pub fn run_phase_warning(phase: HookPhase, hooks: &Hooks, state: &HookState) {

@@ -15,7 +15,7 @@ use super::console_tail::ConsoleTail;
 use super::container_vmm::api_server::ApiServer;
 use super::container_vmm::signal_routing::SignalRouting;
 use super::container_vmm::{ContainerRunError, ContainerVmm, InitStdio, VmmOptions};
-use super::hooks::{run_phase, run_phase_warning, HookPhase};
+use super::hooks::{run_create_phases, run_phase, run_phase_warning, HookPhase};
 use super::host_cgroup::{HostCgroup, VmOverhead};
 use super::host_world::network::UnplumbGuard;
 use super::state::{ContainerDir, ContainerRecord, ProcessIdentity};
@@ -68,7 +68,6 @@ impl Drop for LeaveOnDrop {
     }
 }
 
-/// Removes the state directory when dropped.
 /// The run's state directory, removed when the run ends however it ends;
 /// the poststop hooks run after it, once the container was recorded.
 struct RemoveOnDrop(ContainerDir, Option<ContainerRecord>);
@@ -154,9 +153,7 @@ pub fn run_container(
     state.0.write_record(&record)?;
     state.1 = Some(record.clone());
     let (hooks, hook_state) = (record.hooks(), record.hook_state());
-    for phase in HookPhase::CREATE {
-        run_phase(phase, &hooks, &hook_state)?;
-    }
+    run_create_phases(&hooks, &hook_state)?;
     routing.forward_to(Arc::clone(&vmm));
     run_phase(HookPhase::StartContainer, &hooks, &hook_state)?;
     let warnings = vmm.start(vmm.main())?;

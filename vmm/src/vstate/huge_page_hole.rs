@@ -86,11 +86,6 @@ impl HugePageHole {
         (rc == 0).then_some(reserved)
     }
 
-    /// The hole's address.
-    pub fn address(&self) -> usize {
-        self.hole
-    }
-
     /// Whether the mapping made at `address` filled the hole (its lower
     /// wall then stays).
     pub fn claim(&mut self, address: usize) -> bool {
@@ -138,7 +133,7 @@ mod tests {
     fn an_unfilled_hole_is_aligned_walled_and_unwalled_when_dropped() {
         let size = 64 << 20;
         let hole = HugePageHole::reserve(size).unwrap();
-        let at = hole.address();
+        let at = hole.hole;
         assert_eq!(at % HUGE_PAGE_SIZE, 0);
         // (Whether the hole is still free is not asserted: the test
         // harness's other threads may map their stacks into it.)
@@ -160,7 +155,7 @@ mod tests {
     fn a_filled_hole_keeps_its_lower_wall_only() {
         let size = 8 << 20;
         let mut hole = HugePageHole::reserve(size).unwrap();
-        let at = hole.address();
+        let at = hole.hole;
         let end = hole.reservation.as_ptr() as usize + hole.reservation_len;
         // SAFETY: fills exactly the hole (free: reserve unmapped it) and
         // fails rather than replace anything a thread mapped there since.
