@@ -48,13 +48,14 @@ fn client_peer_installed(peer: &str, cri_client: bool) -> bool {
 
 /// The order vmrun records a container run's phases in (a subsequence is
 /// what one run reports).
-const RUN_PHASES: [&str; 8] = [
+const RUN_PHASES: [&str; 9] = [
     "process_start",
     "vm_created",
     "kernel_loaded",
     "first_kvm_run",
     "init_reached",
     "agent_ready",
+    "container_created",
     "container_started",
     "exit",
 ];
@@ -265,7 +266,13 @@ fn bench_reports_every_runtime_with_ordered_phases() {
     let run = &runtime(&doc, "vmrun")["runs"][0];
     let vmm = phases_of(run, "vmm");
     assert_ordered("vmrun", &vmm, &RUN_PHASES);
-    for needed in ["vm_created", "agent_ready", "container_started", "exit"] {
+    for needed in [
+        "vm_created",
+        "agent_ready",
+        "container_created",
+        "container_started",
+        "exit",
+    ] {
         assert!(
             vmm.iter().any(|(p, _)| p == needed),
             "vmrun run lacks {needed}: {vmm:?}"

@@ -30,6 +30,9 @@ pub enum Phase {
     InitReached,
     /// The agent finished its set-up (boot-timer marker 2).
     AgentReady,
+    /// The agent answered the host's Create: the container exists in the
+    /// guest (its rootfs mounted, its init waiting for start).
+    ContainerCreated,
     /// The container process was exec'd (boot-timer marker 3).
     ContainerStarted,
     /// The VM stopped.
@@ -38,13 +41,14 @@ pub enum Phase {
 
 impl Phase {
     /// All phases in order.
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::ProcessStart,
         Phase::VmCreated,
         Phase::KernelLoaded,
         Phase::FirstKvmRun,
         Phase::InitReached,
         Phase::AgentReady,
+        Phase::ContainerCreated,
         Phase::ContainerStarted,
         Phase::Exit,
     ];
@@ -58,6 +62,7 @@ impl Phase {
             Phase::FirstKvmRun => "first_kvm_run",
             Phase::InitReached => "init_reached",
             Phase::AgentReady => "agent_ready",
+            Phase::ContainerCreated => "container_created",
             Phase::ContainerStarted => "container_started",
             Phase::Exit => "exit",
         }

@@ -127,8 +127,8 @@
 //!
 //! Phase names: the `vmm` clock ones are vmrun's `--timings-json` phases
 //! (`process_start`, `vm_created`, `kernel_loaded`, `first_kvm_run`,
-//! `init_reached`, `agent_ready`, `container_started`, `exit`, ... in the
-//! order vmrun records them). `caller` ones: `first_output` (first byte on
+//! `init_reached`, `agent_ready`, `container_created`, `container_started`,
+//! `exit`, ... in the order vmrun records them). `caller` ones: `first_output` (first byte on
 //! stdout), `ready_line` (the agent's ready line on a VMM's console) and,
 //! for `vmrun-lifecycle`, `created`, `started`, `exited`, `deleted`; for
 //! `cri-*`, `pod_ready`, `created`, `started`, `exited`, `pod_removed`.

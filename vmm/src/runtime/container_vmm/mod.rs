@@ -44,7 +44,7 @@ use super::state::Status;
 use super::stdio::{relay_input, OutputRelay};
 use super::terminal::{self, RawMode, HOST_TTY_FD};
 use crate::machine::builder::MachineBuilder;
-use crate::timings::Timings;
+use crate::timings::{Phase, Timings};
 pub use error::{ContainerRunError, STDIO_ACCEPT_TIMEOUT};
 use slot::{InitOutput, Slot};
 use vm_handle::VmHandle;
@@ -277,7 +277,7 @@ impl ContainerVmm {
         // Declared before the VM: on any error below the VM is stopped,
         // then the network plumbing undone; kept once the container exists.
         let plumbing = world.plumbing;
-        let (vm, host) = VmHandle::start(machine, world.devices, &console, timings)?;
+        let (vm, host) = VmHandle::start(machine, world.devices, &console, Arc::clone(&timings))?;
         let client = Arc::new(connect_agent(&vm, &host, agent_timeout)?);
         let listeners = listen_stdio(&host, STDIO_PORTS)?;
         let mut spec = world.spec;
@@ -310,6 +310,7 @@ impl ContainerVmm {
                 return Err(vm.failure_or(ContainerRunError::Request("Create", e), VM_END_GRACE))
             }
         };
+        timings.record(Phase::ContainerCreated);
         tracing::debug!(guest_pid, "container created");
         let (host_stdio, pty) = match stdio {
             InitStdio::Inherited => (
