@@ -20,6 +20,7 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
 use serde_json::Value;
@@ -269,6 +270,32 @@ fn warn_ipv6_not_passed(interface: &str, addresses: &[String]) {
     }
 }
 
+/// How long [`open_tap`] waits for a closed tap of the same name to go.
+const TAP_BUSY_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens tap `name` in the calling thread's namespace. A tap closed a
+/// moment ago can still be attached (TUNSETIFF: EBUSY) while a process
+/// forked meanwhile holds a copy of its descriptor until its `exec` closes
+/// it: that is waited out, up to [`TAP_BUSY_WAIT`].
+fn open_tap(name: &str) -> Result<Tap, NetworkError> {
+    let started = Instant::now();
+    loop {
+        match Tap::open(name) {
+            Ok(tap) => return Ok(tap),
+            Err(TapError::Open(io)) if io.kind() == std::io::ErrorKind::NotFound => {
+                return Err(NetworkError::NoTun)
+            }
+            Err(TapError::SetIff { source, .. })
+                if source.raw_os_error() == Some(libc::EBUSY)
+                    && started.elapsed() < TAP_BUSY_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(other) => return Err(NetworkError::Tap(name.to_string(), other)),
+        }
+    }
+}
+
 /// The qdiscs [`plumb_here`] put on the namespace's interfaces so far,
 /// removed when dropped (an error or a panic part way) unless disarmed.
 struct QdiscUndo {
@@ -313,10 +340,7 @@ fn plumb_here(run: &mut Runner) -> Result<Vec<PlumbedInterface>, NetworkError> {
             .and_then(|m| u16::try_from(m).ok())
             .unwrap_or(1500);
         let tap_name = format!("{TAP_PREFIX}{}", plumbed.len());
-        let tap = Tap::open(&tap_name).map_err(|e| match e {
-            TapError::Open(io) if io.kind() == std::io::ErrorKind::NotFound => NetworkError::NoTun,
-            other => NetworkError::Tap(tap_name.clone(), other),
-        })?;
+        let tap = open_tap(&tap_name)?;
         let mtu_text = mtu.to_string();
         run(
             "ip",
@@ -554,7 +578,7 @@ mod tests {
                 net.qdiscs("eth0"),
                 net.qdiscs("eth1")
             );
-            let links = net.links();
+            let links = net.links_once_gone(TAP_PREFIX);
             assert!(
                 !links.iter().any(|l| l.starts_with(TAP_PREFIX)),
                 "step {fail_at} failed and left a tap: {links:?}"

@@ -127,6 +127,22 @@ impl TestNetns {
             .filter_map(|l| l["ifname"].as_str().map(String::from))
             .collect()
     }
+
+    /// The namespace's interface names once no name starts with `prefix`,
+    /// or after 2 s. A closed tap lingers while a process that another
+    /// test thread forked meanwhile still holds its descriptor (until that
+    /// process's `exec` closes it).
+    pub fn links_once_gone(&self, prefix: &str) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let links = self.links();
+            if !links.iter().any(|l| l.starts_with(prefix)) || std::time::Instant::now() > deadline
+            {
+                return links;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for TestNetns {
