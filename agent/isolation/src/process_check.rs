@@ -110,14 +110,38 @@ pub fn strip_lsm_fields(process: &mut Process) -> Vec<Warning> {
 }
 
 /// Makes `process` mean to libcontainer what it means to runc:
-/// `noNewPrivileges: false` becomes absent. libcontainer 0.7 takes any
-/// present value as "no_new_privs is set" when it orders seccomp after the
-/// capability drop, so with `false` the filter can no longer be installed
-/// (it needs CAP_SYS_ADMIN or no_new_privs) and the container fails to
-/// start; runc installs it before the drop, as libcontainer does when the
-/// field is absent.
+/// - `noNewPrivileges: false` becomes absent. libcontainer 0.7 takes any
+///   present value as "no_new_privs is set" when it orders seccomp after
+///   the capability drop, so with `false` the filter can no longer be
+///   installed (it needs CAP_SYS_ADMIN or no_new_privs) and the container
+///   fails to start; runc installs it before the drop, as libcontainer
+///   does when the field is absent.
+/// - An ambient capability that is not also inheritable and permitted is
+///   dropped: the kernel refuses to raise it (`PR_CAP_AMBIENT_RAISE`,
+///   EPERM), so the process never has it either way. runc's default spec
+///   (and `vmrun spec`) lists ambient capabilities without inheritable
+///   ones and runc passes over them quietly; libcontainer tries each and
+///   logs a warning per capability on the guest console.
 pub fn normalize_for_libcontainer(process: &mut Process) {
     if process.no_new_privileges() == Some(false) {
         process.set_no_new_privileges(None);
+    }
+    if let Some(mut caps) = process.capabilities().clone() {
+        if let Some(ambient) = caps.ambient().clone() {
+            let raisable = |cap: &_| {
+                let holds =
+                    |set: &Option<_>| set.as_ref().is_some_and(|s: &HashSet<_>| s.contains(cap));
+                holds(caps.inheritable()) && holds(caps.permitted())
+            };
+            let kept: HashSet<_> = ambient
+                .iter()
+                .filter(|cap| raisable(cap))
+                .copied()
+                .collect();
+            if kept.len() != ambient.len() {
+                caps.set_ambient(Some(kept));
+                process.set_capabilities(Some(caps));
+            }
+        }
     }
 }

@@ -316,3 +316,40 @@ fn no_new_privileges_false_is_handed_on_as_absent() {
         Some(true)
     );
 }
+
+#[test]
+fn ambient_capabilities_the_kernel_would_refuse_are_not_handed_on() {
+    use crate::oci_spec::runtime::Capability;
+    let ambient_of = |caps: serde_json::Value| {
+        let mut v = base();
+        v["process"]["capabilities"] = caps;
+        let (spec, warnings) = check(v).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let caps = spec.process().as_ref().unwrap().capabilities().clone();
+        let mut ambient: Vec<_> = caps
+            .unwrap()
+            .ambient()
+            .clone()
+            .unwrap()
+            .into_iter()
+            .collect();
+        ambient.sort_by_key(|c| format!("{c:?}"));
+        ambient
+    };
+    // `runc spec`'s default: ambient without inheritable raises nothing.
+    let all = serde_json::json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    let runc_default = serde_json::json!({
+        "bounding": all, "effective": all, "permitted": all, "ambient": all
+    });
+    assert_eq!(ambient_of(runc_default), []);
+    // Kept only where both inheritable and permitted hold it.
+    let partial = serde_json::json!({
+        "bounding": all, "effective": all, "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "inheritable": ["CAP_AUDIT_WRITE", "CAP_KILL"], "ambient": all
+    });
+    assert_eq!(ambient_of(partial), [Capability::Kill]);
+    let full = serde_json::json!({
+        "bounding": all, "effective": all, "permitted": all, "inheritable": all, "ambient": all
+    });
+    assert_eq!(ambient_of(full).len(), 3);
+}
