@@ -10,7 +10,7 @@ use tracing::Level;
 /// Environment variable selecting the [`Action`].
 pub const ACTION_VAR: &str = "vmrun_action";
 /// Environment variable selecting the log level (`error`, `warn`, `info`,
-/// `debug`, `trace`).
+/// `debug`, `trace`); absent: [`Action::default_log_level`].
 pub const LOG_VAR: &str = "vmrun_log";
 
 /// What the agent does once PID-1 set-up is complete.
@@ -44,6 +44,19 @@ impl Action {
         }
     }
 
+    /// The log level when `vmrun_log` is absent. Serving containers: `warn`,
+    /// so a container's life prints nothing on the console unless
+    /// something is wrong. Every console byte costs the guest VM exits (two
+    /// or more per byte on the 8250 UART), and the host learns what an
+    /// `info` line would say from the protocol; `vmrun --debug` asks for
+    /// `debug`. Otherwise `info`.
+    pub fn default_log_level(self) -> Level {
+        match self {
+            Self::Serve => Level::WARN,
+            Self::Ready | Self::Poweroff | Self::Panic => Level::INFO,
+        }
+    }
+
     /// Parses a `vmrun_action` value; `None` (absent) means [`Action::Ready`].
     pub fn parse(value: Option<&str>) -> Result<Self> {
         Ok(match value {
@@ -59,10 +72,11 @@ impl Action {
     }
 }
 
-/// Parses a `vmrun_log` value; `None` (absent) means `info`.
-pub fn parse_log_level(value: Option<&str>) -> Result<Level> {
+/// Parses a `vmrun_log` value; `None` (absent) means `default`.
+pub fn parse_log_level(value: Option<&str>, default: Level) -> Result<Level> {
     Ok(match value {
-        None | Some("info") => Level::INFO,
+        None => default,
+        Some("info") => Level::INFO,
         Some("error") => Level::ERROR,
         Some("warn") => Level::WARN,
         Some("debug") => Level::DEBUG,
@@ -94,9 +108,10 @@ impl AgentConfig {
                 _ => {}
             }
         }
+        let action = Action::parse(action.as_deref())?;
         Ok(Self {
-            action: Action::parse(action.as_deref())?,
-            log_level: parse_log_level(log.as_deref())?,
+            action,
+            log_level: parse_log_level(log.as_deref(), action.default_log_level())?,
         })
     }
 }
@@ -151,6 +166,19 @@ mod tests {
         .unwrap();
         assert_eq!(config.action, Action::Poweroff);
         assert_eq!(config.log_level, Level::DEBUG);
+    }
+
+    #[test]
+    fn serving_logs_warnings_unless_told_otherwise() {
+        let serve = AgentConfig::from_env(vars(&[("vmrun_action", "serve")])).unwrap();
+        assert_eq!(serve.log_level, Level::WARN);
+        let debug =
+            AgentConfig::from_env(vars(&[("vmrun_action", "serve"), ("vmrun_log", "debug")]))
+                .unwrap();
+        assert_eq!(debug.log_level, Level::DEBUG);
+        let info = AgentConfig::from_env(vars(&[("vmrun_action", "serve"), ("vmrun_log", "info")]))
+            .unwrap();
+        assert_eq!(info.log_level, Level::INFO);
     }
 
     #[test]

@@ -94,7 +94,13 @@ fn run() -> anyhow::Result<Infallible> {
     }
 
     let info = SystemInfo::read().context("reading system information")?;
-    console::print_line(&info.ready_line());
+    if config.action == Action::Serve {
+        // The host waits for the control connection, not for this line:
+        // printed only when asked for `info` (see `default_log_level`).
+        tracing::info!("{}", info.ready_message());
+    } else {
+        console::print_line(&info.ready_line());
+    }
     marker::write(Marker::AgentReady);
 
     match config.action {

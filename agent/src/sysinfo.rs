@@ -46,8 +46,14 @@ impl SystemInfo {
 
     /// The ready line, exactly as contract 4 fixes it.
     pub fn ready_line(&self) -> String {
+        format!("{} {}", crate::console::PREFIX, self.ready_message())
+    }
+
+    /// The ready line without the agent's prefix (as an `info` event it
+    /// prints as the ready line).
+    pub fn ready_message(&self) -> String {
         format!(
-            "vmrun-agent: ready cpus={} memory_kib={} kernel={}",
+            "ready cpus={} memory_kib={} kernel={}",
             self.cpus, self.memory_kib, self.kernel_release
         )
     }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use tracing::level_filters::LevelFilter;
 use vmrun_protocol::GUEST_CID;
 use vmrun_virtio::{VirtioDevice, Vsock, VsockHost};
 
@@ -17,6 +18,14 @@ use crate::timings::Timings;
 
 /// The kernel command-line word that makes the agent serve the host.
 pub const SERVE_CMDLINE_WORD: &str = "vmrun_action=serve";
+
+/// The agent's log level for a VMM logging up to `vmm_level`: `vmrun
+/// --debug` turns on the agent's debug log on the guest console too
+/// (`--console-log` keeps it); otherwise the agent's default, which is
+/// warnings only while it serves containers.
+fn agent_log_word(vmm_level: LevelFilter) -> Option<&'static str> {
+    (vmm_level >= LevelFilter::DEBUG).then_some("vmrun_log=debug")
+}
 
 /// A running microVM.
 #[derive(Debug)]
@@ -42,6 +51,9 @@ impl VmHandle {
             .timings(timings)
             .cmdline_word(SERVE_CMDLINE_WORD)
             .virtio(Box::new(vsock));
+        if let Some(word) = agent_log_word(LevelFilter::current()) {
+            machine = machine.cmdline_word(word);
+        }
         for device in devices {
             machine = machine.virtio(device);
         }
@@ -125,5 +137,18 @@ impl Drop for VmHandle {
     fn drop(&mut self) {
         // Error paths: never leave a VM running behind the caller.
         let _ = self.join(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_logs_debug_only_when_the_vmm_does() {
+        assert_eq!(agent_log_word(LevelFilter::DEBUG), Some("vmrun_log=debug"));
+        assert_eq!(agent_log_word(LevelFilter::TRACE), Some("vmrun_log=debug"));
+        assert_eq!(agent_log_word(LevelFilter::INFO), None);
+        assert_eq!(agent_log_word(LevelFilter::OFF), None);
     }
 }
