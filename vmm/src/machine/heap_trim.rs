@@ -32,9 +32,10 @@ mod tests {
             .into_iter()
             .filter(|&at| {
                 let mut vec = 0u8;
-                // SAFETY: one page-aligned page of this process's heap
-                // (freed chunks stay mapped in their arena); mincore only
-                // writes one byte into `vec`.
+                // SAFETY: mincore only reports on the page at `at`
+                // (page-aligned, one page long), never touching it: an
+                // unmapped page is ENOMEM, counted as not resident. It
+                // writes one byte, into `vec`, which outlives the call.
                 let rc = unsafe { libc::mincore(at as *mut libc::c_void, page, &mut vec) };
                 rc == 0 && vec & 1 == 1
             })
