@@ -3,7 +3,7 @@
 //! "Process start" is the first call to [`process_start`], which the `vmrun`
 //! binary makes as the first thing in `main`.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -94,6 +94,8 @@ pub struct TimingsReport {
 pub struct Timings {
     origin: Instant,
     marks: Mutex<[Option<Duration>; Phase::ALL.len()]>,
+    /// Notified on every new recording ([`Timings::wait_for`]).
+    recorded: Condvar,
 }
 
 impl Default for Timings {
@@ -110,6 +112,7 @@ impl Timings {
         Self {
             origin,
             marks: Mutex::new(marks),
+            recorded: Condvar::new(),
         }
     }
 
@@ -118,8 +121,23 @@ impl Timings {
         let now = self.origin.elapsed();
         let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = marks.get_mut(phase.index()) {
-            slot.get_or_insert(now);
+            if slot.is_none() {
+                *slot = Some(now);
+                self.recorded.notify_all();
+            }
         }
+    }
+
+    /// Waits up to `timeout` for `phase` to be recorded; whether it is.
+    pub fn wait_for(&self, phase: Phase, timeout: Duration) -> bool {
+        let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        let (marks, _) = self
+            .recorded
+            .wait_timeout_while(marks, timeout, |m| {
+                m.get(phase.index()).copied().flatten().is_none()
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        marks.get(phase.index()).copied().flatten().is_some()
     }
 
     /// When `phase` was recorded, if it was.
@@ -175,6 +193,20 @@ mod tests {
         let names: Vec<_> = t.report().phases.iter().map(|p| p.name).collect();
         assert_eq!(names, vec!["process_start", "vm_created", "exit"]);
         assert!(t.get(Phase::InitReached).is_none());
+    }
+
+    #[test]
+    fn wait_for_returns_once_the_phase_is_recorded() {
+        let t = std::sync::Arc::new(Timings::new(Instant::now()));
+        assert!(!t.wait_for(Phase::AgentReady, Duration::from_millis(10)));
+        let recorder = std::sync::Arc::clone(&t);
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            recorder.record(Phase::AgentReady);
+        });
+        assert!(t.wait_for(Phase::AgentReady, Duration::from_secs(30)));
+        thread.join().unwrap();
+        assert!(t.wait_for(Phase::AgentReady, Duration::ZERO));
     }
 
     #[test]

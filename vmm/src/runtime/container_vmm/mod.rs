@@ -149,8 +149,10 @@ fn connect_agent(
     vm: &VmHandle,
     host: &VsockHost,
     timeout: Duration,
+    timings: &Timings,
 ) -> Result<ControlClient, ContainerRunError> {
     let deadline = Instant::now() + timeout;
+    let mut last_try: Option<Instant> = None;
     loop {
         if vm.ended() {
             let why = match vm.join(false) {
@@ -162,6 +164,15 @@ fn connect_agent(
         if Instant::now() >= deadline {
             return Err(ContainerRunError::AgentTimeout(timeout));
         }
+        // Every try before the agent listens is a packet and an interrupt
+        // the booting guest handles for nothing: wait for its ready marker
+        // (the agent listens right after it), trying now and then only in
+        // case a guest never writes it.
+        let ready = timings.wait_for(Phase::AgentReady, CONNECT_POLL);
+        if !ready && last_try.is_some_and(|at| at.elapsed() < CONNECT_RETRY_UNREADY) {
+            continue;
+        }
+        last_try = Some(Instant::now());
         match host.connect_timeout(CONTROL_PORT, Duration::from_secs(1)) {
             Ok(stream) => {
                 return ControlClient::connect(stream)
@@ -169,11 +180,23 @@ fn connect_agent(
             }
             Err(e) => {
                 tracing::trace!("agent not answering yet: {e}");
-                std::thread::sleep(Duration::from_millis(50));
+                if ready {
+                    std::thread::sleep(CONNECT_RETRY_READY);
+                }
             }
         }
     }
 }
+
+/// How long [`connect_agent`] waits for the ready marker between checks
+/// that the VM still runs.
+const CONNECT_POLL: Duration = Duration::from_millis(50);
+/// How often [`connect_agent`] tries the control port before the ready
+/// marker.
+const CONNECT_RETRY_UNREADY: Duration = Duration::from_millis(500);
+/// How often it tries once the marker is there (the agent is about to
+/// listen).
+const CONNECT_RETRY_READY: Duration = Duration::from_millis(5);
 
 /// Accepts the agent's connection on a stdio port.
 fn accept(listener: &VsockListener, name: &'static str) -> Result<UnixStream, ContainerRunError> {
@@ -278,7 +301,7 @@ impl ContainerVmm {
         // then the network plumbing undone; kept once the container exists.
         let plumbing = world.plumbing;
         let (vm, host) = VmHandle::start(machine, world.devices, &console, Arc::clone(&timings))?;
-        let client = Arc::new(connect_agent(&vm, &host, agent_timeout)?);
+        let client = Arc::new(connect_agent(&vm, &host, agent_timeout, &timings)?);
         let listeners = listen_stdio(&host, STDIO_PORTS)?;
         let mut spec = world.spec;
         let resize_source = match &stdio {
