@@ -23,12 +23,19 @@ mkdir -p "$results"
     echo '#!/bin/bash'
     printf 'RES=%q\nBIN=%q\n' "$results" "$VMRUN_BIN"
     printf 'ARGS=('; printf '%q ' "$@"; echo ')'
-    # The kernel and initramfs from a local filesystem, as on a host (the
-    # test host's artifact cache is a 9p share): every runtime boots these.
+    # The kernel, the initramfs and vmrun itself from a local filesystem,
+    # as on a host (the test host sees this machine's files over 9p):
+    # every runtime boots the kernel and initramfs. vmrun's own binary
+    # too: the test host's 9p keeps no page cache for it between runs
+    # (every `vmrun` process took ~270 major faults just to print its
+    # version, ~450 for a `vmrun boot`, ~720 for a `vmrun run`, each a
+    # 9p round trip; 1.2 s of a boot and 2 s of a run), while QEMU's,
+    # runc's and python's pages stay cached after their first run.
     printf 'K=%q\nI=%q\n' "$(readlink -f "${VMRUN_KERNEL:-$(vmrun_cache_dir)/vmlinux}")" \
         "$(readlink -f "${VMRUN_INITRD:-$(vmrun_cache_dir)/initramfs.cpio.gz}")"
-    echo 'L=$(mktemp -d /dev/shm/vmrun-bench.XXXXXX) && cp "$K" "$L/vmlinux" && cp "$I" "$L/initramfs.cpio.gz" || exit 1'
-    echo 'echo "vmrun bench ${ARGS[*]} (kernel and initramfs copied to $L, a tmpfs)"'
+    echo 'L=$(mktemp -d /dev/shm/vmrun-bench.XXXXXX) && cp "$K" "$L/vmlinux" && cp "$I" "$L/initramfs.cpio.gz" && cp "$BIN" "$L/vmrun" || exit 1'
+    echo 'BIN="$L/vmrun"'
+    echo 'echo "vmrun bench ${ARGS[*]} (vmrun, kernel and initramfs copied to $L, a tmpfs)"'
     # The bench prints its table only at the end: a line every two
     # minutes from inside the test host keeps run.sh's stall detector
     # (no output for 6 minutes = a frozen test host) from killing a long
