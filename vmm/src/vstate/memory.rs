@@ -42,7 +42,10 @@ pub fn create_guest_memory(
         let mut hole = aligned.then(|| HugePageHole::reserve(size)).flatten();
         let region = GuestRegionMmap::from_range(start, size, None).map_err(error)?;
         if let Some(hole) = &mut hole {
-            if !hole.claim(region.as_ptr() as usize) {
+            let address = region.as_ptr() as usize;
+            // (Kernels since 6.7 align large anonymous mappings to 2 MiB
+            // themselves, so the mapping may land aligned elsewhere.)
+            if !hole.claim(address) && !address.is_multiple_of(HUGE_PAGE_SIZE) {
                 tracing::debug!(
                     "guest RAM at {:#x} is not 2 MiB-aligned on the host: it gets 4 KiB nested pages",
                     start.0
