@@ -12,17 +12,6 @@ set -uo pipefail
 [ $# -gt 0 ] || { echo "usage: $0 TEST_BINARY[::TEST | ::-TEST]..." >&2; exit 2; }
 echo "guest batch on $(uname -n) $(uname -r), $(nproc) CPUs; /dev/kvm: $(ls -l /dev/kvm 2>&1)"
 echo "vmrun: ${VMRUN_BIN:-?}  kernel: ${VMRUN_KERNEL:-default}  initrd: ${VMRUN_INITRD:-default}"
-# Inside the test host this machine's files arrive over 9p, which keeps
-# no page cache for vmrun's binary between runs: every vmrun process
-# re-read its pages (~450 major faults for a boot, ~720 for a run, 0.5-2 s
-# of each there). A copy on a tmpfs is read once, as on a host.
-if [ -n "${VMRUN_BIN:-}" ] && [ "$(findmnt -n -o FSTYPE -T "$VMRUN_BIN" 2>/dev/null)" = 9p ]; then
-    local_bin="$(mktemp -d /dev/shm/vmrun-bin.XXXXXX)/vmrun"
-    if cp "$VMRUN_BIN" "$local_bin"; then
-        echo "vmrun copied to $local_bin (a tmpfs: $VMRUN_BIN is on 9p)"
-        export VMRUN_BIN="$local_bin"
-    fi
-fi
 failed=()
 for arg in "$@"; do
     bin="${arg%%::*}"
