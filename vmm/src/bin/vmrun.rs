@@ -6,11 +6,15 @@ fn main() {
     vmrun::timings::process_start();
     vmrun::panic_report::install();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let cli = match vmrun::cli::Cli::try_parse_from(&args) {
-        Ok(cli) => cli,
-        Err(err) => std::process::exit(vmrun::cli::usage_error::report(&err, &args)),
+    // The processes vmrun starts itself skip clap (see cli::helper).
+    let result = match vmrun::cli::helper::parse(&args) {
+        Some((global, verb)) => vmrun::cli::helper::execute(&global, verb),
+        None => match vmrun::cli::Cli::try_parse_from(&args) {
+            Ok(cli) => vmrun::cli::execute(cli),
+            Err(err) => std::process::exit(vmrun::cli::usage_error::report(&err, &args)),
+        },
     };
-    let code = match vmrun::cli::execute(cli) {
+    let code = match result {
         Ok(code) => code,
         Err(err) => {
             let message = format!("{:#}", anyhow::Error::from(err));

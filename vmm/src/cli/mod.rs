@@ -9,6 +9,7 @@ pub mod delete;
 pub mod events;
 pub mod exec;
 pub mod features;
+pub mod helper;
 pub mod image;
 pub mod kill;
 pub mod list;
@@ -28,6 +29,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+pub use helper::helper_global_args;
 
 /// Errors of CLI verbs (the binary prints the whole chain once).
 #[derive(Debug, thiserror::Error)]
@@ -95,11 +97,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// The state root without `--root`.
+pub const DEFAULT_ROOT: &str = "/run/vmrun";
+
 /// Flags accepted before any verb, with runc's names.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalOpts {
     /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/vmrun", value_name = "DIR")]
+    #[arg(long, global = true, default_value = DEFAULT_ROOT, value_name = "DIR")]
     pub root: PathBuf,
     /// Write logs to this file instead of stderr.
     #[arg(long, global = true, value_name = "FILE")]
@@ -188,36 +193,6 @@ pub enum Command {
     Image(image::ImageCommand),
     /// Measure vmrun against runc, crun, podman, QEMU microvm, Firecracker.
     Bench(bench::BenchArgs),
-}
-
-/// The global flags a helper vmrun starts (the VMM daemon, a detached
-/// session's host process) runs with: its log goes to `--log`, else to
-/// `default_log` (or nowhere) — never to the container's stderr, which is
-/// the helper's own.
-pub fn helper_global_args(
-    global: &GlobalOpts,
-    default_log: Option<&std::path::Path>,
-) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["--root".into(), global.root.clone().into()];
-    let log = global
-        .log
-        .clone()
-        .or_else(|| default_log.map(std::path::Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("/dev/null"));
-    args.extend([
-        "--log".into(),
-        std::path::absolute(&log).unwrap_or(log).into(),
-    ]);
-    if global.log_format == LogFormat::Json {
-        args.extend(["--log-format".into(), "json".into()]);
-    }
-    if global.debug {
-        args.push("--debug".into());
-    }
-    if global.systemd_cgroup {
-        args.push("--systemd-cgroup".into());
-    }
-    args
 }
 
 /// Prints the phase table to stderr (`--timings`) and/or writes it as JSON
