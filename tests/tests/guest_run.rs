@@ -489,8 +489,21 @@ fn a_bundle_on_a_virtio_blk_ext4_image_runs() {
     let stdout = ran.stdout_text();
     assert!(stdout.contains("/dev/vda / ext4"), "{}", ran.describe());
     assert!(stdout.ends_with("on-disk\n"), "{}", ran.describe());
-    // The write went to the image, not to the bundle's directory.
+    // The write went to the image, not to the bundle's directory, and it
+    // is in the image: the host stops the VM as soon as the agent has
+    // answered Shutdown, which it does only after unmounting and syncing.
     assert!(!b.join("rootfs/disk-file").exists());
+    let on_image = Command::new("debugfs")
+        .args(["-R", "cat /disk-file"])
+        .arg(&image)
+        .output()
+        .expect("run debugfs (e2fsprogs)");
+    assert_eq!(
+        String::from_utf8_lossy(&on_image.stdout),
+        "on-disk\n",
+        "debugfs: {}",
+        String::from_utf8_lossy(&on_image.stderr)
+    );
 }
 
 #[test]

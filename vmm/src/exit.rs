@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 /// The first event that ended the VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +105,17 @@ impl ExitState {
         }
     }
 
+    /// Blocks until an exit is reported or `limit` has passed; whether one
+    /// was.
+    pub fn wait_for(&self, limit: Duration) -> bool {
+        let slot = self.exit.lock().unwrap_or_else(|p| p.into_inner());
+        let (slot, _) = self
+            .ended
+            .wait_timeout_while(slot, limit, |slot| slot.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        slot.is_some()
+    }
+
     /// The recorded exit, if any.
     pub fn get(&self) -> Option<VmExit> {
         self.exit.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -114,6 +126,23 @@ impl ExitState {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn wait_for_returns_at_the_exit_or_after_the_limit() {
+        let state = Arc::new(ExitState::new());
+        assert!(!state.wait_for(Duration::from_millis(10)));
+        let reporter = {
+            let state = state.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                state.report(VmExit::Reset);
+            })
+        };
+        assert!(state.wait_for(Duration::from_secs(60)));
+        assert_eq!(state.get(), Some(VmExit::Reset));
+        reporter.join().unwrap();
+        assert!(state.wait_for(Duration::ZERO));
+    }
 
     #[test]
     fn first_exit_wins_and_wakes_waiter() {

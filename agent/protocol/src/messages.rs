@@ -30,8 +30,10 @@ use serde::{Deserialize, Serialize};
 /// 5 = the host's world: `Create.shares` (virtio-fs tags the agent mounts
 /// under [`SHARES_DIR`], where the host points bind-mount sources),
 /// `RootfsSource::VirtioFs.path`, `Create.network` (interfaces the agent
-/// moves into the container's network namespace and configures).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// moves into the container's network namespace and configures); 6 =
+/// `Shutdown` is answered once the guest's file systems are unmounted and
+/// synced, so the host may stop the VM from then on.
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Where the agent mounts each virtio-fs share named in `Create.shares`:
 /// `SHARES_DIR/<tag>`. The host rewrites a bind mount's source to a path
 /// below it.
@@ -216,7 +218,10 @@ pub enum Request {
         /// Container id.
         id: String,
     },
-    /// Stop everything and power the guest off.
+    /// Stop everything and power the guest off. The agent answers `Ok`
+    /// once every container is gone and the guest's file systems are
+    /// unmounted and synced: nothing in the guest needs the VM after that,
+    /// and the host may stop it without waiting for the guest's reboot.
     Shutdown,
 }
 

@@ -117,6 +117,9 @@ impl Server<'_> {
         if let Request::Shutdown = body {
             tracing::info!("shutdown requested");
             self.stop_everything();
+            // The host may stop the VM as soon as it has the answer: what
+            // the containers wrote must be on the host's side by then.
+            nix::unistd::sync();
             self.responder.send(id, Response::Ok);
             return Some(ServeEnd::Shutdown);
         }

@@ -48,9 +48,10 @@
 //!    `Stats{id}` → `Stats{stats}` (runc's `events --stats` data);
 //!    `Processes{id}` → `Processes{processes}` (see [`cgroup_ops`]).
 //! 8. `Shutdown` → every container and exec'd process killed, rootfs
-//!    unmounted → `Ok`; then the agent syncs and reboots (the VMM sees the
-//!    i8042 reset: exit 0). If the control connection drops instead, the
-//!    same happens without the `Ok`.
+//!    unmounted, file systems synced → `Ok` (from then on the host may stop
+//!    the VM itself); then the agent reboots (the VMM sees the i8042 reset:
+//!    exit 0). If the control connection drops instead, the same happens
+//!    without the `Ok`.
 //!
 //! A frame that is not valid JSON or not a valid request gets an `Error`
 //! (with the request's id when it could be read, else 0) and the loop goes

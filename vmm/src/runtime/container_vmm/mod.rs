@@ -629,12 +629,22 @@ impl ContainerVmm {
         Ok(status)
     }
 
-    /// Powers the guest off (asking the agent first) and waits for the VM.
+    /// Ends the VM: asks the agent to stop everything, then stops the VM
+    /// once it has answered (its containers are gone and its file systems
+    /// synced: the guest kernel's own reboot would only add time); without
+    /// an answer, waits for the guest to power off by itself.
     pub fn shutdown(&self) {
         if !self.vm.ended() {
-            if let Err(e) = self.client.call(Request::Shutdown) {
+            match self.client.call(Request::Shutdown) {
+                Ok(Response::Ok) => {
+                    if let Err(e) = self.vm.join(true) {
+                        tracing::warn!("the microVM failed: {}", crate::error_chain(&e));
+                    }
+                    return;
+                }
+                Ok(other) => tracing::debug!("unexpected answer to Shutdown: {other:?}"),
                 // The agent may power off before its answer gets out.
-                tracing::debug!("Shutdown: {e}");
+                Err(e) => tracing::debug!("Shutdown: {e}"),
             }
         }
         match self.vm.join_within(SHUTDOWN_TIMEOUT) {

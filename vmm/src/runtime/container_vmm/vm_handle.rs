@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
 use vmrun_protocol::GUEST_CID;
@@ -104,11 +104,7 @@ impl VmHandle {
 
     /// Waits up to `limit` for the guest to end by itself, then stops it.
     pub fn join_within(&self, limit: Duration) -> Result<CleanExit, RunError> {
-        let deadline = Instant::now() + limit;
-        while !self.ended() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !self.ended() {
+        if !self.exit.wait_for(limit) {
             tracing::warn!("the guest did not power off within {limit:?}: stopping it");
         }
         self.join(true)
@@ -119,11 +115,7 @@ impl VmHandle {
     /// to report, not the lost connection: waits up to `grace` for the VM
     /// to be seen ending.
     pub fn failure_or(&self, err: ContainerRunError, grace: Duration) -> ContainerRunError {
-        let deadline = Instant::now() + grace;
-        while !self.ended() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !self.ended() {
+        if !self.exit.wait_for(grace) {
             return err;
         }
         match self.join(false) {
