@@ -1,5 +1,5 @@
-//! Build script of the `vmrun` crate: links the `vmrun` binary with packed
-//! relative relocations (DT_RELR) where the linker and C library have them.
+//! Links the `vmrun` binary with packed relative relocations (DT_RELR)
+//! where the linker and C library have them.
 //!
 //! A position-independent `vmrun` carries ~19 000 relative relocations.
 //! As RELA entries (24 bytes each, ~450 KiB) the dynamic loader reads them
@@ -13,11 +13,9 @@ use std::process::{Command, Stdio};
 
 const FLAG: &str = "-Wl,-z,pack-relative-relocs";
 
-fn main() {
-    println!("cargo:rerun-if-changed=build.rs");
+/// Adds the flag to the binary's link where a probe links and runs with it.
+pub fn configure(target: &str, host: &str) {
     println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
-    let target = std::env::var("TARGET").unwrap_or_default();
-    let host = std::env::var("HOST").unwrap_or_default();
     if !target.ends_with("-linux-gnu") {
         return;
     }
