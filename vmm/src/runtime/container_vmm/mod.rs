@@ -153,6 +153,7 @@ fn connect_agent(
 ) -> Result<ControlClient, ContainerRunError> {
     let deadline = Instant::now() + timeout;
     let mut last_try: Option<Instant> = None;
+    let mut pause = CONNECT_RETRY_READY;
     loop {
         if vm.ended() {
             let why = match vm.join(false) {
@@ -181,7 +182,10 @@ fn connect_agent(
             Err(e) => {
                 tracing::trace!("agent not answering yet: {e}");
                 if ready {
-                    std::thread::sleep(CONNECT_RETRY_READY);
+                    // Soon after the marker the agent listens; a guest
+                    // that wrote it and never does is tried less and less.
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(CONNECT_RETRY_READY_MAX);
                 }
             }
         }
@@ -194,9 +198,12 @@ const CONNECT_POLL: Duration = Duration::from_millis(50);
 /// How often [`connect_agent`] tries the control port before the ready
 /// marker.
 const CONNECT_RETRY_UNREADY: Duration = Duration::from_millis(500);
-/// How often it tries once the marker is there (the agent is about to
-/// listen).
+/// The pause after the first failed try once the marker is there (the
+/// agent is about to listen); it doubles after each further one, up to
+/// [`CONNECT_RETRY_READY_MAX`].
 const CONNECT_RETRY_READY: Duration = Duration::from_millis(5);
+/// The longest pause between tries once the marker is there.
+const CONNECT_RETRY_READY_MAX: Duration = Duration::from_millis(50);
 
 /// Accepts the agent's connection on a stdio port.
 fn accept(listener: &VsockListener, name: &'static str) -> Result<UnixStream, ContainerRunError> {
