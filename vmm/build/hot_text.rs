@@ -14,9 +14,8 @@
 //! places less code well); another linker, or a rustc that does not link
 //! with lld, gets the binary as before and a build warning.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The ordering file, next to `Cargo.toml`.
 const ORDER_FILE: &str = "hot-text.order";
@@ -71,7 +70,7 @@ fn rustc_links_with(flags: &[String]) -> bool {
     for flag in flags {
         command.arg("-C").arg(format!("link-arg={flag}"));
     }
-    probe(&mut command, b"fn main() {}\n")
+    super::probe::succeeds_on(&mut command, b"fn main() {}\n")
 }
 
 /// The build's `RUSTFLAGS` as cargo hands them to build scripts.
@@ -82,21 +81,4 @@ fn encoded_rustflags() -> Vec<String> {
         .filter(|f| !f.is_empty())
         .map(str::to_owned)
         .collect()
-}
-
-/// Runs `command` with `source` on its stdin; true when it succeeds.
-fn probe(command: &mut Command, source: &[u8]) -> bool {
-    let Ok(mut child) = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
-        return false;
-    };
-    let written = child
-        .stdin
-        .take()
-        .is_some_and(|mut stdin| stdin.write_all(source).is_ok());
-    child.wait().is_ok_and(|s| s.success()) && written
 }

@@ -4,6 +4,7 @@
 //! side by side ([`hot_text`]).
 
 mod hot_text;
+mod probe;
 mod relr;
 
 fn main() {

@@ -7,9 +7,8 @@
 //! packed (DT_RELR) they take ~6 KiB. Needs GNU ld ≥ 2.38 (or lld) and
 //! glibc ≥ 2.36; elsewhere the binary is linked as before.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const FLAG: &str = "-Wl,-z,pack-relative-relocs";
 
@@ -36,31 +35,20 @@ fn relr_links_and_runs() -> bool {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let probe = out_dir.join("relr-probe");
     let linker = std::env::var("RUSTC_LINKER").unwrap_or_else(|_| "cc".to_string());
-    let Ok(mut child) = Command::new(&linker)
-        .args([
-            "-x",
-            "c",
-            "-",
-            "-fPIE",
-            "-pie",
-            "-Wl,--fatal-warnings",
-            FLAG,
-            "-o",
-        ])
-        .arg(&probe)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
-        return false;
-    };
+    let mut link = Command::new(&linker);
+    link.args([
+        "-x",
+        "c",
+        "-",
+        "-fPIE",
+        "-pie",
+        "-Wl,--fatal-warnings",
+        FLAG,
+        "-o",
+    ])
+    .arg(&probe);
     // A relative relocation for the linker to pack.
     let source = b"static int x; int *p = &x; int main(void) { return *p; }\n";
-    let written = child
-        .stdin
-        .take()
-        .is_some_and(|mut stdin| stdin.write_all(source).is_ok());
-    let linked = child.wait().is_ok_and(|s| s.success());
-    written && linked && Command::new(&probe).status().is_ok_and(|s| s.success())
+    super::probe::succeeds_on(&mut link, source)
+        && Command::new(&probe).status().is_ok_and(|s| s.success())
 }
