@@ -21,7 +21,6 @@ functions that only shared a page with an executed one.
 """
 
 import hashlib
-
 import os
 import struct
 import subprocess
@@ -32,7 +31,7 @@ PRESENT = 1 << 63
 
 
 def load_segments(binary):
-    """(p_offset, p_vaddr, p_filesz, p_flags) of every PT_LOAD segment."""
+    """(p_offset, p_vaddr, p_filesz) of every PT_LOAD segment."""
     with open(binary, "rb") as f:
         head = f.read(64)
         if head[:4] != b"\x7fELF" or head[4] != 2:
@@ -42,16 +41,16 @@ def load_segments(binary):
         segments = []
         for i in range(phnum):
             f.seek(phoff + i * phentsize)
-            p_type, p_flags, p_offset, p_vaddr, _, p_filesz = struct.unpack(
+            p_type, _, p_offset, p_vaddr, _, p_filesz = struct.unpack(
                 "<IIQQQQ", f.read(40)
             )
             if p_type == 1:
-                segments.append((p_offset, p_vaddr, p_filesz, p_flags))
+                segments.append((p_offset, p_vaddr, p_filesz))
         return segments
 
 
 def file_offset_to_vaddr(segments, offset):
-    for p_offset, p_vaddr, p_filesz, _ in segments:
+    for p_offset, p_vaddr, p_filesz in segments:
         if p_offset <= offset < p_offset + p_filesz:
             return p_vaddr + (offset - p_offset)
     return None
@@ -105,7 +104,8 @@ def functions(binary):
 
 
 def executed(binary, page_files):
-    """(all function names, names of the functions on a mapped page)."""
+    """(the binary's functions as `functions` gives them, names of the
+    functions on a mapped page)."""
     touched = set()
     for name in page_files:
         with open(name) as f:
@@ -116,7 +116,7 @@ def executed(binary, page_files):
         first, last = addr // PAGE, (addr + max(size, 1) - 1) // PAGE
         if any(p in touched for p in range(first, last + 1)):
             hot.add(name)
-    return set(every), hot
+    return every, hot
 
 
 def order(measurements, shuffle):
@@ -129,7 +129,7 @@ def order(measurements, shuffle):
             sys.exit(f"{measurement}: expected BINARY=PAGEFILE[,PAGEFILE...]")
         every, hot = executed(binary, files.split(","))
         if chosen is None:
-            chosen, layout = hot, functions(binary)
+            chosen, layout = hot, every
         else:
             chosen = {n for n in chosen if n not in every or n in hot} | (hot - set(layout))
     if shuffle:

@@ -105,10 +105,16 @@ fn value(word: &OsStr) -> Option<&OsStr> {
 /// its exit code.
 pub fn execute(global: &GlobalOpts, verb: HelperVerb) -> Result<i32, CliError> {
     super::logging::init(global)?;
-    Ok(match verb {
+    Ok(run(verb))
+}
+
+/// Runs the helper of a hidden verb (its logging already set up); returns
+/// its exit code. Both ways in, this one and clap's, end here.
+pub fn run(verb: HelperVerb) -> i32 {
+    match verb {
         HelperVerb::VmmDaemon => crate::runtime::daemon::run_daemon(),
         HelperVerb::Session => crate::runtime::exec_client::run_detached(),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -641,20 +641,25 @@ impl ContainerVmm {
     /// synced: the guest kernel's own reboot would only add time); without
     /// an answer, waits for the guest to power off by itself.
     pub fn shutdown(&self) {
-        if !self.vm.ended() {
-            match self.client.call(Request::Shutdown) {
-                Ok(Response::Ok) => {
-                    if let Err(e) = self.vm.join(true) {
-                        tracing::warn!("the microVM failed: {}", crate::error_chain(&e));
-                    }
-                    return;
+        let answered = !self.vm.ended()
+            && match self.client.call(Request::Shutdown) {
+                Ok(Response::Ok) => true,
+                Ok(other) => {
+                    tracing::debug!("unexpected answer to Shutdown: {other:?}");
+                    false
                 }
-                Ok(other) => tracing::debug!("unexpected answer to Shutdown: {other:?}"),
                 // The agent may power off before its answer gets out.
-                Err(e) => tracing::debug!("Shutdown: {e}"),
-            }
-        }
-        match self.vm.join_within(SHUTDOWN_TIMEOUT) {
+                Err(e) => {
+                    tracing::debug!("Shutdown: {e}");
+                    false
+                }
+            };
+        let ended = if answered {
+            self.vm.join(true)
+        } else {
+            self.vm.join_within(SHUTDOWN_TIMEOUT)
+        };
+        match ended {
             Ok(exit) => tracing::debug!(?exit, "VM ended"),
             Err(e) => tracing::warn!("the microVM failed: {}", crate::error_chain(&e)),
         }
