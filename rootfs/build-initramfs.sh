@@ -49,8 +49,8 @@ command -v cargo >/dev/null || die "cargo not found (install Rust with rustup: h
 
 # The agent's release profile, for this build only (the workspace's
 # [profile.release] stays as it is for vmrun): the guest kernel keeps the
-# agent's file in RAM for the VM's whole life (the tmpfs root's /init and
-# the sealed memfd copy it runs from) and gunzips it at every boot, so
+# agent's file in RAM for the VM's whole life (the sealed memfd copy it
+# runs from, in the initramfs before that) and gunzips it at every boot, so
 # size wins over speed here; the agent's work is I/O. Measured on the
 # agent at the time (stripped): opt-level 3, 16 codegen units, unwind
 # 10.2 MB; "s" + fat LTO + 1 unit + abort 6.3 MB; "z" + the same 5.8 MB.

@@ -21,6 +21,7 @@ fn main() {
         );
         std::process::exit(2);
     }
+    marker::write(Marker::InitReached);
     panic::install_hook();
     if serving() {
         if let Err(err) = run_sealed() {
@@ -28,7 +29,6 @@ fn main() {
             shutdown::fail()
         }
     }
-    marker::write(Marker::InitReached);
 
     match run() {
         Ok(never) => match never {},
@@ -45,13 +45,16 @@ fn serving() -> bool {
 }
 
 /// Before running containers, moves the agent off the initramfs onto a
-/// tmpfs root (so containers get `pivot_root`), then re-executes the agent
+/// tmpfs root (so containers get `pivot_root`) and re-executes the agent
 /// from a sealed memfd copy of itself (vmrun-isolation's defence against a
-/// container writing the runtime binary through /proc/<pid>/exe). Needs
-/// /proc, mounted here early (the later mount finds it in place); each
-/// re-executed agent starts over from `main`, and the last one finds
-/// itself on tmpfs and sealed.
+/// container writing the runtime binary through /proc/<pid>/exe): one copy
+/// of the binary, one exec. The binary is left out of the tmpfs: nothing
+/// runs it from there. Needs /proc, mounted here early (the later mount
+/// finds it in place); the re-executed agent starts over from `main` and
+/// finds itself on tmpfs and sealed.
 fn run_sealed() -> anyhow::Result<()> {
+    use vmrun_isolation::self_exe;
+
     let proc_only: Vec<mounts::MountSpec> = mounts::BASE_MOUNTS
         .iter()
         .filter(|spec| spec.target == "/proc")
@@ -62,13 +65,16 @@ fn run_sealed() -> anyhow::Result<()> {
         std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     if vmrun_agent::serve::root_is_initramfs(&mountinfo) {
         // Containers are jailed with pivot_root, which the initramfs
-        // cannot take part in: move to a tmpfs root first (re-executes).
+        // cannot take part in: move to a tmpfs root first.
+        let sealed = self_exe::sealed_copy().context("copying the agent into a sealed memfd")?;
+        let binary = switch_root::FileId::of(std::path::Path::new("/proc/self/exe"))?;
         nix::mount::umount("/proc").context("unmounting the early /proc")?;
-        match switch_root::switch_to_tmpfs_root()
-            .context("moving the agent from the initramfs to a tmpfs root")? {}
+        switch_root::switch_to_tmpfs_root(Some(binary))
+            .context("moving the agent from the initramfs to a tmpfs root")?;
+        return Err(self_exe::exec_sealed(&sealed))
+            .context("re-executing the agent from a sealed copy");
     }
-    vmrun_isolation::self_exe::ensure_sealed_self_exe()
-        .context("re-executing the agent from a sealed copy")
+    self_exe::ensure_sealed_self_exe().context("re-executing the agent from a sealed copy")
 }
 
 fn run() -> anyhow::Result<Infallible> {

@@ -42,6 +42,14 @@ pub fn ensure_sealed_self_exe() -> Result<(), IsolationError> {
     if running_from_sealed_memfd() {
         return Ok(());
     }
+    let copy = sealed_copy()?;
+    Err(exec_sealed(&copy))
+}
+
+/// A copy of the running program (`/proc/self/exe`) in a memfd sealed
+/// against any change, for [`exec_sealed`]. Needs `/proc`; the copy stays
+/// valid when the program's file is removed afterwards.
+pub fn sealed_copy() -> Result<File, IsolationError> {
     let io = |what: &str, e: std::io::Error| IsolationError::io(what.to_owned(), e);
     let mut exe = File::open("/proc/self/exe").map_err(|e| io("opening /proc/self/exe", e))?;
     let name = c"vmrun-agent";
@@ -54,6 +62,13 @@ pub fn ensure_sealed_self_exe() -> Result<(), IsolationError> {
     std::io::copy(&mut exe, &mut copy).map_err(|e| io("copying /proc/self/exe", e))?;
     fcntl(copy.as_fd().as_raw_fd(), FcntlArg::F_ADD_SEALS(seals()))
         .map_err(|e| io("sealing the memfd copy", e.into()))?;
+    Ok(copy)
+}
+
+/// Re-executes the current program from `copy` (made by [`sealed_copy`])
+/// with the same arguments and environment. Returns only on failure, with
+/// the error.
+pub fn exec_sealed(copy: &File) -> IsolationError {
     let args = c_strings(std::env::args_os().map(|a| a.as_bytes().to_vec()));
     let env = c_strings(std::env::vars_os().map(|(k, v)| {
         let mut kv = k.as_bytes().to_vec();
@@ -61,8 +76,11 @@ pub fn ensure_sealed_self_exe() -> Result<(), IsolationError> {
         kv.extend_from_slice(v.as_bytes());
         kv
     }));
-    let err = nix::unistd::fexecve(copy.as_raw_fd(), &args, &env).unwrap_err();
-    Err(io("fexecve of the sealed copy", err.into()))
+    let err = match nix::unistd::fexecve(copy.as_raw_fd(), &args, &env) {
+        Ok(never) => match never {},
+        Err(errno) => errno,
+    };
+    IsolationError::io("fexecve of the sealed copy".to_owned(), err.into())
 }
 
 fn c_strings(items: impl Iterator<Item = Vec<u8>>) -> Vec<CString> {

@@ -8,29 +8,57 @@
 //! `CAP_SYS_ADMIN` and `CAP_SYS_CHROOT` can unmount the container's root and
 //! re-enter its mount namespace there (the checker's escape probe). Like
 //! `switch_root(8)`, the agent copies the initramfs onto a fresh tmpfs,
-//! frees the originals, moves the tmpfs over `/`, chroots into it and
-//! re-executes `/init`; from then on `/` is a real mount and the container
-//! runtime uses `pivot_root` (unless the host asks for `--no-pivot`).
+//! frees the originals, moves the tmpfs over `/` and chroots into it; from
+//! then on `/` is a real mount and the container runtime uses `pivot_root`
+//! (unless the host asks for `--no-pivot`).
+//!
+//! The agent's own binary is the one file not copied: the caller has
+//! already made its sealed memfd copy (`vmrun_isolation::self_exe`) and
+//! re-executes from that, so the guest holds the binary once, and the move
+//! costs one copy and one exec.
 
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{lchown, symlink, DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{mknod, Mode, SFlag};
-use nix::unistd::{chdir, chroot, execve};
+use nix::unistd::{chdir, chroot};
 
 /// Where the new root is assembled before it is moved over `/`.
 pub const NEW_ROOT: &str = "/.vmrun-root";
 
-/// Copies the initramfs at `/` onto a tmpfs, frees the originals, makes the
-/// tmpfs the root and re-executes `/init` with the same arguments and
-/// environment. Only returns on failure. Call it from PID 1 before anything
-/// is mounted and before any other thread exists.
-pub fn switch_to_tmpfs_root() -> Result<std::convert::Infallible> {
+/// A file's identity on its filesystem (device and inode numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+}
+
+impl FileId {
+    /// The identity of the file at `path` (symlinks followed).
+    pub fn of(path: &Path) -> Result<Self> {
+        let meta = fs::metadata(path).with_context(|| format!("inspecting {}", path.display()))?;
+        Ok(Self::from_meta(&meta))
+    }
+
+    fn from_meta(meta: &fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// Copies the initramfs at `/` onto a tmpfs, except the file `left_out`
+/// (the running binary), frees the originals, makes the tmpfs the root and
+/// chroots into it. The caller then re-executes itself (nothing of the
+/// old root is left to run from). Call it from PID 1 before anything is
+/// mounted and before any other thread exists.
+pub fn switch_to_tmpfs_root(left_out: Option<FileId>) -> Result<()> {
     let root = Path::new("/");
     let new_root = Path::new(NEW_ROOT);
     fs::DirBuilder::new()
@@ -45,7 +73,14 @@ pub fn switch_to_tmpfs_root() -> Result<std::convert::Infallible> {
         Some("mode=0755"),
     )
     .with_context(|| format!("mounting a tmpfs on {}", new_root.display()))?;
-    copy_tree(root, new_root, Some(new_root))?;
+    copy_tree(
+        root,
+        new_root,
+        &Skip {
+            dir: Some(new_root),
+            file: left_out,
+        },
+    )?;
     remove_tree_contents(root, new_root)?;
 
     chdir(new_root).with_context(|| format!("entering {}", new_root.display()))?;
@@ -53,37 +88,27 @@ pub fn switch_to_tmpfs_root() -> Result<std::convert::Infallible> {
         .with_context(|| format!("moving over / the tmpfs {}", new_root.display()))?;
     chroot(".").with_context(|| format!("chroot into {}", new_root.display()))?;
     chdir("/").with_context(|| format!("entering {}", root.display()))?;
-
-    let init = Path::new("/init");
-    let args: Vec<CString> = std::env::args_os().filter_map(c_string).collect();
-    let env: Vec<CString> = std::env::vars_os()
-        .filter_map(|(key, value)| {
-            let mut pair = key.as_bytes().to_vec();
-            pair.push(b'=');
-            pair.extend_from_slice(value.as_bytes());
-            CString::new(pair).ok()
-        })
-        .collect();
-    let path = CString::new(init.as_os_str().as_bytes()).context("naming /init")?;
-    let errno = match execve(&path, &args, &env) {
-        Ok(never) => match never {},
-        Err(errno) => errno,
-    };
-    Err(errno).with_context(|| format!("re-executing {}", init.display()))
+    Ok(())
 }
 
-fn c_string(arg: std::ffi::OsString) -> Option<CString> {
-    CString::new(arg.as_bytes()).ok()
+/// What [`copy_tree`] leaves out.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Skip<'a> {
+    /// A directory not descended into (the target itself when it lies
+    /// inside the source).
+    pub dir: Option<&'a Path>,
+    /// A file not copied.
+    pub file: Option<FileId>,
 }
 
 /// Copies the directory tree under `from` into `to` (which exists): files,
-/// directories, symlinks, device nodes and fifos, with modes and owners.
-/// `skip` is not descended into (the target itself when it lies inside).
-pub fn copy_tree(from: &Path, to: &Path, skip: Option<&Path>) -> Result<()> {
+/// directories, symlinks, device nodes and fifos, with modes and owners,
+/// except what `skip` names.
+pub fn copy_tree(from: &Path, to: &Path, skip: &Skip<'_>) -> Result<()> {
     for entry in fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
         let entry = entry.with_context(|| format!("listing {}", from.display()))?;
         let source = entry.path();
-        if Some(source.as_path()) == skip {
+        if Some(source.as_path()) == skip.dir {
             continue;
         }
         let target = to.join(entry.file_name());
@@ -97,6 +122,9 @@ pub fn copy_tree(from: &Path, to: &Path, skip: Option<&Path>) -> Result<()> {
                 .with_context(|| format!("creating {}", &target.display()))?;
             copy_tree(&source, &target, skip)?;
         } else if kind.is_file() {
+            if Some(FileId::from_meta(&meta)) == skip.file {
+                continue;
+            }
             fs::copy(&source, &target)
                 .with_context(|| format!("copying to {}", &target.display()))?;
         } else if kind.is_symlink() {
@@ -163,7 +191,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn copy_then_remove_moves_a_tree_with_links_and_modes() {
+    fn copy_then_remove_moves_a_tree_but_the_binary_with_links_and_modes() {
         let base = tempfile::tempdir().expect("tempdir");
         let from = base.path().join("from");
         let to = from.join("inner-target");
@@ -173,9 +201,19 @@ mod tests {
         fs::write(from.join("dir/sub/file"), b"data").expect("write");
         fs::set_permissions(from.join("dir"), fs::Permissions::from_mode(0o1777)).expect("chmod");
         symlink("../init", from.join("dir/link")).expect("symlink");
+        fs::write(from.join("dir/running-binary"), b"left out").expect("write");
+        let left_out = FileId::of(&from.join("dir/running-binary")).expect("stat");
         fs::create_dir(&to).expect("mkdir target");
 
-        copy_tree(&from, &to, Some(&to)).expect("copy");
+        let skip = Skip {
+            dir: Some(&to),
+            file: Some(left_out),
+        };
+        copy_tree(&from, &to, &skip).expect("copy");
+        assert!(
+            !to.join("dir/running-binary").exists(),
+            "the left-out file is not copied"
+        );
         assert_eq!(fs::read(to.join("init")).expect("read"), b"binary");
         assert_eq!(
             fs::metadata(to.join("init")).expect("stat").mode() & 0o7777,
