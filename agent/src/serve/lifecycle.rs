@@ -83,10 +83,11 @@ impl Server<'_> {
             }
         }
         let spec_json = serde_json::to_vec(spec).context("spec: cannot re-encode")?;
-        let spec = vmrun_isolation::spec::parse_spec(&spec_json).context("spec")?;
+        let mut spec = vmrun_isolation::spec::parse_spec(&spec_json).context("spec")?;
         vmrun_isolation::validate::validate(&spec).context("spec")?;
         let (terminal, readonly) = terminal_and_readonly(&spec);
         let nics = network::plan(sources.network, self.env.nic_netns.as_fd())?;
+        let netns = self.env.guest_netns.claim(&mut spec)?;
         self.env.shares.mount_all(sources.shares)?;
         let rootfs_dir = self.env.rootfs.prepare(&id, sources.rootfs, readonly)?;
         let made = self.make_container(&id, spec, rootfs_dir.clone(), ports, terminal, no_pivot);
@@ -97,7 +98,8 @@ impl Server<'_> {
                 return Err(err);
             }
         };
-        if let Err(err) = network::attach(&nics, self.env.nic_netns.as_fd(), created.pid()) {
+        let attached = network::attach(&nics, self.env.nic_netns.as_fd(), created.pid(), netns);
+        if let Err(err) = attached {
             // Dropping the created container kills its init and cleans up.
             drop(created);
             self.env.rootfs.release(&id, &rootfs_dir);

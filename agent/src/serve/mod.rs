@@ -91,7 +91,7 @@ pub mod transport;
 pub mod tty;
 
 use std::convert::Infallible;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -102,6 +102,7 @@ use crate::config::Action;
 use crate::init::reaper::Reaper;
 use crate::shutdown;
 use control::{serve, ServeEnd};
+pub use network::GuestNetns;
 use rootfs::{GuestRootfs, RootfsProvider, GUEST_ROOTFS_BASE};
 use shares::{Shares, VirtioFsMounter};
 use transport::{accept_vsock, StdioConnector, VsockConnector};
@@ -116,6 +117,9 @@ pub struct ServeEnv {
     /// The network namespace the guest's NICs are found in (the guest's
     /// root one; host tests pass their own).
     pub nic_netns: OwnedFd,
+    /// The guest's root network namespace, for the first container asking
+    /// for a fresh one (built from `nic_netns`: [`GuestNetns::new`]).
+    pub guest_netns: GuestNetns,
     /// Connects stdio ports.
     pub stdio: Box<dyn StdioConnector>,
     /// Reports container exits (PID 1 reaps every child).
@@ -157,10 +161,12 @@ pub fn run_in_guest(reaper: Reaper) -> Result<Infallible> {
     let shares = Arc::new(Shares::new(SHARES_DIR, Box::new(VirtioFsMounter)));
     let nic_netns = std::fs::File::open("/proc/self/ns/net")
         .context("opening the guest's network namespace")?;
+    let nic_netns: OwnedFd = nic_netns.into();
     let env = ServeEnv {
         rootfs: Box::new(GuestRootfs::new(GUEST_ROOTFS_BASE, Arc::clone(&shares))),
         shares,
-        nic_netns: nic_netns.into(),
+        guest_netns: GuestNetns::new(nic_netns.as_fd()),
+        nic_netns,
         stdio: Box::new(VsockConnector),
         reaper,
         run_options,

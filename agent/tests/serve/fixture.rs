@@ -16,7 +16,7 @@ use vmrun_agent::serve::control::{serve, ServeEnd};
 use vmrun_agent::serve::rootfs::{GuestRootfs, HostDirRootfs, RootfsProvider};
 use vmrun_agent::serve::shares::{HostDirMounter, Shares};
 use vmrun_agent::serve::transport::{SocketStream, StdioConnector};
-use vmrun_agent::serve::ServeEnv;
+use vmrun_agent::serve::{GuestNetns, ServeEnv};
 use vmrun_isolation::RunOptions;
 use vmrun_protocol::{
     ControlClient, ExitStatus, ProtocolError, Request, Response, RootfsSource, StdioPorts,
@@ -148,6 +148,9 @@ pub struct Setup {
     /// The serve loop runs inside `nic_netns`, so containers without a
     /// network namespace of their own share it.
     pub serve_in_nic_netns: bool,
+    /// With `serve_in_nic_netns`: `nic_netns` plays the guest's root
+    /// namespace, handed to the first container asking for a fresh one.
+    pub hand_out_nic_netns: bool,
 }
 
 impl World {
@@ -191,9 +194,12 @@ impl World {
         let enter = setup
             .serve_in_nic_netns
             .then(|| nic_netns.try_clone().expect("dup the NIC namespace"));
-        let env = ServeEnv {
+        let hand_out = setup.serve_in_nic_netns && setup.hand_out_nic_netns;
+        let mut env = ServeEnv {
             rootfs,
             shares,
+            // This process's namespace is the machine's: never handed out.
+            guest_netns: GuestNetns::disabled(),
             nic_netns,
             stdio: Box::new(UnixConnector {
                 dir: self.scratch.path().to_path_buf(),
@@ -205,6 +211,9 @@ impl World {
             if let Some(netns) = enter {
                 nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
                     .expect("entering the NIC namespace");
+            }
+            if hand_out {
+                env.guest_netns = GuestNetns::new(env.nic_netns.as_fd());
             }
             serve(SocketStream::new(guest.into()), &env)
         });

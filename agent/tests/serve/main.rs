@@ -135,6 +135,10 @@ const CASES: &[Case] = &[
         network::nics_are_configured_in_place_without_a_network_namespace,
     ),
     (
+        "the_guest_namespace_goes_to_the_first_fresh_one",
+        network::the_guest_namespace_goes_to_the_first_fresh_one,
+    ),
+    (
         "network_errors_name_the_field_and_leave_nothing",
         network::network_errors_name_the_field_and_leave_nothing,
     ),

@@ -244,6 +244,67 @@ pub fn nics_are_configured_in_place_without_a_network_namespace(world: &World) {
     expect_connection_lost(agent);
 }
 
+/// The NIC namespace, standing in for the guest's root one, is handed to
+/// the first container asking for a fresh namespace: its NIC configured in
+/// place, `lo` up, its `net.*` sysctl written; the next container asking
+/// gets a fresh namespace of its own.
+pub fn the_guest_namespace_goes_to_the_first_fresh_one(world: &World) {
+    let netns = fresh_netns();
+    let inode = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&netns))
+        .expect("fstat the test netns")
+        .st_ino;
+    let mac = [0x02, 0, 0, 0, 0xaa, 0x04];
+    veth(&netns, "vx4", mac, "vp4");
+    let mut agent = world.agent_with(
+        "net-handed-out",
+        Setup {
+            nic_netns: Some(netns.try_clone().unwrap()),
+            serve_in_nic_netns: true,
+            hand_out_nic_netns: true,
+            ..Setup::default()
+        },
+    );
+    let client = agent.client();
+    let show = "readlink /proc/self/ns/net; cat /proc/sys/net/ipv4/ping_group_range; \
+                ip -o link show";
+    let nic = eth(mac, "eth3", 1400, "10.66.0.3/24", &[]);
+    let mut spec = world.spec(&["sh", "-c", show]);
+    spec["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ping_group_range": "0 7"});
+    assert!(
+        spec["linux"]["namespaces"].as_array().is_some_and(|all| all
+            .iter()
+            .any(|ns| ns["type"] == "network" && ns.get("path").is_none())),
+        "the test spec asks for a fresh network namespace"
+    );
+    let stdio = HostStdio::listen(world, None);
+    expect_created(client.call(create_with_network(
+        "first",
+        spec.clone(),
+        &stdio,
+        vec![nic],
+    )));
+    let out = run_created(&client, "first", stdio);
+    for expected in [
+        format!("net:[{inode}]\n"),
+        "0\t7\n".to_string(),
+        "lo: <LOOPBACK,UP,LOWER_UP>".to_string(),
+        "eth3: <BROADCAST,MULTICAST,UP,LOWER_UP>".to_string(),
+    ] {
+        assert!(out.contains(&expected), "{expected:?} missing from:\n{out}");
+    }
+    let stdio = HostStdio::listen(world, None);
+    expect_created(client.call(create_with_network("second", spec, &stdio, vec![])));
+    let out = run_created(&client, "second", stdio);
+    assert!(
+        out.starts_with("net:[") && !out.contains(&format!("net:[{inode}]")),
+        "the second container has a namespace of its own:\n{out}"
+    );
+    assert!(out.contains("lo: <LOOPBACK,UP,LOWER_UP>"), "{out}");
+    assert!(!out.contains("eth3"), "{out}");
+    drop(client);
+    expect_connection_lost(agent);
+}
+
 pub fn network_errors_name_the_field_and_leave_nothing(world: &World) {
     let netns = fresh_netns();
     let mac = [0x02, 0, 0, 0, 0xaa, 0x03];

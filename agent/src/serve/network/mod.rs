@@ -22,9 +22,12 @@
 //!    place, down, without the added addresses, old name and MTU.
 //!
 //! - [`config`]: the checked request; [`rtnetlink`]: the socket;
-//!   [`links`]: the link, address and route requests.
+//!   [`links`]: the link, address and route requests; [`guest_netns`]:
+//!   the guest's root namespace, handed to the first container asking
+//!   for a fresh one (its NICs are then configured in place).
 
 pub mod config;
+pub mod guest_netns;
 pub mod links;
 pub mod rtnetlink;
 
@@ -36,6 +39,7 @@ use nix::sys::stat::fstat;
 use vmrun_protocol::NetInterface;
 
 use config::{Cidr, NicConfig};
+pub use guest_netns::{GuestNetns, NetnsChoice};
 use links::Link;
 use rtnetlink::Rtnetlink;
 
@@ -79,13 +83,20 @@ pub fn plan(interfaces: &[NetInterface], nic_netns: BorrowedFd<'_>) -> Result<Ni
 /// Moves every NIC of `plan` into the network namespace of process
 /// `init_pid` and configures it there (in place when that is
 /// `nic_netns`). On an error every NIC is put back as it was found.
-pub fn attach(plan: &NicPlan, nic_netns: BorrowedFd<'_>, init_pid: i32) -> Result<()> {
+/// `choice`: whether that namespace is the guest's, given for a fresh one.
+pub fn attach(
+    plan: &NicPlan,
+    nic_netns: BorrowedFd<'_>,
+    init_pid: i32,
+    choice: NetnsChoice,
+) -> Result<()> {
     let target = File::open(format!("/proc/{init_pid}/ns/net"))
         .context("network: opening the container's network namespace")?;
     let in_place = same_namespace(nic_netns, target.as_fd())?;
     if plan.is_empty() {
-        // As runc does: a fresh network namespace gets its loopback up.
-        return if in_place {
+        // As runc does: a fresh network namespace gets its loopback up
+        // (and so does the guest's, given in place of a fresh one).
+        return if in_place && choice == NetnsChoice::AsAsked {
             Ok(())
         } else {
             loopback_up(target.as_fd())
