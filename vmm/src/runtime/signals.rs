@@ -9,9 +9,12 @@
 //!
 //! The signals are blocked in the calling thread before any other thread
 //! exists (threads inherit the mask), and one thread collects them with
-//! `sigtimedwait` and hands each to a callback.
+//! `sigwaitinfo` and hands each to a callback. It sleeps until a signal
+//! comes: no timeout wakes it while the container runs, and dropping the
+//! forwarder wakes it at once with a [`RESIZE`] aimed at it alone.
 
 use std::io;
+use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -95,14 +98,13 @@ impl SignalForwarder {
             .spawn(move || {
                 crate::seccomp::install_host_or_warn("signals");
                 let set = forwarded_set();
-                let timeout = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 100_000_000,
-                };
-                while !flag.load(Ordering::SeqCst) {
-                    // SAFETY: `set` and `timeout` are valid for the call; a
-                    // null siginfo pointer is allowed.
-                    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
+                loop {
+                    // SAFETY: `set` is initialised; a null siginfo pointer
+                    // is allowed.
+                    let sig = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
+                    if flag.load(Ordering::SeqCst) {
+                        break;
+                    }
                     if sig > 0 {
                         on_signal(sig);
                     }
@@ -119,7 +121,19 @@ impl Drop for SignalForwarder {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // SAFETY: pthread_kill of our own thread, which cannot have
+            // ended: it only ends on seeing `stop`, set above, and the
+            // handle keeps its id valid until the join. RESIZE is blocked
+            // in it, so the signal waits for its sigwaitinfo.
+            let rc = unsafe { libc::pthread_kill(thread.as_pthread_t(), RESIZE) };
+            if rc == 0 {
+                let _ = thread.join();
+            } else {
+                tracing::warn!(
+                    "cannot wake the signal thread: {}",
+                    io::Error::from_raw_os_error(rc)
+                );
+            }
         }
     }
 }
@@ -127,6 +141,64 @@ impl Drop for SignalForwarder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    /// The voluntary context switches of thread `tid` of this process.
+    fn voluntary_switches(tid: i32) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+            .expect("the thread's status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("voluntary_ctxt_switches")
+    }
+
+    #[test]
+    fn forwards_signals_sleeps_between_them_and_ends_when_dropped() {
+        // The forwarder's thread inherits this thread's mask.
+        block_forwarded().expect("block the forwarded signals");
+        let (tx, rx) = channel();
+        let forwarder = SignalForwarder::start(move |sig| {
+            // SAFETY: gettid has no preconditions.
+            let _ = tx.send((sig, unsafe { libc::gettid() }));
+        })
+        .expect("start the forwarder");
+        let thread = forwarder
+            .thread
+            .as_ref()
+            .expect("its thread")
+            .as_pthread_t();
+        // SAFETY: pthread_kill of the forwarder's live thread (it runs until
+        // the drop below); SIGUSR1 is blocked there, so sigwaitinfo takes it.
+        assert_eq!(unsafe { libc::pthread_kill(thread, libc::SIGUSR1) }, 0);
+        let (sig, tid) = rx.recv_timeout(Duration::from_secs(30)).expect("forwarded");
+        assert_eq!(sig, libc::SIGUSR1);
+        // Waiting for the next signal, nothing wakes the thread.
+        std::thread::sleep(Duration::from_millis(100));
+        let before = voluntary_switches(tid);
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(
+            voluntary_switches(tid),
+            before,
+            "the idle signal thread woke up"
+        );
+        // Only the drop's own signal ends it, and it is not forwarded.
+        let (done_tx, done_rx) = channel();
+        std::thread::spawn(move || {
+            drop(forwarder);
+            let _ = done_tx.send(());
+        });
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "dropping the forwarder did not end its thread"
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "the wake-up was forwarded as a signal"
+        );
+    }
 
     #[test]
     fn realtime_signals_are_forwarded_but_not_the_kick_or_faults() {
