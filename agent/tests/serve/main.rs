@@ -139,6 +139,10 @@ const CASES: &[Case] = &[
         network::the_guest_namespace_goes_to_the_first_fresh_one,
     ),
     (
+        "nics_configured_in_place_can_swap_names",
+        network::nics_configured_in_place_can_swap_names,
+    ),
+    (
         "network_errors_name_the_field_and_leave_nothing",
         network::network_errors_name_the_field_and_leave_nothing,
     ),

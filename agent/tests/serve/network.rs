@@ -57,6 +57,31 @@ fn veth(netns: &OwnedFd, name: &str, mac: [u8; 6], peer: &str) {
     links::set_up(&mut nl, peer_link.index, true).expect("veth peer up");
 }
 
+/// Where an agent of these tests finds its NICs, and how it serves.
+#[derive(Clone, Copy)]
+enum Serving {
+    /// In this process's namespace; the NICs get moved out of `netns`.
+    Outside,
+    /// Inside `netns` (containers without a network namespace share it).
+    Inside,
+    /// Inside `netns`, handing it to the first container asking for a
+    /// fresh one (as the guest's root namespace).
+    HandingOut,
+}
+
+/// An agent whose NIC namespace is `netns`.
+fn agent_in(world: &World, name: &str, netns: &OwnedFd, serving: Serving) -> Agent {
+    world.agent_with(
+        name,
+        Setup {
+            nic_netns: Some(netns.try_clone().unwrap()),
+            serve_in_nic_netns: !matches!(serving, Serving::Outside),
+            hand_out_nic_netns: matches!(serving, Serving::HandingOut),
+            ..Setup::default()
+        },
+    )
+}
+
 fn links_of(netns: &OwnedFd) -> Vec<Link> {
     let mut nl = Rtnetlink::open_in(netns.as_fd()).expect("netlink in the test netns");
     links::list(&mut nl).expect("listing links")
@@ -130,13 +155,7 @@ pub fn nics_move_into_the_container_and_are_configured(world: &World) {
     let netns = fresh_netns();
     let mac = [0x02, 0, 0, 0, 0xaa, 0x01];
     veth(&netns, "vx0", mac, "vp0");
-    let mut agent = world.agent_with(
-        "net-move",
-        Setup {
-            nic_netns: Some(netns.try_clone().unwrap()),
-            ..Setup::default()
-        },
-    );
+    let mut agent = agent_in(world, "net-move", &netns, Serving::Outside);
     let client = agent.client();
     let nic = eth(
         mac,
@@ -178,13 +197,7 @@ pub fn nics_move_into_the_container_and_are_configured(world: &World) {
 /// without any interface plumbed.
 pub fn a_fresh_network_namespace_has_loopback_up(world: &World) {
     let netns = fresh_netns();
-    let mut agent = world.agent_with(
-        "net-lo",
-        Setup {
-            nic_netns: Some(netns.try_clone().unwrap()),
-            ..Setup::default()
-        },
-    );
+    let mut agent = agent_in(world, "net-lo", &netns, Serving::Outside);
     let client = agent.client();
     let spec = world.spec(&["sh", "-c", "ip link show lo"]);
     let stdio = HostStdio::listen(world, None);
@@ -199,14 +212,7 @@ pub fn nics_are_configured_in_place_without_a_network_namespace(world: &World) {
     let netns = fresh_netns();
     let mac = [0x02, 0, 0, 0, 0xaa, 0x02];
     veth(&netns, "vx1", mac, "vp1");
-    let mut agent = world.agent_with(
-        "net-in-place",
-        Setup {
-            nic_netns: Some(netns.try_clone().unwrap()),
-            serve_in_nic_netns: true,
-            ..Setup::default()
-        },
-    );
+    let mut agent = agent_in(world, "net-in-place", &netns, Serving::Inside);
     let client = agent.client();
     // Calico's shape: the gateway is reachable only through a route listed
     // after the default route that needs it.
@@ -255,15 +261,7 @@ pub fn the_guest_namespace_goes_to_the_first_fresh_one(world: &World) {
         .st_ino;
     let mac = [0x02, 0, 0, 0, 0xaa, 0x04];
     veth(&netns, "vx4", mac, "vp4");
-    let mut agent = world.agent_with(
-        "net-handed-out",
-        Setup {
-            nic_netns: Some(netns.try_clone().unwrap()),
-            serve_in_nic_netns: true,
-            hand_out_nic_netns: true,
-            ..Setup::default()
-        },
-    );
+    let mut agent = agent_in(world, "net-handed-out", &netns, Serving::HandingOut);
     let client = agent.client();
     let show = "readlink /proc/self/ns/net; cat /proc/sys/net/ipv4/ping_group_range; \
                 ip -o link show";
@@ -305,17 +303,43 @@ pub fn the_guest_namespace_goes_to_the_first_fresh_one(world: &World) {
     expect_connection_lost(agent);
 }
 
+/// Configured in place, NICs may take each other's names: the guest
+/// kernel named them eth0 and eth1, the container wants them the other
+/// way round.
+pub fn nics_configured_in_place_can_swap_names(world: &World) {
+    let netns = fresh_netns();
+    let (mac_a, mac_b) = ([0x02, 0, 0, 0, 0xaa, 0x05], [0x02, 0, 0, 0, 0xaa, 0x06]);
+    veth(&netns, "eth0", mac_a, "pa5");
+    veth(&netns, "eth1", mac_b, "pb6");
+    let mut agent = agent_in(world, "net-swap", &netns, Serving::HandingOut);
+    let client = agent.client();
+    let nics = vec![
+        eth(mac_a, "eth1", 1400, "10.55.0.2/24", &[]),
+        eth(mac_b, "eth0", 1400, "10.56.0.2/24", &[]),
+    ];
+    let spec = world.spec(&["sh", "-c", "ip -o link show; ip -o addr show"]);
+    let stdio = HostStdio::listen(world, None);
+    expect_created(client.call(create_with_network("swap", spec, &stdio, nics)));
+    let out = run_created(&client, "swap", stdio);
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!(" {name}@")) && l.contains("link/ether"))
+            .unwrap_or_else(|| panic!("no link {name} in:\n{out}"))
+            .to_string()
+    };
+    assert!(line("eth1").contains("02:00:00:00:aa:05"), "{out}");
+    assert!(line("eth0").contains("02:00:00:00:aa:06"), "{out}");
+    assert!(out.contains("eth1    inet 10.55.0.2/24"), "{out}");
+    assert!(out.contains("eth0    inet 10.56.0.2/24"), "{out}");
+    drop(client);
+    expect_connection_lost(agent);
+}
+
 pub fn network_errors_name_the_field_and_leave_nothing(world: &World) {
     let netns = fresh_netns();
     let mac = [0x02, 0, 0, 0, 0xaa, 0x03];
     veth(&netns, "vx2", mac, "vp2");
-    let mut agent = world.agent_with(
-        "net-errors",
-        Setup {
-            nic_netns: Some(netns.try_clone().unwrap()),
-            ..Setup::default()
-        },
-    );
+    let mut agent = agent_in(world, "net-errors", &netns, Serving::Outside);
     let client = agent.client();
     let stdio = HostStdio::listen(world, None);
     let spec = || world.spec(&["sh", "-c", SHOW_NETWORK]);

@@ -130,6 +130,12 @@ fn loopback_up(netns: BorrowedFd<'_>) -> Result<()> {
     links::set_up(&mut nl, lo.index, true).context("network: bringing lo up")
 }
 
+/// The temporary name of the NIC with interface index `index` (at most
+/// 15 bytes, as IFNAMSIZ allows: "vmrun-p" and up to 8 digits).
+fn parked_name(index: u32) -> String {
+    format!("vmrun-p{}", index % 100_000_000)
+}
+
 fn same_namespace(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> Result<bool> {
     let a = fstat(a.as_raw_fd()).context("network: the guest's network namespace")?;
     let b = fstat(b.as_raw_fd()).context("network: the container's network namespace")?;
@@ -175,6 +181,9 @@ impl Attachment<'_> {
                     })?;
                 self.moved += 1;
             }
+        }
+        if in_place {
+            self.park_names()?;
         }
         let here = links::list(self.nl()).context("network: listing the container's links")?;
         let mut indexes = Vec::with_capacity(plan.nics.len());
@@ -243,6 +252,35 @@ impl Attachment<'_> {
         Ok(())
     }
 
+    /// Configuring in place, first gives every NIC that is to be renamed
+    /// a name of its own (`vmrun-p<ifindex>`), down: the NICs keep the
+    /// names the guest kernel gave them (eth0, eth1, ...), and renaming
+    /// one to another's (eth0 to "eth1") must not find that one still
+    /// holding it. A NIC moved into a fresh namespace takes its name in
+    /// the move and meets nobody.
+    fn park_names(&mut self) -> Result<()> {
+        let here = links::list(&mut self.nic_nl).context("network: listing the guest's links")?;
+        for (k, (config, _)) in self.plan.nics.iter().enumerate() {
+            let Some(link) = here.iter().find(|l| l.mac == Some(config.mac)) else {
+                continue; // named by the check that follows
+            };
+            if link.name == config.name {
+                continue;
+            }
+            self.touched = self.touched.max(k + 1);
+            let parked = parked_name(link.index);
+            links::set_up(&mut self.nic_nl, link.index, false)
+                .and_then(|()| links::rename(&mut self.nic_nl, link.index, &parked))
+                .with_context(|| {
+                    format!(
+                        "{}.name: renaming {} to {parked:?} first",
+                        config.field, link.name
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
     /// Puts every NIC back as it was found (best effort, logged).
     fn undo(&mut self) {
         match self.target_nl.take() {
@@ -274,9 +312,14 @@ impl Attachment<'_> {
 
     fn undo_in_place(&mut self) {
         let nl = &mut self.nic_nl;
+        // Parked first, as in `park_names`: the old names may be held by
+        // each other now.
+        for (_, original) in self.plan.nics.iter().take(self.touched) {
+            let _ = links::set_up(nl, original.index, false)
+                .and_then(|()| links::rename(nl, original.index, &parked_name(original.index)));
+        }
         for (i, (_, original)) in self.plan.nics.iter().enumerate().take(self.touched) {
             let index = original.index;
-            let _ = links::set_up(nl, index, false);
             for (_, cidr) in self.added.iter().filter(|(nic, _)| *nic == i) {
                 let _ = links::remove_address(nl, index, *cidr);
             }
