@@ -392,7 +392,7 @@ fn agent_binary_cannot_be_written_from_the_guest_container() {
 /// (`/` keeps its st_dev/st_ino and the checker's spec file), and even a
 /// container with CAP_SYS_ADMIN that lazily unmounts `/` and re-enters its
 /// own mount namespace does not reach the runtime's root: in the microVM it
-/// finds only the agent's emptied initramfs (no `/init`), on this host
+/// finds only the agent's emptied initramfs (none of its directories), on this host
 /// something other than the host's `/`. The counter-proof, that the same
 /// probe does reach the runtime's root under `--no-pivot`, is matrix.rs's
 /// `no_pivot_root`.

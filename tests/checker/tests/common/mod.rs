@@ -496,16 +496,21 @@ pub fn assert_host_escapes(who: &str, text: &str, no_pivot: bool) {
 }
 
 /// Asserts the probes' outcome in a microVM: the `..` climb stayed inside,
-/// and the mount-namespace escape reached the agent's root (which holds the
-/// agent binary as `/init`, unlike the container's rootfs) exactly when
-/// `no_pivot`; with pivot_root it finds only the agent's emptied initramfs.
+/// and the mount-namespace escape reached the agent's root exactly when
+/// `no_pivot`. The agent's root is its tmpfs copy of the initramfs's
+/// directories (`proc`, `run`, ...; the agent binary itself runs from a
+/// sealed memfd and is not there), without the container's spec file;
+/// with pivot_root the escape finds only the agent's emptied initramfs,
+/// which holds none of those directories.
 pub fn assert_vm_escapes(who: &str, text: &str, no_pivot: bool) {
     let climb = probe_line(who, text, "chroot escape (.. climb)");
     assert!(climb.contains("contained"), "{who}: {climb}");
     let line = probe_line(who, text, "chroot escape (umount / + setns mnt)");
+    let agent_root =
+        line.contains("spec file gone") && line.contains("\"proc\"") && line.contains("\"run\"");
     assert_eq!(
-        line.contains("\"init\""),
-        no_pivot,
-        "{who}: reached the agent's root (/init) must be {no_pivot}: {line}"
+        agent_root, no_pivot,
+        "{who}: reached the agent's root (its tmpfs: proc, run, no spec file) must be \
+         {no_pivot}: {line}"
     );
 }
