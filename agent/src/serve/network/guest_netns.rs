@@ -22,12 +22,11 @@
 //! user namespace cannot join a namespace owned by the initial one.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use nix::sys::stat::fstat;
 use vmrun_isolation::oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 /// Hands the guest's root network namespace out once.
@@ -53,11 +52,9 @@ impl GuestNetns {
     /// The guest namespace is `nic_netns` when that is the calling
     /// thread's own (the one `claim` is later called from).
     pub fn new(nic_netns: BorrowedFd<'_>) -> Self {
-        let own = std::fs::File::open("/proc/thread-self/ns/net").and_then(|own| {
-            let a = fstat(own.as_raw_fd())?;
-            let b = fstat(nic_netns.as_raw_fd())?;
-            Ok((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
-        });
+        let own = std::fs::File::open("/proc/thread-self/ns/net")
+            .map_err(anyhow::Error::from)
+            .and_then(|own| super::same_namespace(nic_netns, own.as_fd()));
         let path = matches!(own, Ok(true)).then(|| {
             PathBuf::from(format!(
                 "/proc/{}/fd/{}",
@@ -84,18 +81,18 @@ impl GuestNetns {
     /// spec now joins the guest's namespace and its `net.*` sysctls are
     /// written here (and left out of the spec).
     pub fn claim(&self, spec: &mut Spec) -> Result<NetnsChoice> {
-        match network_namespace(spec) {
-            Wanted::Own if self.path.is_some() && !has_user_namespace(spec) => {}
-            Wanted::Shared => {
-                self.taken.store(true, Ordering::SeqCst);
-                return Ok(NetnsChoice::AsAsked);
-            }
-            _ => return Ok(NetnsChoice::AsAsked),
+        let wanted = network_namespace(spec);
+        if wanted == Wanted::Shared {
+            self.taken.store(true, Ordering::SeqCst);
+            return Ok(NetnsChoice::AsAsked);
         }
         let Some(path) = &self.path else {
             return Ok(NetnsChoice::AsAsked);
         };
-        if self.taken.swap(true, Ordering::SeqCst) {
+        if wanted != Wanted::Own
+            || has_user_namespace(spec)
+            || self.taken.swap(true, Ordering::SeqCst)
+        {
             return Ok(NetnsChoice::AsAsked);
         }
         for (key, value) in join_instead(spec, path) {
