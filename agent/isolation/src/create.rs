@@ -16,6 +16,7 @@ use crate::console::{console_size, set_window_size, ConsoleSocket};
 use crate::container::ContainerProcess;
 use crate::oci_spec::runtime::{RootBuilder, Spec};
 use crate::options::{ExitStatus, RunOptions, Stdio};
+use crate::program_path::ProgramPath;
 use crate::validate::Warning;
 use crate::{cgroups, mount_propagation, ns_paths, rootfs_check, validate, IsolationError};
 
@@ -264,6 +265,7 @@ fn build_init(
         .with_root_path(&state_root)
         .map_err(|e| runtime_err("configure", e))?
         .with_preserved_fds(opts.preserve_fds)
+        .with_executor(ProgramPath::default())
         .with_console_socket(console.as_ref().map(|c| c.path().to_path_buf()));
     if !terminal {
         builder = builder

@@ -17,10 +17,10 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use libcontainer::capabilities::drop_privileges;
 use libcontainer::oci_spec::runtime::{Capability, LinuxCapabilities, LinuxSeccomp, Process, Spec};
 use libcontainer::syscall::linux::LinuxSyscall;
-use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 
 use crate::console::set_window_size;
+use crate::program_path::ProgramPath;
 
 /// Finishes an exec'd process inside the container, then execs it.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub(crate) struct ExecWorkload {
     final_capabilities: Option<LinuxCapabilities>,
     /// `process.consoleSize` (rows, cols) for the pty on fd 0.
     window: Option<(u16, u16)>,
+    /// `process.args[0]`, found once (see [`ProgramPath`]).
+    program: ProgramPath,
 }
 
 /// Prepares `process` for libcontainer: returns the process to hand over
@@ -60,6 +62,7 @@ pub(crate) fn prepare(
         seccomp,
         final_capabilities,
         window,
+        program: ProgramPath::default(),
     };
     (handed, workload)
 }
@@ -108,11 +111,11 @@ impl Executor for ExecWorkload {
             drop_privileges(caps, &LinuxSyscall)
                 .map_err(|e| failed("dropping CAP_SYS_ADMIN after seccomp", e))?;
         }
-        DefaultExecutor {}.exec(spec)
+        self.program.exec(spec)
     }
 
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
-        DefaultExecutor {}.validate(spec)
+        self.program.validate(spec)
     }
 }
 

@@ -86,6 +86,7 @@ pub mod ns_paths;
 mod options;
 pub mod process_check;
 pub mod processes;
+mod program_path;
 pub mod resources_update;
 pub mod rootfs_check;
 pub mod self_exe;

@@ -98,6 +98,57 @@ pub fn created_container_has_its_init_and_state(world: &World) {
     agent.end().unwrap();
 }
 
+/// As runc, the program is found in `PATH` once, at create: a program of
+/// the same name put earlier in `PATH` before `start` does not run
+/// instead. A program missing at create fails it, naming the program.
+pub fn the_program_is_found_at_create(world: &World) {
+    let (first, second) = (
+        world.rootfs.join("path-first"),
+        world.rootfs.join("path-second"),
+    );
+    for (dir, word) in [(&first, None), (&second, Some("second"))] {
+        std::fs::create_dir_all(dir).unwrap();
+        if let Some(word) = word {
+            write_script(&dir.join("prog"), word);
+        }
+    }
+    let mut agent = world.agent("findonce");
+    let client = agent.client();
+    let mut spec = world.spec(&["prog"]);
+    spec["process"]["env"] = json!(["PATH=/path-first:/path-second"]);
+    let stdio = HostStdio::listen(world, None);
+    expect_created(client.call(create("found", spec.clone(), &stdio)));
+    write_script(&first.join("prog"), "first");
+    assert_eq!(client.call(start("found")).unwrap(), started());
+    let (out, err) = stdio.collect();
+    assert_eq!((out.as_str(), err.as_str()), ("second\n", ""));
+    assert_eq!(
+        client.call(wait("found")).unwrap(),
+        exited(ExitStatus::Code(0))
+    );
+
+    spec["process"]["args"] = json!(["no-such-program"]);
+    let stdio = HostStdio::listen(world, None);
+    let message = agent_error(client.call(create("missing", spec, &stdio)));
+    assert!(
+        message.contains("'no-such-program' not found in $PATH"),
+        "{message}"
+    );
+    drop(stdio);
+    assert_eq!(client.call(Request::Shutdown).unwrap(), Response::Ok);
+    agent.end().unwrap();
+    for dir in [first, second] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// An executable shell script at `path` that prints `word`.
+fn write_script(path: &Path, word: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\necho {word}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 pub fn pause_resume_stats_update_processes_and_kill_all(world: &World) {
     let mut agent = world.agent("lifecycle");
     let client = agent.client();

@@ -86,6 +86,10 @@ const CASES: &[Case] = &[
         lifecycle::created_container_has_its_init_and_state,
     ),
     (
+        "the_program_is_found_at_create",
+        lifecycle::the_program_is_found_at_create,
+    ),
+    (
         "pause_resume_stats_update_processes_and_kill_all",
         lifecycle::pause_resume_stats_update_processes_and_kill_all,
     ),
