@@ -83,6 +83,7 @@ pub mod exit_cell;
 pub mod launch;
 pub mod lifecycle;
 pub mod network;
+pub mod readahead;
 pub mod responder;
 pub mod rootfs;
 pub mod shares;

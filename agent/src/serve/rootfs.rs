@@ -118,6 +118,7 @@ impl RootfsProvider for GuestRootfs {
                         target.display()
                     )
                 })
+                .map(|()| super::readahead::widen(&target))
             }
             RootfsSource::Block { device, fstype } => {
                 if !device.starts_with("/dev/") {

@@ -100,7 +100,7 @@ pub fn fuzz_fs_queue(data: &[u8], shared_dir: &Path, read_only: bool) {
     let Ok(fs) = Fs::new("fuzz", shared_dir, read_only) else {
         return;
     };
-    let _ = fs.server().process_queue(&mem, &mut q);
+    let _ = crate::fs::process_fs_queue(&mem, &mut q, fs.server());
 }
 
 /// Interprets `data` as a sequence of MMIO accesses (op, width, offset,

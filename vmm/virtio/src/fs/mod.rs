@@ -1,9 +1,9 @@
 //! virtio-fs served in process: fuse-backend-rs's `PassthroughFs` over the
-//! virtio queues, sharing one host directory read-write or read-only (then
-//! behind [`read_only_fs::ReadOnlyFs`], which the server calls after parsing
-//! each request once).
+//! virtio queues, sharing one host directory read-write or read-only,
+//! behind [`share_fs::ShareFs`] (the session options the passthrough leaves
+//! out, and the read-only checks on each request the server parsed once).
 
-pub mod read_only_fs;
+pub mod share_fs;
 
 use std::io;
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -25,7 +25,7 @@ use crate::common::VirtioCommon;
 use crate::defs::{feature, TYPE_FS, VIRTIO_RING_F_INDIRECT_DESC};
 use crate::device::VirtioDevice;
 use crate::worker::EventHandler;
-use read_only_fs::ReadOnlyFs;
+use share_fs::ShareFs;
 
 /// Size of the hiprio and request queues.
 pub const QUEUE_SIZE: u16 = 256;
@@ -49,40 +49,20 @@ pub enum FsError {
     },
 }
 
-/// The FUSE server of a share: straight over the passthrough file system
-/// when read-write, through [`ReadOnlyFs`] when read-only.
-pub(crate) enum FsServer {
-    /// Every operation reaches the passthrough file system.
-    ReadWrite(Server<Arc<PassthroughFs>>),
-    /// Changes are answered EROFS by the layer the server calls.
-    ReadOnly(Server<ReadOnlyFs<Arc<PassthroughFs>>>),
-}
-
-impl FsServer {
-    /// Serves every FUSE request available on `queue` (see [`process_fs_queue`]).
-    pub(crate) fn process_queue(
-        &self,
-        mem: &GuestMemoryMmap,
-        queue: &mut virtio_queue::Queue,
-    ) -> Result<usize, crate::chain::ChainError> {
-        match self {
-            Self::ReadWrite(server) => process_fs_queue(mem, queue, server),
-            Self::ReadOnly(server) => process_fs_queue(mem, queue, server),
-        }
-    }
-}
+/// The FUSE server of a share.
+pub(crate) type FsServer = Server<ShareFs<Arc<PassthroughFs>>>;
 
 /// A virtio-fs device.
 pub struct Fs {
     common: VirtioCommon,
     server: Arc<FsServer>,
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Fs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let read_only = matches!(*self.server, FsServer::ReadOnly(_));
         f.debug_struct("Fs")
-            .field("read_only", &read_only)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -95,11 +75,11 @@ impl Fs {
             return Err(FsError::BadTag(tag.to_string()));
         }
         let fs = Arc::new(passthrough(dir)?);
-        let server = if read_only {
-            FsServer::ReadOnly(Server::new(ReadOnlyFs::new(fs)))
+        let server = Server::new(if read_only {
+            ShareFs::read_only(fs)
         } else {
-            FsServer::ReadWrite(Server::new(fs))
-        };
+            ShareFs::read_write(fs)
+        });
         let mut config = vec![0u8; MAX_TAG_LEN + 4];
         for (d, s) in config.iter_mut().zip(tag.bytes()) {
             *d = s;
@@ -112,6 +92,7 @@ impl Fs {
         Ok(Self {
             common: VirtioCommon::new(TYPE_FS, "virtio-fs", &[QUEUE_SIZE; 2], features, config),
             server: Arc::new(server),
+            read_only,
         })
     }
 }
@@ -203,7 +184,7 @@ impl EventHandler for FsWorker {
             return;
         };
         let _ = q.notify.read();
-        let result = self.server.process_queue(&self.link.mem, &mut q.queue);
+        let result = process_fs_queue(&self.link.mem, &mut q.queue, &self.server);
         let queue = if token == 0 { "hiprio" } else { "requests" };
         self.link.finish_pass(queue, result);
     }

@@ -1,5 +1,5 @@
 //! A read-only share over the queue: reads are served, every change is
-//! answered EROFS by the `ReadOnlyFs` layer the FUSE server calls after it
+//! answered EROFS by the `ShareFs` layer the FUSE server calls after it
 //! parsed the request (there is no separate check of guest memory to race).
 
 use std::os::unix::fs::MetadataExt;
@@ -10,7 +10,7 @@ use fuse_backend_rs::api::filesystem::{Context, FileSystem};
 use fuse_backend_rs::api::server::Server;
 
 use super::fs_tests::{fuse_req, mkdir_body, shared_dir, Driver, LOOKUP, MKDIR, OPEN};
-use crate::fs::read_only_fs::{open_flags_change_files, ReadOnlyFs};
+use crate::fs::share_fs::{open_flags_change_files, ShareFs};
 use crate::fs::{passthrough, Fs};
 
 const GETATTR: u32 = 3;
@@ -292,7 +292,7 @@ fn read_only_layer_alone_refuses_writes_even_through_a_writable_handle() {
     let inner = Arc::new(passthrough(dir.path()).unwrap());
     // The server the device builds for a read-only share, with nothing in
     // front of it: the layer must refuse on the values the server parsed.
-    let read_only = Server::new(ReadOnlyFs::new(inner.clone()));
+    let read_only = Server::new(ShareFs::read_only(inner.clone()));
     let mut d = Driver::new();
     d.init(&read_only);
     let (err, entry) = d.call(&read_only, &fuse_req(LOOKUP, 2, 1, b"hello.txt\0"));

@@ -31,7 +31,7 @@ impl FuseTarget for Fs {
         mem: &GuestMemoryMmap,
         q: &mut virtio_queue::Queue,
     ) -> Result<usize, ChainError> {
-        self.server().process_queue(mem, q)
+        crate::fs::process_fs_queue(mem, q, self.server())
     }
 }
 
@@ -99,13 +99,20 @@ impl Driver {
     }
 
     pub(super) fn init(&mut self, fs: &impl FuseTarget) {
+        self.init_offering(fs, 0);
+    }
+
+    /// FUSE INIT with `flags` offered (and 128 KiB of readahead); returns
+    /// the reply's body (`fuse_init_out`).
+    pub(super) fn init_offering(&mut self, fs: &impl FuseTarget, flags: u32) -> Vec<u8> {
         let mut body = Vec::new();
-        for v in [7u32, 31, 0, 0] {
+        for v in [7u32, 31, 128 << 10, flags] {
             body.extend_from_slice(&v.to_le_bytes());
         }
         body.extend_from_slice(&[0u8; 48]); // flags2 + unused (7.36 layout)
-        let (err, _) = self.call(fs, &fuse_req(INIT, 1, 0, &body));
+        let (err, reply) = self.call(fs, &fuse_req(INIT, 1, 0, &body));
         assert_eq!(err, 0, "FUSE INIT failed");
+        reply
     }
 }
 
@@ -158,6 +165,35 @@ fn read_only_share_refuses_changes() {
     open_body.extend_from_slice(&0u32.to_le_bytes());
     let (err, _) = d.call(&fs, &fuse_req(OPEN, 4, 2, &open_body));
     assert_eq!(err, -libc::EROFS);
+}
+
+/// The options fuse-backend-rs's server alone does not ask for:
+/// asynchronous reads, 1 MiB requests, big writes, parallel directory
+/// operations, cached symlinks; for read-write and read-only shares alike.
+#[test]
+fn init_asks_for_async_reads_one_mib_requests_and_cached_symlinks() {
+    const ASYNC_READ: u32 = 1 << 0;
+    const BIG_WRITES: u32 = 1 << 5;
+    const PARALLEL_DIROPS: u32 = 1 << 18;
+    const MAX_PAGES: u32 = 1 << 22;
+    const CACHE_SYMLINKS: u32 = 1 << 23;
+    let wanted = ASYNC_READ | BIG_WRITES | PARALLEL_DIROPS | MAX_PAGES | CACHE_SYMLINKS;
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    for read_only in [false, true] {
+        let dir = shared_dir();
+        let fs = Fs::new("rootfs", dir.path(), read_only).unwrap();
+        let reply = Driver::new().init_offering(&fs, wanted);
+        assert_eq!(
+            u32_at(&reply, 12) & wanted,
+            wanted,
+            "flags, read_only={read_only}"
+        );
+        assert_eq!(u32_at(&reply, 20), 1 << 20, "max_write");
+        assert_eq!(u16::from_le_bytes([reply[28], reply[29]]), 256, "max_pages");
+        // Nothing the guest did not offer.
+        let reply = Driver::new().init_offering(&fs, ASYNC_READ);
+        assert_eq!(u32_at(&reply, 12) & wanted, ASYNC_READ);
+    }
 }
 
 #[test]

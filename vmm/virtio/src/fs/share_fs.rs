@@ -1,15 +1,24 @@
-//! Read-only enforcement for a virtio-fs share: a [`FileSystem`] wrapper the
-//! FUSE server calls with the request it has already parsed (once) from
-//! guest memory. Every operation that could change the shared directory is
-//! answered with EROFS without reaching the wrapped file system; the rest are
-//! passed through unchanged. Because the decision is taken on the values the
-//! server acts on, a guest rewriting its request buffer from another vCPU
-//! cannot turn a read into a write.
+//! The [`FileSystem`] the FUSE server of a share calls: fuse-backend-rs's
+//! passthrough file system with what the passthrough leaves out.
+//!
+//! - The session options virtiofsd negotiates and fuse-backend-rs's server
+//!   does not: asynchronous reads (the guest sends its readahead without
+//!   waiting for each reply in turn), requests of up to 1 MiB
+//!   (`MAX_PAGES`; without it a read is at most 128 KiB and a write 8 KiB,
+//!   each a round trip), big writes and parallel directory operations;
+//!   and symlink targets kept in the guest's cache (without it every path
+//!   through a symlink is a READLINK: busybox's applets are symlinks).
+//! - Read-only shares: every operation that could change the shared
+//!   directory is answered with EROFS without reaching the wrapped file
+//!   system; the rest are passed through unchanged. The decision is taken
+//!   on the values the server parsed (once) from guest memory and acts on,
+//!   so a guest rewriting its request buffer from another vCPU cannot turn
+//!   a read into a write.
 //!
 //! Every method of `FileSystem` is written out here, delegated or refused on
 //! purpose, so none falls back to a trait default by accident. Recheck the
 //! list when fuse-backend-rs is upgraded: a new trait method would silently
-//! get its default (usually ENOSYS) rather than be refused.
+//! get its default (usually ENOSYS) rather than be delegated or refused.
 
 use std::ffi::CStr;
 use std::io;
@@ -25,16 +34,36 @@ use fuse_backend_rs::api::filesystem::{
 };
 use fuse_backend_rs::transport::FsCacheReqHandler;
 
-/// A file system that serves only the non-mutating operations of `inner`.
+/// The session options a share asks for on top of what the wrapped file
+/// system asks for (the server keeps those the guest offers).
+pub const SESSION_OPTIONS: FsOptions = FsOptions::ASYNC_READ
+    .union(FsOptions::MAX_PAGES)
+    .union(FsOptions::BIG_WRITES)
+    .union(FsOptions::PARALLEL_DIROPS)
+    .union(FsOptions::CACHE_SYMLINKS);
+
+/// `inner` served with [`SESSION_OPTIONS`], read-write or read-only.
 #[derive(Debug)]
-pub struct ReadOnlyFs<F> {
+pub struct ShareFs<F> {
     inner: F,
+    read_only: bool,
 }
 
-impl<F> ReadOnlyFs<F> {
-    /// Serves `inner` read-only.
-    pub fn new(inner: F) -> Self {
-        Self { inner }
+impl<F> ShareFs<F> {
+    /// Serves every operation of `inner`.
+    pub fn read_write(inner: F) -> Self {
+        Self {
+            inner,
+            read_only: false,
+        }
+    }
+
+    /// Serves only the non-mutating operations of `inner`.
+    pub fn read_only(inner: F) -> Self {
+        Self {
+            inner,
+            read_only: true,
+        }
     }
 }
 
@@ -52,14 +81,14 @@ pub fn open_flags_change_files(flags: u32) -> bool {
         || flags & (libc::O_TRUNC | libc::O_APPEND | libc::O_CREAT | tmpfile_only) != 0
 }
 
-impl<F: FileSystem> FileSystem for ReadOnlyFs<F> {
+impl<F: FileSystem> FileSystem for ShareFs<F> {
     type Inode = F::Inode;
     type Handle = F::Handle;
 
     // Session and lookup-count bookkeeping: passed through.
 
     fn init(&self, capable: FsOptions) -> io::Result<FsOptions> {
-        self.inner.init(capable)
+        self.inner.init(capable).map(|want| want | SESSION_OPTIONS)
     }
 
     fn destroy(&self) {
@@ -108,7 +137,7 @@ impl<F: FileSystem> FileSystem for ReadOnlyFs<F> {
         flags: u32,
         fuse_flags: u32,
     ) -> io::Result<(Option<Self::Handle>, OpenOptions, Option<u32>)> {
-        if open_flags_change_files(flags) {
+        if self.read_only && open_flags_change_files(flags) {
             return erofs();
         }
         self.inner.open(ctx, inode, flags, fuse_flags)
@@ -194,7 +223,7 @@ impl<F: FileSystem> FileSystem for ReadOnlyFs<F> {
         inode: Self::Inode,
         flags: u32,
     ) -> io::Result<(Option<Self::Handle>, OpenOptions)> {
-        if open_flags_change_files(flags) {
+        if self.read_only && open_flags_change_files(flags) {
             return erofs();
         }
         self.inner.opendir(ctx, inode, flags)
@@ -246,7 +275,8 @@ impl<F: FileSystem> FileSystem for ReadOnlyFs<F> {
         self.inner.releasedir(ctx, inode, flags, handle)
     }
 
-    /// Read-only mappings pass; a writable one is refused.
+    /// Read-only mappings pass; a writable one of a read-only share is
+    /// refused.
     #[allow(clippy::too_many_arguments)]
     fn setupmapping(
         &self,
@@ -259,7 +289,7 @@ impl<F: FileSystem> FileSystem for ReadOnlyFs<F> {
         moffset: u64,
         vu_req: &mut dyn FsCacheReqHandler,
     ) -> io::Result<()> {
-        if flags & SetupmappingFlags::WRITE.bits() != 0 {
+        if self.read_only && flags & SetupmappingFlags::WRITE.bits() != 0 {
             return erofs();
         }
         self.inner
@@ -276,9 +306,10 @@ impl<F: FileSystem> FileSystem for ReadOnlyFs<F> {
         self.inner.removemapping(ctx, inode, requests, vu_req)
     }
 
-    /// Asking for write permission gets EROFS, as on a read-only mount.
+    /// Asking for write permission of a read-only share gets EROFS, as on
+    /// a read-only mount.
     fn access(&self, ctx: &Context, inode: Self::Inode, mask: u32) -> io::Result<()> {
-        if mask & libc::W_OK as u32 != 0 {
+        if self.read_only && mask & libc::W_OK as u32 != 0 {
             return erofs();
         }
         self.inner.access(ctx, inode, mask)
@@ -355,149 +386,205 @@ impl<F: FileSystem> FileSystem for ReadOnlyFs<F> {
         self.inner.poll(ctx, inode, handle, khandle, flags, events)
     }
 
-    // Changes: refused.
+    // Changes: refused when read-only, passed through otherwise.
 
     fn setattr(
         &self,
-        _ctx: &Context,
-        _inode: Self::Inode,
-        _attr: stat64,
-        _handle: Option<Self::Handle>,
-        _valid: SetattrValid,
+        ctx: &Context,
+        inode: Self::Inode,
+        attr: stat64,
+        handle: Option<Self::Handle>,
+        valid: SetattrValid,
     ) -> io::Result<(stat64, Duration)> {
-        erofs()
+        if self.read_only {
+            return erofs();
+        }
+        self.inner.setattr(ctx, inode, attr, handle, valid)
     }
 
     fn symlink(
         &self,
-        _ctx: &Context,
-        _linkname: &CStr,
-        _parent: Self::Inode,
-        _name: &CStr,
+        ctx: &Context,
+        linkname: &CStr,
+        parent: Self::Inode,
+        name: &CStr,
     ) -> io::Result<Entry> {
-        erofs()
+        if self.read_only {
+            return erofs();
+        }
+        self.inner.symlink(ctx, linkname, parent, name)
     }
 
     fn mknod(
         &self,
-        _ctx: &Context,
-        _inode: Self::Inode,
-        _name: &CStr,
-        _mode: u32,
-        _rdev: u32,
-        _umask: u32,
+        ctx: &Context,
+        inode: Self::Inode,
+        name: &CStr,
+        mode: u32,
+        rdev: u32,
+        umask: u32,
     ) -> io::Result<Entry> {
-        erofs()
+        if self.read_only {
+            return erofs();
+        }
+        self.inner.mknod(ctx, inode, name, mode, rdev, umask)
     }
 
     fn mkdir(
         &self,
-        _ctx: &Context,
-        _parent: Self::Inode,
-        _name: &CStr,
-        _mode: u32,
-        _umask: u32,
+        ctx: &Context,
+        parent: Self::Inode,
+        name: &CStr,
+        mode: u32,
+        umask: u32,
     ) -> io::Result<Entry> {
-        erofs()
+        if self.read_only {
+            return erofs();
+        }
+        self.inner.mkdir(ctx, parent, name, mode, umask)
     }
 
-    fn unlink(&self, _ctx: &Context, _parent: Self::Inode, _name: &CStr) -> io::Result<()> {
-        erofs()
+    fn unlink(&self, ctx: &Context, parent: Self::Inode, name: &CStr) -> io::Result<()> {
+        if self.read_only {
+            return erofs();
+        }
+        self.inner.unlink(ctx, parent, name)
     }
 
-    fn rmdir(&self, _ctx: &Context, _parent: Self::Inode, _name: &CStr) -> io::Result<()> {
-        erofs()
+    fn rmdir(&self, ctx: &Context, parent: Self::Inode, name: &CStr) -> io::Result<()> {
+        if self.read_only {
+            return erofs();
+        }
+        self.inner.rmdir(ctx, parent, name)
     }
 
     fn rename(
         &self,
-        _ctx: &Context,
-        _olddir: Self::Inode,
-        _oldname: &CStr,
-        _newdir: Self::Inode,
-        _newname: &CStr,
-        _flags: u32,
+        ctx: &Context,
+        olddir: Self::Inode,
+        oldname: &CStr,
+        newdir: Self::Inode,
+        newname: &CStr,
+        flags: u32,
     ) -> io::Result<()> {
-        erofs()
+        if self.read_only {
+            return erofs();
+        }
+        self.inner
+            .rename(ctx, olddir, oldname, newdir, newname, flags)
     }
 
     fn link(
         &self,
-        _ctx: &Context,
-        _inode: Self::Inode,
-        _newparent: Self::Inode,
-        _newname: &CStr,
+        ctx: &Context,
+        inode: Self::Inode,
+        newparent: Self::Inode,
+        newname: &CStr,
     ) -> io::Result<Entry> {
-        erofs()
+        if self.read_only {
+            return erofs();
+        }
+        self.inner.link(ctx, inode, newparent, newname)
     }
 
     fn create(
         &self,
-        _ctx: &Context,
-        _parent: Self::Inode,
-        _name: &CStr,
-        _args: CreateIn,
+        ctx: &Context,
+        parent: Self::Inode,
+        name: &CStr,
+        args: CreateIn,
     ) -> io::Result<(Entry, Option<Self::Handle>, OpenOptions, Option<u32>)> {
-        erofs()
+        if self.read_only {
+            return erofs();
+        }
+        self.inner.create(ctx, parent, name, args)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
-        _ctx: &Context,
-        _inode: Self::Inode,
-        _handle: Self::Handle,
-        _r: &mut dyn ZeroCopyReader,
-        _size: u32,
-        _offset: u64,
-        _lock_owner: Option<u64>,
-        _delayed_write: bool,
-        _flags: u32,
-        _fuse_flags: u32,
+        ctx: &Context,
+        inode: Self::Inode,
+        handle: Self::Handle,
+        r: &mut dyn ZeroCopyReader,
+        size: u32,
+        offset: u64,
+        lock_owner: Option<u64>,
+        delayed_write: bool,
+        flags: u32,
+        fuse_flags: u32,
     ) -> io::Result<usize> {
-        erofs()
+        if self.read_only {
+            return erofs();
+        }
+        self.inner.write(
+            ctx,
+            inode,
+            handle,
+            r,
+            size,
+            offset,
+            lock_owner,
+            delayed_write,
+            flags,
+            fuse_flags,
+        )
     }
 
     fn fallocate(
         &self,
-        _ctx: &Context,
-        _inode: Self::Inode,
-        _handle: Self::Handle,
-        _mode: u32,
-        _offset: u64,
-        _length: u64,
+        ctx: &Context,
+        inode: Self::Inode,
+        handle: Self::Handle,
+        mode: u32,
+        offset: u64,
+        length: u64,
     ) -> io::Result<()> {
-        erofs()
+        if self.read_only {
+            return erofs();
+        }
+        self.inner
+            .fallocate(ctx, inode, handle, mode, offset, length)
     }
 
     fn setxattr(
         &self,
-        _ctx: &Context,
-        _inode: Self::Inode,
-        _name: &CStr,
-        _value: &[u8],
-        _flags: u32,
+        ctx: &Context,
+        inode: Self::Inode,
+        name: &CStr,
+        value: &[u8],
+        flags: u32,
     ) -> io::Result<()> {
-        erofs()
+        if self.read_only {
+            return erofs();
+        }
+        self.inner.setxattr(ctx, inode, name, value, flags)
     }
 
-    fn removexattr(&self, _ctx: &Context, _inode: Self::Inode, _name: &CStr) -> io::Result<()> {
-        erofs()
+    fn removexattr(&self, ctx: &Context, inode: Self::Inode, name: &CStr) -> io::Result<()> {
+        if self.read_only {
+            return erofs();
+        }
+        self.inner.removexattr(ctx, inode, name)
     }
 
-    /// Refused whatever the command: which ioctls change a file is not
-    /// knowable here.
+    /// Refused on a read-only share whatever the command: which ioctls
+    /// change a file is not knowable here.
     #[allow(clippy::too_many_arguments)]
     fn ioctl(
         &self,
-        _ctx: &Context,
-        _inode: Self::Inode,
-        _handle: Self::Handle,
-        _flags: u32,
-        _cmd: u32,
-        _data: IoctlData,
-        _out_size: u32,
+        ctx: &Context,
+        inode: Self::Inode,
+        handle: Self::Handle,
+        flags: u32,
+        cmd: u32,
+        data: IoctlData,
+        out_size: u32,
     ) -> io::Result<IoctlData<'_>> {
-        erofs()
+        if self.read_only {
+            return erofs();
+        }
+        self.inner
+            .ioctl(ctx, inode, handle, flags, cmd, data, out_size)
     }
 }
