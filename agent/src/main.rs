@@ -107,11 +107,23 @@ fn run() -> anyhow::Result<Infallible> {
     } else {
         console::print_line(&info.ready_line());
     }
-    marker::write(Marker::AgentReady);
-
     match config.action {
-        Action::Ready | Action::Poweroff => shutdown::end_vm(config.action),
-        Action::Serve => vmrun_agent::serve::run_in_guest(reaper),
-        Action::Panic => panic!("deliberate panic requested with vmrun_action=panic"),
+        Action::Serve => {
+            // The agent listens before it says it is ready: the host
+            // connects as soon as the marker is there, and a connection
+            // tried before the listen is refused and tried again later.
+            let control = vmrun_agent::serve::listen_vsock(vmrun_protocol::CONTROL_PORT)
+                .context("listening for the host")?;
+            marker::write(Marker::AgentReady);
+            vmrun_agent::serve::run_in_guest(reaper, control)
+        }
+        Action::Ready | Action::Poweroff => {
+            marker::write(Marker::AgentReady);
+            shutdown::end_vm(config.action)
+        }
+        Action::Panic => {
+            marker::write(Marker::AgentReady);
+            panic!("deliberate panic requested with vmrun_action=panic")
+        }
     }
 }

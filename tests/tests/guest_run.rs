@@ -472,6 +472,30 @@ fn big_files_cross_the_share_intact_with_a_one_request_readahead() {
     assert!(copy == data, "the copy differs ({} bytes)", copy.len());
 }
 
+/// The agent listens on its control port before it writes its ready
+/// marker, so the host's first connection after the marker is answered
+/// (the debug log shows every refused one).
+#[test]
+fn the_first_connection_after_the_ready_marker_is_answered() {
+    let Some(g) = guest_ready("the_first_connection_after_the_ready_marker_is_answered") else {
+        return;
+    };
+    let b = bundle("connect", &["true"]);
+    let ran = run_with(&g, &b, "connect", &["--debug"], None);
+    assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+    assert!(
+        ran.stderr.contains("container created"),
+        "the debug log is not there to look at:\n{}",
+        ran.describe()
+    );
+    assert!(
+        !ran.stderr
+            .contains("the agent refused the connection after its ready marker"),
+        "{}",
+        ran.describe()
+    );
+}
+
 #[test]
 fn a_readonly_root_refuses_writes() {
     let Some(g) = guest_ready("a_readonly_root_refuses_writes") else {

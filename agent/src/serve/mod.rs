@@ -9,10 +9,10 @@
 //!
 //! Message flow (the host side's duties in brackets):
 //!
-//! 1. Boot with `vmrun_action=serve`; after the ready line the agent listens
-//!    on vsock port [`CONTROL_PORT`] (any CID). [The host connects to guest
-//!    CID 3 / port 1024, retrying while it gets resets: the agent only
-//!    listens once PID-1 set-up is done.]
+//! 1. Boot with `vmrun_action=serve`; once PID-1 set-up is done the agent
+//!    listens on vsock port [`CONTROL_PORT`] (any CID), then writes its
+//!    ready marker. [The host connects to guest CID 3 / port 1024 once the
+//!    marker is there, retrying while it gets resets.]
 //! 2. `Hello{version}` → `Hello{version}`; on a mismatch the agent answers
 //!    `Error` and ends the VM.
 //! 3. [The host listens on its stdio ports (CID 2) first, then sends]
@@ -106,6 +106,7 @@ use control::{serve, ServeEnd};
 pub use network::GuestNetns;
 use rootfs::{GuestRootfs, RootfsProvider, GUEST_ROOTFS_BASE};
 use shares::{Shares, VirtioFsMounter};
+pub use transport::listen_vsock;
 use transport::{accept_vsock, StdioConnector, VsockConnector};
 
 /// What the serve loop works with.
@@ -152,9 +153,10 @@ pub fn root_is_initramfs(mountinfo: &str) -> bool {
     })
 }
 
-/// The guest's serve: accept the host's control connection on vsock, serve
-/// it, then end the VM (also when the connection drops: no orphaned VMs).
-pub fn run_in_guest(reaper: Reaper) -> Result<Infallible> {
+/// The guest's serve: accept the host's control connection on `control`
+/// (listening on [`CONTROL_PORT`], see [`listen_vsock`]), serve it, then
+/// end the VM (also when the connection drops: no orphaned VMs).
+pub fn run_in_guest(reaper: Reaper, control: OwnedFd) -> Result<Infallible> {
     let mountinfo =
         std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     let mut run_options = RunOptions::new("");
@@ -173,7 +175,7 @@ pub fn run_in_guest(reaper: Reaper) -> Result<Infallible> {
         run_options,
     };
     tracing::info!("serving: waiting for the host on vsock port {CONTROL_PORT}");
-    let stream = accept_vsock(CONTROL_PORT)?;
+    let stream = accept_vsock(&control)?;
     match serve(stream, &env)? {
         ServeEnd::Shutdown => {}
         ServeEnd::ConnectionLost => {

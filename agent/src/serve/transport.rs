@@ -99,13 +99,18 @@ fn vsock_socket() -> io::Result<OwnedFd> {
     )?)
 }
 
-/// Listens on vsock `port` (any local CID) and accepts one connection.
-pub fn accept_vsock(port: u32) -> Result<SocketStream> {
+/// A listening AF_VSOCK socket on `port` (any CID), backlog 1.
+pub fn listen_vsock(port: u32) -> Result<OwnedFd> {
     let listener = vsock_socket().context("creating an AF_VSOCK socket")?;
     let addr = VsockAddr::new(libc::VMADDR_CID_ANY, port);
     bind(listener.as_raw_fd(), &addr).with_context(|| format!("binding vsock port {port}"))?;
     let backlog = Backlog::new(1).context("listen backlog")?;
     listen(&listener, backlog).with_context(|| format!("listening on vsock port {port}"))?;
+    Ok(listener)
+}
+
+/// Accepts one connection on `listener` (from [`listen_vsock`]).
+pub fn accept_vsock(listener: &OwnedFd) -> Result<SocketStream> {
     loop {
         match accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
             Ok(raw) => {
@@ -115,9 +120,7 @@ pub fn accept_vsock(port: u32) -> Result<SocketStream> {
                 return Ok(SocketStream::new(fd));
             }
             Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
-            Err(errno) => {
-                return Err(errno).with_context(|| format!("accepting on vsock port {port}"))
-            }
+            Err(errno) => return Err(errno).context("accepting the host's connection"),
         }
     }
 }

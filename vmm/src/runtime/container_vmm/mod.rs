@@ -167,7 +167,7 @@ fn connect_agent(
         }
         // Every try before the agent listens is a packet and an interrupt
         // the booting guest handles for nothing: wait for its ready marker
-        // (the agent listens right after it), trying now and then only in
+        // (the agent listens before it writes it), trying now and then only in
         // case a guest never writes it.
         let ready = timings.wait_for(Phase::AgentReady, CONNECT_POLL);
         if !ready && last_try.is_some_and(|at| at.elapsed() < CONNECT_RETRY_UNREADY) {
@@ -180,17 +180,25 @@ fn connect_agent(
                     .map_err(|e| ContainerRunError::Request("the version handshake", e));
             }
             Err(e) => {
-                tracing::trace!("agent not answering yet: {e}");
                 if ready {
-                    // Soon after the marker the agent listens; a guest
-                    // that wrote it and never does is tried less and less.
+                    tracing::debug!("{REFUSED_AFTER_READY}: {e}");
+                    // The agent listens before it writes the marker; a
+                    // guest that wrote it and does not listen is tried
+                    // less and less.
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(CONNECT_RETRY_READY_MAX);
+                } else {
+                    tracing::trace!("agent not answering yet: {e}");
                 }
             }
         }
     }
 }
+
+/// Logged (debug) when the agent refuses the control connection after
+/// its ready marker: it listens before it writes the marker, so this is a
+/// guest that is not (yet) serving.
+pub const REFUSED_AFTER_READY: &str = "the agent refused the connection after its ready marker";
 
 /// How long [`connect_agent`] waits for the ready marker between checks
 /// that the VM still runs.
