@@ -59,7 +59,7 @@ fn path_var(spec: &Spec) -> Option<&str> {
 /// Where `name` is found in `path_var`, by libcontainer's rules: a name
 /// with a slash is taken as it is when it exists; otherwise the first
 /// entry of `path_var` holding it.
-pub(crate) fn lookup(name: &str, path_var: &str) -> Option<PathBuf> {
+fn lookup(name: &str, path_var: &str) -> Option<PathBuf> {
     if name.contains('/') && Path::new(name).exists() {
         return Some(PathBuf::from(name));
     }

@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs::DirBuilder;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -198,14 +198,11 @@ pub fn check_share_path<'p>(field: &str, path: &'p str) -> Result<&'p Path> {
 pub fn open_beneath(field: &str, share: &Path, path: &Path) -> Result<OwnedFd> {
     // O_PATH: on virtio-fs a directory opened for reading is an OPENDIR
     // and a RELEASEDIR, two round trips to the host for nothing.
-    let share_dir = nix::fcntl::open(
-        share,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .with_context(|| format!("{field}: opening the share at {}", share.display()))?;
-    // SAFETY: open just returned this descriptor and nothing else owns it.
-    let share_dir = unsafe { OwnedFd::from_raw_fd(share_dir) };
+    let share_dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(share)
+        .with_context(|| format!("{field}: opening the share at {}", share.display()))?;
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
         .mode(Mode::empty())
