@@ -8,7 +8,7 @@
 #   runs directly;
 # - otherwise (e.g. a PVM host, see shared/TESTHOST.md) it boots ONE "test
 #   host" with virtme-ng: Debian's generic kernel under QEMU TCG with
-#   `-cpu max` (emulated AMD SVM), loads kvm-amd there and runs CMD inside,
+#   `-cpu max,-erms,-fsrm` (emulated AMD SVM), loads kvm-amd there and runs CMD inside,
 #   where /dev/kvm runs real guests (slowly: everything is emulated).
 #
 # The test host's console is not trusted for results: CMD's output and exit
@@ -39,6 +39,18 @@
 #                    then: the idle vCPU halted with interrupts on and no
 #                    timer pending, a wake-up lost in QEMU's TCG (their
 #                    stall-report.txt); a periodic timer fires again)
+#   VMRUN_TESTHOST_CPU  the test host's CPU model (default "max,-erms,-fsrm":
+#                    everything TCG emulates, AMD SVM included, but without
+#                    fast-string `rep movsb`/`rep stosb`. With them, Linux
+#                    zeroes and copies pages a byte per emulated
+#                    iteration; each iteration of a store into a page that
+#                    once held translated code takes TCG's slow path. Page
+#                    zeroing then took 40-60% of a microVM's time in the
+#                    test host, and a VM started right after a `vmrun run`
+#                    (whose guest ran code in many pages it then freed)
+#                    spent ~1 s more there. Without them the test host
+#                    zeroes with `rep stosq`: boots there took 1.5-1.7 s
+#                    instead of 2.2-3.5 s, with no penalty after a run)
 #   VMRUN_TESTHOST_QEMU_OPTS  extra QEMU options for the test host (e.g.
 #                    "-d cpu_reset,guest_errors -D /tmp/qemu.log" to log its
 #                    CPU resets, such as a triple fault of the test host)
@@ -177,7 +189,7 @@ timeout --kill-after=30 "$timeout_secs" \
     "$vng" -r "$kernel" --verbose --disable-kvm --force-9p --disable-microvm \
     --cpus "${VMRUN_TESTHOST_CPUS:-1}" --memory "${VMRUN_TESTHOST_MEMORY:-2G}" \
     "${append_opts[@]}" \
-    --qemu-opts="-cpu max -monitor unix:$monitor_sock,server=on,wait=off ${VMRUN_TESTHOST_QEMU_OPTS:-}" --rwdir "$results" "${share_cache[@]}" \
+    --qemu-opts="-cpu ${VMRUN_TESTHOST_CPU:-max,-erms,-fsrm} -monitor unix:$monitor_sock,server=on,wait=off ${VMRUN_TESTHOST_QEMU_OPTS:-}" --rwdir "$results" "${share_cache[@]}" \
     -- "$inner" </dev/null >"$results/testhost-console.log" 2>&1 &
 vng_pid=$!
 # Stream CMD's output from the results file while the test host runs.
