@@ -8,7 +8,8 @@
 #   runs directly;
 # - otherwise (e.g. a PVM host, see shared/TESTHOST.md) it boots ONE "test
 #   host" with virtme-ng: Debian's generic kernel under QEMU TCG with
-#   `-cpu max,-erms,-fsrm` (emulated AMD SVM), loads kvm-amd there and runs CMD inside,
+#   `-cpu max,-erms,-fsrm` (emulated AMD SVM), loads kvm-amd there and
+#   runs CMD inside,
 #   where /dev/kvm runs real guests (slowly: everything is emulated).
 #
 # The test host's console is not trusted for results: CMD's output and exit
@@ -43,14 +44,15 @@
 #                    everything TCG emulates, AMD SVM included, but without
 #                    fast-string `rep movsb`/`rep stosb`. With them, Linux
 #                    zeroes and copies pages a byte per emulated
-#                    iteration; each iteration of a store into a page that
-#                    once held translated code takes TCG's slow path. Page
-#                    zeroing then took 40-60% of a microVM's time in the
-#                    test host, and a VM started right after a `vmrun run`
-#                    (whose guest ran code in many pages it then freed)
-#                    spent ~1 s more there. Without them the test host
-#                    zeroes with `rep stosq`: boots there took 1.5-1.7 s
-#                    instead of 2.2-3.5 s, with no penalty after a run)
+#                    iteration. Page zeroing then took 37-63% of a
+#                    microVM's samples in the test host, and a VM started
+#                    right after a `vmrun run` spent ~1 s more in it (likely
+#                    TCG's slow path for stores into pages that held
+#                    translated code: the run's guest ran code in many
+#                    pages it then freed). Without them the test host
+#                    zeroes with `rep stosq`: boots there took 1.4-1.7 s
+#                    instead of 2.2-3.5 s, and a VM after a run pays
+#                    0.04-0.23 s instead of ~1 s; README, Numbers)
 #   VMRUN_TESTHOST_QEMU_OPTS  extra QEMU options for the test host (e.g.
 #                    "-d cpu_reset,guest_errors -D /tmp/qemu.log" to log its
 #                    CPU resets, such as a triple fault of the test host)
