@@ -143,6 +143,10 @@ const CASES: &[Case] = &[
         network::the_guest_namespace_goes_to_the_first_fresh_one,
     ),
     (
+        "the_guest_namespace_without_nics_gets_loopback_up",
+        network::the_guest_namespace_without_nics_gets_loopback_up,
+    ),
+    (
         "nics_configured_in_place_can_swap_names",
         network::nics_configured_in_place_can_swap_names,
     ),

@@ -303,6 +303,26 @@ pub fn the_guest_namespace_goes_to_the_first_fresh_one(world: &World) {
     expect_connection_lost(agent);
 }
 
+/// The guest's namespace handed to a container without NICs: its `lo`
+/// (down in a fresh namespace, as in a booted guest) is brought up by the
+/// agent in its own namespace.
+pub fn the_guest_namespace_without_nics_gets_loopback_up(world: &World) {
+    let netns = fresh_netns();
+    let inode = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&netns))
+        .expect("fstat the test netns")
+        .st_ino;
+    let mut agent = agent_in(world, "net-handed-out-lo", &netns, Serving::HandingOut);
+    let client = agent.client();
+    let spec = world.spec(&["sh", "-c", "readlink /proc/self/ns/net; ip -o link show lo"]);
+    let stdio = HostStdio::listen(world, None);
+    expect_created(client.call(create_with_network("only", spec, &stdio, vec![])));
+    let out = run_created(&client, "only", stdio);
+    assert!(out.contains(&format!("net:[{inode}]\n")), "{out}");
+    assert!(out.contains("lo: <LOOPBACK,UP,LOWER_UP>"), "{out}");
+    drop(client);
+    expect_connection_lost(agent);
+}
+
 /// Configured in place, NICs may take each other's names: the guest
 /// kernel named them eth0 and eth1, the container wants them the other
 /// way round.
