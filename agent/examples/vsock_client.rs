@@ -112,6 +112,7 @@ fn main() -> Result<()> {
         no_pivot: false,
         shares: vec![],
         network: vec![],
+        ends_vm: false,
     };
     let created = call(&mut control, 1, create).context("create")?;
     eprintln!("vsock_client: {created:?}");

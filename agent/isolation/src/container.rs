@@ -213,19 +213,33 @@ impl ContainerProcess {
             }
         };
         self.status = Some(status);
-        self.cleanup();
+        self.after_exit();
         Ok(Some(status))
     }
 
     /// For a caller whose own reaper (PID 1's `waitpid(-1)` loop) collected
     /// the init's exit: records `status` and removes the container's
     /// cgroup (killing what is left in it) and state, without ever
-    /// signalling the (possibly reused) pid. Later [`wait`](Self::wait)
-    /// calls return `status`.
+    /// signalling the (possibly reused) pid (with
+    /// [`RunOptions::ends_vm`] it only kills what is left). Later
+    /// [`wait`](Self::wait) calls return `status`.
     pub fn exited(&mut self, status: ExitStatus) {
         if self.status.is_none() {
             self.status = Some(status);
+            self.after_exit();
+        }
+    }
+
+    /// After the init's exit: everything torn down ([`Self::cleanup`]),
+    /// or, when the VM ends with this container, only what is left in its
+    /// cgroup killed (the rest goes with the VM).
+    fn after_exit(&mut self) {
+        if !self.opts.ends_vm {
             self.cleanup();
+            return;
+        }
+        if let Err(e) = self.cgroup.kill_all(self.paused) {
+            tracing::warn!(container = %self.container.id(), "killing what is left: {e}");
         }
     }
 

@@ -40,11 +40,18 @@ pub struct RunOptions {
     /// crate then never calls `waitpid` on the container's init, not even
     /// when a container is dropped unreaped (it is killed and cleaned up).
     pub reaped_by_caller: bool,
+    /// The VM ends when this container's init ends (the host's `Shutdown`
+    /// follows): [`ContainerProcess::exited`](crate::ContainerProcess::exited)
+    /// then only kills what is left in the container's cgroup and leaves
+    /// libcontainer's state, the bundle copy and the cgroup directory to
+    /// go with the VM.
+    pub ends_vm: bool,
 }
 
 impl RunOptions {
     /// Defaults for the guest: state under `/run/vmrun`, cgroup2 at
-    /// `/sys/fs/cgroup`, pivot_root, no extra fds, reaped by this crate.
+    /// `/sys/fs/cgroup`, pivot_root, no extra fds, reaped by this crate,
+    /// torn down at its exit.
     pub fn new(id: impl Into<String>) -> Self {
         Self {
             id: id.into(),
@@ -53,6 +60,7 @@ impl RunOptions {
             no_pivot: false,
             preserve_fds: 0,
             reaped_by_caller: false,
+            ends_vm: false,
         }
     }
 }

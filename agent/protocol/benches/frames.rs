@@ -73,6 +73,7 @@ fn messages() -> Vec<(&'static str, Envelope<Request>)> {
                     no_pivot: false,
                     shares: vec!["vmrun".into()],
                     network: Vec::new(),
+                    ends_vm: false,
                 },
             },
         ),

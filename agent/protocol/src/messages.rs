@@ -32,8 +32,8 @@ use serde::{Deserialize, Serialize};
 /// `RootfsSource::VirtioFs.path`, `Create.network` (interfaces the agent
 /// moves into the container's network namespace and configures); 6 =
 /// `Shutdown` is answered once the guest's file systems are unmounted and
-/// synced, so the host may stop the VM from then on.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// synced, so the host may stop the VM from then on; 7 = `Create.ends_vm`.
+pub const PROTOCOL_VERSION: u32 = 7;
 /// Where the agent mounts each virtio-fs share named in `Create.shares`:
 /// `SHARES_DIR/<tag>`. The host rewrites a bind mount's source to a path
 /// below it.
@@ -124,6 +124,14 @@ pub enum Request {
         /// container's network namespace and configure there.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         network: Vec<NetInterface>,
+        /// The VM ends when this container's init ends (the host's main
+        /// container: `Shutdown` follows its exit). Its exit is then
+        /// reported without first tearing down what the ending VM takes
+        /// with it (libcontainer's state, the bundle copy, the cgroup
+        /// directory); what is left in its cgroup is still killed first.
+        /// Absent means false, and false is not sent.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ends_vm: bool,
     },
     /// Start the created container's process (its init execs
     /// `process.args`); answered with `Started`.

@@ -25,6 +25,7 @@ fn all_requests() -> Vec<Request> {
             no_pivot: false,
             shares: vec![],
             network: vec![],
+            ends_vm: false,
         },
         Request::Create {
             id: "c3".into(),
@@ -46,6 +47,7 @@ fn all_requests() -> Vec<Request> {
                     gateway: Some("10.88.0.1".into()),
                 }],
             }],
+            ends_vm: false,
         },
         Request::Create {
             id: "c2".into(),
@@ -58,6 +60,7 @@ fn all_requests() -> Vec<Request> {
             no_pivot: true,
             shares: vec![],
             network: vec![],
+            ends_vm: true,
         },
         Request::Start { id: "c1".into() },
         Request::Signal {
@@ -246,6 +249,7 @@ fn oversized_and_zero_lengths_are_refused_without_allocating() {
         no_pivot: false,
         shares: vec![],
         network: vec![],
+        ends_vm: false,
     };
     assert!(matches!(
         write_frame(&mut Vec::new(), &Envelope { id: 1, body: big }),
@@ -534,6 +538,7 @@ fn create_without_no_pivot_means_pivot_root_and_a_non_bool_is_malformed() {
             got.body,
             Request::Create {
                 no_pivot: false,
+                ends_vm: false,
                 ref shares,
                 ref network,
                 ..
@@ -561,9 +566,11 @@ fn create_sends_no_pivot_only_when_set() {
         no_pivot,
         shares: vec![],
         network: vec![],
+        ends_vm: false,
     };
     let plain = serde_json::to_string(&create(false)).unwrap();
     assert!(!plain.contains("no_pivot"), "{plain}");
+    assert!(!plain.contains("ends_vm"), "{plain}");
     let asked = serde_json::to_string(&create(true)).unwrap();
     assert!(asked.contains(r#""no_pivot":true"#), "{asked}");
 }

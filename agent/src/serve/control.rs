@@ -14,7 +14,7 @@ use anyhow::{anyhow, Context, Result};
 use vmrun_protocol::{read_frame, server_handshake, Envelope, FrameError, Request, Response};
 
 use super::container::{self, Container, Containers};
-use super::lifecycle::CreateSources;
+use super::lifecycle::{CreateFlags, CreateSources};
 use super::responder::Responder;
 use super::transport::SocketStream;
 use super::ServeEnv;
@@ -143,6 +143,7 @@ impl Server<'_> {
                 no_pivot,
                 shares,
                 network,
+                ends_vm,
             } => now(Response::Created {
                 pid: self.create(
                     id,
@@ -153,7 +154,7 @@ impl Server<'_> {
                         network: &network,
                     },
                     &stdio,
-                    no_pivot,
+                    CreateFlags { no_pivot, ends_vm },
                 )?,
             }),
             Request::Start { id } => now(Response::Started {

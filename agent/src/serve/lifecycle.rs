@@ -44,6 +44,15 @@ pub struct CreateSources<'r> {
     pub network: &'r [NetInterface],
 }
 
+/// `Create`'s switches.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateFlags {
+    /// `MS_MOVE` + `chroot` instead of `pivot_root`.
+    pub no_pivot: bool,
+    /// The VM ends with this container (see `Create.ends_vm`).
+    pub ends_vm: bool,
+}
+
 /// `process.terminal` and `root.readonly` of a parsed spec.
 fn terminal_and_readonly(spec: &Spec) -> (bool, bool) {
     let terminal = spec
@@ -70,7 +79,7 @@ impl Server<'_> {
         spec: &serde_json::Value,
         sources: CreateSources<'_>,
         ports: &StdioPorts,
-        no_pivot: bool,
+        flags: CreateFlags,
     ) -> Result<i32> {
         check_id(&id)?;
         {
@@ -90,7 +99,7 @@ impl Server<'_> {
         let netns = self.env.guest_netns.claim(&mut spec)?;
         self.env.shares.mount_all(sources.shares)?;
         let rootfs_dir = self.env.rootfs.prepare(&id, sources.rootfs, readonly)?;
-        let made = self.make_container(&id, spec, rootfs_dir.clone(), ports, terminal, no_pivot);
+        let made = self.make_container(&id, spec, rootfs_dir.clone(), ports, terminal, flags);
         let (created, tty) = match made {
             Ok(made) => made,
             Err(err) => {
@@ -140,13 +149,14 @@ impl Server<'_> {
         rootfs_dir: std::path::PathBuf,
         ports: &StdioPorts,
         terminal: bool,
-        no_pivot: bool,
+        flags: CreateFlags,
     ) -> Result<(CreatedContainer, Option<Arc<PtyRelay>>)> {
         let connected = stdio::connect(self.env.stdio.as_ref(), ports)?;
         let (process_stdio, streams) = stdio::for_process(connected, terminal)?;
         let mut opts = self.env.run_options.clone();
         opts.id = id.to_owned();
-        opts.no_pivot |= no_pivot;
+        opts.no_pivot |= flags.no_pivot;
+        opts.ends_vm = flags.ends_vm;
         opts.reaped_by_caller = true;
         let mut created =
             launch(move || vmrun_isolation::create(&spec, &rootfs_dir, process_stdio, &opts))

@@ -34,7 +34,9 @@
 //!    `Started{warnings}`.
 //! 5. `Wait{id}` → answered with `Exited{status}` when the init ends (for a
 //!    terminal, after the pty's last output reached stdout; any number of
-//!    waits; later ones answer at once). `Signal{id, signal}` → `Ok` at
+//!    waits; later ones answer at once), once the container is torn down
+//!    (its cgroup, libcontainer's state); with `Create.ends_vm` once what
+//!    is left in its cgroup is killed, the rest going with the VM. `Signal{id, signal}` → `Ok` at
 //!    once (also for a created container); `all` signals every process of
 //!    the container's cgroup. `Resize{id, rows, cols}` → `Ok` (terminal
 //!    only, once started). `State{id}` → `State{status, pid}`

@@ -123,6 +123,56 @@ pub fn exit_codes_come_back(world: &World) {
     expect_connection_lost(agent);
 }
 
+/// `Create.ends_vm`: the exit is reported with what is left in the
+/// container's cgroup killed, but without libcontainer's teardown (the VM
+/// is about to end).
+pub fn a_container_ending_the_vm_exits_without_teardown(world: &World) {
+    let mut agent = world.agent("ends-vm");
+    let client = agent.client();
+    // No pid namespace: the background sleep outlives the init unless the
+    // agent kills the cgroup.
+    let script = "sleep 300 </dev/null >/dev/null 2>&1 & echo $!; exit 7";
+    let mut spec = world.spec(&["sh", "-c", script]);
+    if let Some(namespaces) = spec["linux"]["namespaces"].as_array_mut() {
+        namespaces.retain(|ns| ns["type"] != "pid");
+    }
+    let stdio = HostStdio::listen(world, None);
+    let mut request = create("last", spec, &stdio);
+    if let Request::Create { ends_vm, .. } = &mut request {
+        *ends_vm = true;
+    }
+    expect_created(client.call(request));
+    assert_eq!(client.call(start("last")).unwrap(), started());
+    let (out, err) = stdio.collect();
+    let Response::Exited { status } = client.call(wait("last")).unwrap() else {
+        panic!("wait did not answer Exited");
+    };
+    assert_eq!(status, ExitStatus::Code(7), "{err}");
+    let sleeper: i32 = out.trim().parse().expect("the sleep's pid");
+    let gone = (0..100).any(|_| {
+        let stat = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for whoever inherited it.
+        let dead = stat
+            .rsplit_once(')')
+            .is_none_or(|(_, rest)| rest.trim_start().starts_with('Z'));
+        if !dead {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        dead
+    });
+    assert!(
+        gone,
+        "the container's leftover process {sleeper} still runs"
+    );
+    let state = world.scratch.path().join("state-ends-vm");
+    assert!(
+        state.join("state/last").exists(),
+        "libcontainer's state was torn down although the VM ends with the container"
+    );
+    drop(client);
+    expect_connection_lost(agent);
+}
+
 pub fn killed_by_a_signal(world: &World) {
     let mut agent = world.agent("killed");
     let client = agent.client();
@@ -413,6 +463,7 @@ pub fn terminal_gets_a_pty_with_its_size_input_and_resizes(world: &World) {
         no_pivot: false,
         shares: vec![],
         network: vec![],
+        ends_vm: false,
     };
     expect_created(client.call(request));
     let (mut stdin, _) = stdin_l.accept().expect("accept stdin");

@@ -249,6 +249,7 @@ pub fn create(id: &str, spec: Value, stdio: &HostStdio) -> Request {
         no_pivot: false,
         shares: vec![],
         network: vec![],
+        ends_vm: false,
     }
 }
 

@@ -47,6 +47,10 @@ const CASES: &[Case] = &[
         basics::container_starts_with_default_signals_and_leaves_no_state,
     ),
     ("exit_codes_come_back", basics::exit_codes_come_back),
+    (
+        "a_container_ending_the_vm_exits_without_teardown",
+        basics::a_container_ending_the_vm_exits_without_teardown,
+    ),
     ("killed_by_a_signal", basics::killed_by_a_signal),
     (
         "stdin_bytes_and_eof_reach_the_process",

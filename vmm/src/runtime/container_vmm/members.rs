@@ -214,6 +214,7 @@ impl ContainerVmm {
             no_pivot,
             shares: vec![SHARE_TAG.into()],
             network: Vec::new(),
+            ends_vm: false,
         };
         let created = match self.call("Create", create) {
             Ok(Response::Created { pid }) => Ok(pid),

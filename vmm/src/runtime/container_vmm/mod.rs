@@ -340,6 +340,7 @@ impl ContainerVmm {
             no_pivot,
             shares: world.shares,
             network: world.network,
+            ends_vm: true,
         };
         let guest_pid = match client.call(create) {
             Ok(Response::Created { pid }) => pid,
