@@ -82,6 +82,13 @@ fn agent_in(world: &World, name: &str, netns: &OwnedFd, serving: Serving) -> Age
     )
 }
 
+/// The namespace's inode number, as `readlink /proc/self/ns/net` shows it.
+fn inode_of(netns: &OwnedFd) -> u64 {
+    nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(netns))
+        .expect("fstat the test netns")
+        .st_ino
+}
+
 fn links_of(netns: &OwnedFd) -> Vec<Link> {
     let mut nl = Rtnetlink::open_in(netns.as_fd()).expect("netlink in the test netns");
     links::list(&mut nl).expect("listing links")
@@ -193,19 +200,28 @@ pub fn nics_move_into_the_container_and_are_configured(world: &World) {
     expect_connection_lost(agent);
 }
 
-/// As with runc, a container's fresh network namespace has `lo` up even
-/// without any interface plumbed.
-pub fn a_fresh_network_namespace_has_loopback_up(world: &World) {
+/// Runs `readlink /proc/self/ns/net; ip -o link show lo` in a container
+/// without interfaces, its agent serving in a fresh namespace as `serving`
+/// says; the output, and the inode of that namespace.
+fn loopback_in_a_container(world: &World, agent_name: &str, serving: Serving) -> (String, u64) {
     let netns = fresh_netns();
-    let mut agent = agent_in(world, "net-lo", &netns, Serving::Outside);
+    let inode = inode_of(&netns);
+    let mut agent = agent_in(world, agent_name, &netns, serving);
     let client = agent.client();
-    let spec = world.spec(&["sh", "-c", "ip link show lo"]);
+    let spec = world.spec(&["sh", "-c", "readlink /proc/self/ns/net; ip -o link show lo"]);
     let stdio = HostStdio::listen(world, None);
     expect_created(client.call(create_with_network("lo", spec, &stdio, vec![])));
     let out = run_created(&client, "lo", stdio);
-    assert!(out.contains("1: lo: <LOOPBACK,UP,LOWER_UP>"), "{out}");
     drop(client);
     expect_connection_lost(agent);
+    (out, inode)
+}
+
+/// As with runc, a container's fresh network namespace has `lo` up even
+/// without any interface plumbed.
+pub fn a_fresh_network_namespace_has_loopback_up(world: &World) {
+    let (out, _) = loopback_in_a_container(world, "net-lo", Serving::Outside);
+    assert!(out.contains("1: lo: <LOOPBACK,UP,LOWER_UP>"), "{out}");
 }
 
 pub fn nics_are_configured_in_place_without_a_network_namespace(world: &World) {
@@ -256,9 +272,7 @@ pub fn nics_are_configured_in_place_without_a_network_namespace(world: &World) {
 /// gets a fresh namespace of its own.
 pub fn the_guest_namespace_goes_to_the_first_fresh_one(world: &World) {
     let netns = fresh_netns();
-    let inode = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&netns))
-        .expect("fstat the test netns")
-        .st_ino;
+    let inode = inode_of(&netns);
     let mac = [0x02, 0, 0, 0, 0xaa, 0x04];
     veth(&netns, "vx4", mac, "vp4");
     let mut agent = agent_in(world, "net-handed-out", &netns, Serving::HandingOut);
@@ -307,20 +321,9 @@ pub fn the_guest_namespace_goes_to_the_first_fresh_one(world: &World) {
 /// (down in a fresh namespace, as in a booted guest) is brought up by the
 /// agent in its own namespace.
 pub fn the_guest_namespace_without_nics_gets_loopback_up(world: &World) {
-    let netns = fresh_netns();
-    let inode = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&netns))
-        .expect("fstat the test netns")
-        .st_ino;
-    let mut agent = agent_in(world, "net-handed-out-lo", &netns, Serving::HandingOut);
-    let client = agent.client();
-    let spec = world.spec(&["sh", "-c", "readlink /proc/self/ns/net; ip -o link show lo"]);
-    let stdio = HostStdio::listen(world, None);
-    expect_created(client.call(create_with_network("only", spec, &stdio, vec![])));
-    let out = run_created(&client, "only", stdio);
+    let (out, inode) = loopback_in_a_container(world, "net-handed-out-lo", Serving::HandingOut);
     assert!(out.contains(&format!("net:[{inode}]\n")), "{out}");
-    assert!(out.contains("lo: <LOOPBACK,UP,LOWER_UP>"), "{out}");
-    drop(client);
-    expect_connection_lost(agent);
+    assert!(out.contains("1: lo: <LOOPBACK,UP,LOWER_UP>"), "{out}");
 }
 
 /// Configured in place, NICs may take each other's names: the guest
