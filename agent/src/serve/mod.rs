@@ -36,11 +36,12 @@
 //!    terminal, after the pty's last output reached stdout; any number of
 //!    waits; later ones answer at once), once the container is torn down
 //!    (its cgroup, libcontainer's state); with `Create.ends_vm` once what
-//!    is left in its cgroup is killed, the rest going with the VM. `Signal{id, signal}` → `Ok` at
-//!    once (also for a created container); `all` signals every process of
-//!    the container's cgroup. `Resize{id, rows, cols}` → `Ok` (terminal
-//!    only, once started). `State{id}` → `State{status, pid}`
-//!    (`created|running|paused|stopped`; pid 0 once stopped).
+//!    is left in its cgroup is killed, the rest going with the VM.
+//!    `Signal{id, signal}` → `Ok` at once (also for a created container);
+//!    `all` signals every process of the container's cgroup.
+//!    `Resize{id, rows, cols}` → `Ok` (terminal only, once started).
+//!    `State{id}` → `State{status, pid}` (`created|running|paused|stopped`;
+//!    pid 0 once stopped).
 //! 6. `Exec{id, exec_id, process, stdio}` (running, not paused) → the OCI
 //!    `process` runs in the container (see [`exec`]) → `ExecStarted{pid}`;
 //!    `Signal`/`Resize`/`Wait` with its `exec_id` address it. At most
