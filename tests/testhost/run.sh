@@ -9,8 +9,8 @@
 # - otherwise (e.g. a PVM host, see shared/TESTHOST.md) it boots ONE "test
 #   host" with virtme-ng: Debian's generic kernel under QEMU TCG with
 #   `-cpu max,-erms,-fsrm` (emulated AMD SVM), loads kvm-amd there and
-#   runs CMD inside,
-#   where /dev/kvm runs real guests (slowly: everything is emulated).
+#   runs CMD inside, where /dev/kvm runs real guests (slowly: everything
+#   is emulated).
 #
 # The test host's console is not trusted for results: CMD's output and exit
 # status are written to files in a results directory shared read-write with
