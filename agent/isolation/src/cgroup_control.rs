@@ -87,25 +87,16 @@ impl ContainerCgroup {
         Ok(processes::describe_all(&self.pids()?, init, max))
     }
 
-    /// Kills every process in the cgroup: one write to `cgroup.kill` where
-    /// the hierarchy has it (cgroup v2 on Linux 5.14+), else SIGKILL to
-    /// each process, as [`signal_all`](Self::signal_all) sends it.
-    pub fn kill_all(&self, paused: bool) -> Result<(), IsolationError> {
-        use std::io::Write;
-        // Opened without `create`: never makes a file where there is none.
-        let kill_file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(self.unified_dir().join("cgroup.kill"));
-        match kill_file.and_then(|mut file| file.write_all(b"1")) {
-            Ok(()) => Ok(()),
-            Err(_) => self.signal_all(libc::SIGKILL, paused),
-        }
-    }
-
     /// Sends `signal` to every process in the cgroup (runc's
-    /// `kill --all`). A running container is frozen meanwhile, so nothing
-    /// forks past the signal; a `paused` one stays as it is.
+    /// `kill --all`). SIGKILL is one write to `cgroup.kill` where the
+    /// hierarchy has it (cgroup v2 on Linux 5.14+), as runc 1.2 does: the
+    /// kernel kills the whole cgroup, forks in flight included. Otherwise
+    /// a running container is frozen meanwhile, so nothing forks past the
+    /// signal sent to each process; a `paused` one stays as it is.
     pub fn signal_all(&self, signal: i32, paused: bool) -> Result<(), IsolationError> {
+        if signal == libc::SIGKILL && self.write_cgroup_kill() {
+            return Ok(());
+        }
         let manager = self.manager()?;
         if !paused {
             if let Err(e) = manager.freeze(FreezerState::Frozen) {
@@ -133,6 +124,19 @@ impl ContainerCgroup {
             }
         }
         result
+    }
+
+    /// Writes `1` to the cgroup's `cgroup.kill`: whether there was one
+    /// and the write took. The file is opened without `create`, so a
+    /// hierarchy without it (cgroup v1, Linux before 5.14) gets nothing
+    /// made.
+    fn write_cgroup_kill(&self) -> bool {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.unified_dir().join("cgroup.kill"))
+            .and_then(|mut file| file.write_all(b"1"))
+            .is_ok()
     }
 
     /// Thaws the cgroup (after SIGKILL to a paused container, or before

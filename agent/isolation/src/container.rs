@@ -238,7 +238,7 @@ impl ContainerProcess {
             self.cleanup();
             return;
         }
-        if let Err(e) = self.cgroup.kill_all(self.paused) {
+        if let Err(e) = self.signal_all(libc::SIGKILL) {
             tracing::warn!(container = %self.container.id(), "killing what is left: {e}");
         }
     }
