@@ -24,7 +24,7 @@ fn main() {
     marker::write(Marker::InitReached);
     panic::install_hook();
     if serving() {
-        if let Err(err) = run_sealed() {
+        if let Err(err) = prepare_to_serve() {
             console::print_line(&format!("vmrun-agent: error: {err:#}"));
             shutdown::fail()
         }
@@ -45,14 +45,22 @@ fn serving() -> bool {
 }
 
 /// Before running containers, moves the agent off the initramfs onto a
-/// tmpfs root (so containers get `pivot_root`) and re-executes the agent
-/// from a sealed memfd copy of itself (vmrun-isolation's defence against a
-/// container writing the runtime binary through /proc/<pid>/exe): one copy
-/// of the binary, one exec. The binary is left out of the tmpfs: nothing
-/// runs it from there. Needs /proc, mounted here early (the later mount
-/// finds it in place); the re-executed agent starts over from `main` and
-/// finds itself on tmpfs and sealed.
-fn run_sealed() -> anyhow::Result<()> {
+/// tmpfs root (so containers get `pivot_root`). Needs /proc, mounted here
+/// early (the later mount finds it in place).
+///
+/// The agent's own binary is the one file not copied: it is unlinked with
+/// the rest of the initramfs and lives on as the running program, which
+/// the agent never leaves (no re-exec). That is also what keeps a
+/// container from writing it through `/proc/<pid>/exe` (CVE-2019-5736
+/// class): the file has no path left, and the kernel refuses to open the
+/// program of a live process for writing (ETXTBSY; since Linux 5.15 for
+/// as long as any process runs it, and PID 1 runs it for the VM's whole
+/// life). runc copies itself into a sealed memfd instead, because its
+/// binary stays on disk after it exits; that copy and re-exec cost the
+/// guest 5.8 MB of fresh memory and a second start-up. Elsewhere than on
+/// an initramfs the agent still re-executes from a sealed memfd copy
+/// (vmrun-isolation's defence).
+fn prepare_to_serve() -> anyhow::Result<()> {
     use vmrun_isolation::self_exe;
 
     let proc_only: Vec<mounts::MountSpec> = mounts::BASE_MOUNTS
@@ -66,13 +74,10 @@ fn run_sealed() -> anyhow::Result<()> {
     if vmrun_agent::serve::root_is_initramfs(&mountinfo) {
         // Containers are jailed with pivot_root, which the initramfs
         // cannot take part in: move to a tmpfs root first.
-        let sealed = self_exe::sealed_copy().context("copying the agent into a sealed memfd")?;
         let binary = switch_root::FileId::of(std::path::Path::new("/proc/self/exe"))?;
         nix::mount::umount("/proc").context("unmounting the early /proc")?;
-        switch_root::switch_to_tmpfs_root(Some(binary))
-            .context("moving the agent from the initramfs to a tmpfs root")?;
-        return Err(self_exe::exec_sealed(&sealed))
-            .context("re-executing the agent from a sealed copy");
+        return switch_root::switch_to_tmpfs_root(Some(binary))
+            .context("moving the agent from the initramfs to a tmpfs root");
     }
     self_exe::ensure_sealed_self_exe().context("re-executing the agent from a sealed copy")
 }

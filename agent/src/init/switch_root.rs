@@ -12,10 +12,10 @@
 //! then on `/` is a real mount and the container runtime uses `pivot_root`
 //! (unless the host asks for `--no-pivot`).
 //!
-//! The agent's own binary is the one file not copied: the caller has
-//! already made its sealed memfd copy (`vmrun_isolation::self_exe`) and
-//! re-executes from that, so the guest holds the binary once, and the move
-//! costs one copy and one exec.
+//! The agent's own binary is the one file not copied: it is unlinked with
+//! the rest, and its pages live on as the running program (the agent goes
+//! on without re-executing itself), so the guest holds the binary once
+//! and the move copies only the few small files around it.
 
 use std::fs;
 use std::os::unix::fs::{lchown, symlink, DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -55,8 +55,8 @@ impl FileId {
 
 /// Copies the initramfs at `/` onto a tmpfs, except the file `left_out`
 /// (the running binary), frees the originals, makes the tmpfs the root and
-/// chroots into it. The caller then re-executes itself (nothing of the
-/// old root is left to run from). Call it from PID 1 before anything is
+/// chroots into it. `left_out` is unlinked too: a running binary's pages
+/// outlive its name. Call it from PID 1 before anything is
 /// mounted and before any other thread exists.
 pub fn switch_to_tmpfs_root(left_out: Option<FileId>) -> Result<()> {
     let root = Path::new("/");

@@ -45,7 +45,7 @@ fn default_runc_spec() {
 }
 
 /// In the microVM only fds 0-2 reach the container: none of the agent's
-/// (vsock connections, its control socket, the sealed memfd) leak.
+/// (vsock connections, its control socket) leak.
 #[test]
 fn agent_fds_do_not_reach_the_container() {
     let Some(out) = vm_half("agentfds", &base_config(), 35) else {

@@ -5,7 +5,8 @@
 //! `vmrun-checker-run [--sealed] [--no-pivot] [--preserve-fds N] [--signal-after-start N] [--external-reap]
 //!   [--state-dir DIR] --bundle DIR ID`
 //!
-//! `--sealed` first re-executes from a sealed memfd, as the agent does.
+//! `--sealed` first re-executes from a sealed memfd, as the agent does off
+//! its initramfs.
 //! With `VMRUN_CHECKER_ATTACK=1` in its environment the binary instead acts
 //! as a hostile container payload that tries to overwrite the runtime's
 //! binary through /proc/self/exe (CVE-2019-5736 class).

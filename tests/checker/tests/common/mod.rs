@@ -498,8 +498,9 @@ pub fn assert_host_escapes(who: &str, text: &str, no_pivot: bool) {
 /// Asserts the probes' outcome in a microVM: the `..` climb stayed inside,
 /// and the mount-namespace escape reached the agent's root exactly when
 /// `no_pivot`. The agent's root is its tmpfs copy of the initramfs's
-/// directories (`proc`, `run`, ...; the agent binary itself runs from a
-/// sealed memfd and is not there), without the container's spec file;
+/// directories (`proc`, `run`, ...; the agent binary itself runs from its
+/// unlinked initramfs file and is not there), without the container's
+/// spec file;
 /// with pivot_root the escape finds only the agent's emptied initramfs,
 /// which holds none of those directories.
 pub fn assert_vm_escapes(who: &str, text: &str, no_pivot: bool) {
