@@ -4,6 +4,8 @@ use clap::Parser;
 
 fn main() {
     vmrun::timings::process_start();
+    // Before any thread: glibc fixes its arena count at the first one.
+    vmrun::machine::malloc_arenas::use_one_arena();
     vmrun::panic_report::install();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // The processes vmrun starts itself skip clap (see cli::helper).

@@ -13,6 +13,7 @@ pub mod config;
 pub mod file_mapping;
 pub mod heap_trim;
 pub mod kernel;
+pub mod malloc_arenas;
 pub mod mmio_devices;
 pub mod vcpu_thread;
 
