@@ -20,8 +20,10 @@
 //!   `/sys` or device nodes are symlinks;
 //! - [`cgroups::check_resources`]: report `linux.resources` the guest's
 //!   cgroup v2 hierarchy cannot apply instead of dropping them;
-//! - [`self_exe::ensure_sealed_self_exe`]: run the agent from a sealed memfd
-//!   so the container can never write to the agent's binary;
+//! - [`self_exe::ensure_sealed_self_exe`]: run the runtime from a sealed
+//!   memfd so the container can never write to its binary on disk (the
+//!   agent does this off an initramfs; on one it runs from its unlinked
+//!   file, which the kernel keeps from writes while it runs);
 //! - [`create`]: make the container as `runc create` does (namespaces,
 //!   mounts, cgroup, stdio; its init waits) and return a
 //!   [`CreatedContainer`]; [`CreatedContainer::start`] lets the init exec
@@ -44,7 +46,8 @@
 //!
 //! # fn fds() -> (OwnedFd, OwnedFd, OwnedFd) { unimplemented!() }
 //! # fn main() -> Result<(), vmrun_isolation::IsolationError> {
-//! // First thing in main(), before any thread: run from a sealed copy.
+//! // First thing in main(), before any thread, for a runtime whose binary
+//! // stays on disk: run from a sealed copy.
 //! vmrun_isolation::self_exe::ensure_sealed_self_exe()?;
 //! // ... mount /proc, /sys, /dev, cgroup2 on /sys/fs/cgroup, a tmpfs on /run ...
 //! let config_json: Vec<u8> = Vec::new(); // from the host
