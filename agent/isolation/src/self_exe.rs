@@ -36,8 +36,9 @@ pub fn running_from_sealed_memfd() -> bool {
 
 /// Re-executes the current program from a sealed memfd copy of itself,
 /// with the same arguments and environment, unless it already runs from
-/// one. Call it first thing in `main` of the agent (before any threads);
-/// on success in the original process it does not return.
+/// one. Call it first thing in `main` (before any threads) of a runtime
+/// whose binary stays on disk; on success in the original process it does
+/// not return.
 pub fn ensure_sealed_self_exe() -> Result<(), IsolationError> {
     if running_from_sealed_memfd() {
         return Ok(());
@@ -49,7 +50,7 @@ pub fn ensure_sealed_self_exe() -> Result<(), IsolationError> {
 /// A copy of the running program (`/proc/self/exe`) in a memfd sealed
 /// against any change, for [`exec_sealed`]. Needs `/proc`; the copy stays
 /// valid when the program's file is removed afterwards.
-pub fn sealed_copy() -> Result<File, IsolationError> {
+fn sealed_copy() -> Result<File, IsolationError> {
     let io = |what: &str, e: std::io::Error| IsolationError::io(what.to_owned(), e);
     let mut exe = File::open("/proc/self/exe").map_err(|e| io("opening /proc/self/exe", e))?;
     let name = c"vmrun-agent";
@@ -68,7 +69,7 @@ pub fn sealed_copy() -> Result<File, IsolationError> {
 /// Re-executes the current program from `copy` (made by [`sealed_copy`])
 /// with the same arguments and environment. Returns only on failure, with
 /// the error.
-pub fn exec_sealed(copy: &File) -> IsolationError {
+fn exec_sealed(copy: &File) -> IsolationError {
     let args = c_strings(std::env::args_os().map(|a| a.as_bytes().to_vec()));
     let env = c_strings(std::env::vars_os().map(|(k, v)| {
         let mut kv = k.as_bytes().to_vec();
