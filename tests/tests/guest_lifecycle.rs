@@ -231,6 +231,99 @@ fn lifecycle_matches_runc() {
     );
 }
 
+/// A container paused before it was started (runc allows it): start and
+/// delete are refused while it is paused, resume makes it created again,
+/// and then it starts and runs.
+fn paused_before_start(rt: &Runtime) -> Vec<String> {
+    let b = bundle(
+        &format!("pause-created-{}", rt.name),
+        &["sh", "-c", "echo started; sleep 1000"],
+    );
+    let id = "pc";
+    let dir = b.parent().expect("parent").join(format!("pc-{}", rt.name));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out_file = dir.join("out");
+    let mut t = Transcript::new(rt);
+    let mut create = rt.spawn(
+        "create",
+        &["--bundle", s(&b), id],
+        &out_file,
+        &dir.join("create-err"),
+    );
+    let status = wait_until(&mut create, Instant::now() + rt.limit);
+    t.push(format!("create: {:?}", status.and_then(|s| s.code())));
+    t.push(format!(
+        "pause created: {}",
+        outcome(&rt.call("pause", &[id]))
+    ));
+    t.push(format!("state: {}", observed(rt.state(id))));
+    let start = rt.call("start", &[id]);
+    t.push(format!("start paused: {}", outcome(&start)));
+    t.push(format!(
+        "start paused names the state: {}",
+        start
+            .stderr
+            .contains("cannot start a container in the paused state")
+    ));
+    t.push(format!(
+        "pause paused: {}",
+        outcome(&rt.call("pause", &[id]))
+    ));
+    t.push(format!(
+        "delete paused: {}",
+        outcome(&rt.call("delete", &[id]))
+    ));
+    t.push(format!("resume: {}", outcome(&rt.call("resume", &[id]))));
+    t.push(format!("state: {}", observed(rt.state(id))));
+    t.push(format!(
+        "resume created: {}",
+        outcome(&rt.call("resume", &[id]))
+    ));
+    t.push(format!("start: {}", outcome(&rt.call("start", &[id]))));
+    t.push(format!("state: {}", observed(rt.state(id))));
+    let deadline = Instant::now() + STATE_LIMIT;
+    while !std::fs::read_to_string(&out_file)
+        .unwrap_or_default()
+        .contains("started")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.push(format!(
+        "kill KILL: {}",
+        outcome(&rt.call("kill", &[id, "KILL"]))
+    ));
+    t.push(format!(
+        "waited: {}",
+        rt.wait_status(id, "stopped", STATE_LIMIT)
+    ));
+    t.push(format!("delete: {}", outcome(&rt.call("delete", &[id]))));
+    let output = std::fs::read_to_string(&out_file).unwrap_or_default();
+    t.push(format!("stdout: {:?}", output.lines().collect::<Vec<_>>()));
+    t.lines
+}
+
+#[test]
+fn pause_before_start_matches_runc() {
+    let Some((runc, vmrun)) = runtimes("pause_before_start_matches_runc") else {
+        return;
+    };
+    let want = paused_before_start(&runc);
+    let got = paused_before_start(&vmrun);
+    assert_same(&want, &got);
+    // What the transcript must say, whatever runc said.
+    for line in [
+        "pause created: 0",
+        "state: paused pid>0",
+        "start paused names the state: true",
+        "state: created pid>0",
+        "state: running pid>0",
+        r#"stdout: ["started"]"#,
+    ] {
+        assert!(got.contains(&line.to_string()), "no {line:?} in {got:#?}");
+    }
+}
+
 fn create_delete_and_unknown_ids(rt: &Runtime) -> Vec<String> {
     let b = bundle(&format!("cd-{}", rt.name), &["true"]);
     let mut t = Transcript::new(rt);

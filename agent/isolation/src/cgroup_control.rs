@@ -139,8 +139,16 @@ impl ContainerCgroup {
             .is_ok()
     }
 
-    /// Thaws the cgroup (after SIGKILL to a paused container, or before
-    /// removing it).
+    /// Freezes the cgroup (a created container's `pause`: libcontainer
+    /// pauses only running ones).
+    pub(crate) fn freeze(&self) -> Result<(), IsolationError> {
+        self.manager()?
+            .freeze(FreezerState::Frozen)
+            .map_err(|e| self.err("freezing the cgroup", e))
+    }
+
+    /// Thaws the cgroup (after SIGKILL to a paused container, to resume a
+    /// created one, or before removing it).
     pub(crate) fn thaw(&self) -> Result<(), IsolationError> {
         self.manager()?
             .freeze(FreezerState::Thawed)

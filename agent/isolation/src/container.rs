@@ -31,6 +31,8 @@ pub struct ContainerProcess {
     /// The validated spec libcontainer runs (execs inherit from it).
     spec: Spec,
     cgroup: ContainerCgroup,
+    /// `start` let the init exec `process.args`.
+    started: bool,
     paused: bool,
     opts: RunOptions,
 }
@@ -41,6 +43,7 @@ impl std::fmt::Debug for ContainerProcess {
             .field("id", &self.container.id())
             .field("pid", &self.pid)
             .field("status", &self.status)
+            .field("started", &self.started)
             .field("paused", &self.paused)
             .finish_non_exhaustive()
     }
@@ -67,20 +70,28 @@ impl ContainerProcess {
             status: None,
             spec,
             cgroup,
+            started: false,
             paused: false,
             opts,
         }
     }
 
-    /// Lets the created container's init exec `process.args`.
+    /// Lets the created container's init exec `process.args`; refused
+    /// while it is paused (runc: "cannot start a container in the paused
+    /// state").
     pub(crate) fn start(&mut self) -> Result<(), IsolationError> {
+        if self.paused {
+            return Err(self.state_err("is paused"));
+        }
         self.container
             .start()
             .map_err(|source| IsolationError::Runtime {
                 action: "start",
                 id: self.container.id().to_owned(),
                 source: Box::new(source),
-            })
+            })?;
+        self.started = true;
+        Ok(())
     }
 
     /// The container init's pid (in the agent's pid namespace).
@@ -140,28 +151,40 @@ impl ContainerProcess {
         Ok(())
     }
 
-    /// Freezes every process of the container (runc's `pause`).
+    /// Freezes every process of the container (runc's `pause`). As runc
+    /// does, a created container can be paused too: its init, still
+    /// waiting for `start`, is frozen with the cgroup (libcontainer pauses
+    /// only running containers, so its cgroup is frozen directly).
     pub fn pause(&mut self) -> Result<(), IsolationError> {
         self.check_running()?;
         if self.paused {
             return Err(self.state_err("is already paused"));
         }
-        self.container
-            .pause()
-            .map_err(|e| IsolationError::cgroup("freezing the container", self.id(), e))?;
+        if self.started {
+            self.container
+                .pause()
+                .map_err(|e| IsolationError::cgroup("freezing the container", self.id(), e))?;
+        } else {
+            self.cgroup.freeze()?;
+        }
         self.paused = true;
         Ok(())
     }
 
-    /// Thaws a paused container (runc's `resume`).
+    /// Thaws a paused container (runc's `resume`): a container paused
+    /// before it was started is created again.
     pub fn resume(&mut self) -> Result<(), IsolationError> {
         self.check_running()?;
         if !self.paused {
             return Err(self.state_err("is not paused"));
         }
-        self.container
-            .resume()
-            .map_err(|e| IsolationError::cgroup("thawing the container", self.id(), e))?;
+        if self.started {
+            self.container
+                .resume()
+                .map_err(|e| IsolationError::cgroup("thawing the container", self.id(), e))?;
+        } else {
+            self.cgroup.thaw()?;
+        }
         self.paused = false;
         Ok(())
     }

@@ -148,8 +148,25 @@ impl CreatedContainer {
         self.process.exited(status);
     }
 
+    /// Freezes the waiting init (runc pauses a created container too);
+    /// [`start`](Self::start) is refused until [`resume`](Self::resume).
+    pub fn pause(&mut self) -> Result<(), IsolationError> {
+        self.process.pause()
+    }
+
+    /// Thaws a paused created container: it is created again.
+    pub fn resume(&mut self) -> Result<(), IsolationError> {
+        self.process.resume()
+    }
+
+    /// Is it paused?
+    pub fn is_paused(&self) -> bool {
+        self.process.is_paused()
+    }
+
     /// Lets the init exec `process.args`. On failure the container is
-    /// killed and cleaned up.
+    /// killed and cleaned up; a paused one fails so (check
+    /// [`is_paused`](Self::is_paused) first to refuse without that).
     pub fn start(self) -> Result<ContainerProcess, IsolationError> {
         let mut process = self.process;
         process.start()?;

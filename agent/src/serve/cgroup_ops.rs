@@ -27,23 +27,29 @@ fn cgroup<'c>(c: &'c mut Container, id: &str) -> Result<&'c mut ContainerCgroup>
 }
 
 impl Server<'_> {
-    /// Freezes every process of running container `id`.
+    /// Freezes every process of container `id`: a running one, or (as
+    /// runc allows) a created one, whose init waits frozen until `Resume`.
     pub(super) fn pause(&self, id: &str) -> Result<()> {
         self.with_container(id, |c| {
-            c.running(id)?
-                .pause()
-                .with_context(|| format!("pausing container {id}"))
+            match &mut c.state {
+                State::Created(created) if !c.init_exited => created.pause(),
+                _ => c.running(id)?.pause(),
+            }
+            .with_context(|| format!("pausing container {id}"))
         })?;
         tracing::info!("paused container {id}");
         Ok(())
     }
 
-    /// Thaws paused container `id`.
+    /// Thaws paused container `id` (running again, or created again if it
+    /// was paused before `Start`).
     pub(super) fn resume(&self, id: &str) -> Result<()> {
         self.with_container(id, |c| {
-            c.running(id)?
-                .resume()
-                .with_context(|| format!("resuming container {id}"))
+            match &mut c.state {
+                State::Created(created) if !c.init_exited => created.resume(),
+                _ => c.running(id)?.resume(),
+            }
+            .with_context(|| format!("resuming container {id}"))
         })?;
         tracing::info!("resumed container {id}");
         Ok(())

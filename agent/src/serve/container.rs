@@ -113,6 +113,7 @@ impl Container {
     pub fn status(&self) -> (ContainerStatus, i32) {
         match &self.state {
             _ if self.init_exited => (ContainerStatus::Stopped, 0),
+            State::Created(c) if c.is_paused() => (ContainerStatus::Paused, self.pid),
             State::Created(_) | State::Starting => (ContainerStatus::Created, self.pid),
             State::Running(p) if p.is_paused() => (ContainerStatus::Paused, self.pid),
             State::Running(_) => (ContainerStatus::Running, self.pid),

@@ -178,6 +178,10 @@ impl Server<'_> {
             if c.init_exited {
                 bail!("container {id:?} is stopped (its init ended before Start)");
             }
+            if matches!(&c.state, State::Created(created) if created.is_paused()) {
+                // runc's words; the container stays created and paused.
+                bail!("cannot start a container in the paused state");
+            }
             match std::mem::replace(&mut c.state, State::Starting) {
                 State::Created(created) => {
                     c.started = true;

@@ -289,18 +289,64 @@ pub fn pause_resume_stats_update_processes_and_kill_all(world: &World) {
     agent.end().unwrap();
 }
 
+/// Whether `pid`'s freezer cgroup is frozen: cgroup v2's `cgroup.events`
+/// says `frozen 1`, or cgroup v1's `freezer.state` says `FROZEN`.
+fn is_frozen(pid: i32) -> bool {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroups");
+    for line in cgroups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next(), fields.next(), fields.next());
+        let (Some(controllers), Some(path)) = (controllers, path) else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "freezer") {
+            let state = Path::new("/sys/fs/cgroup/freezer")
+                .join(path)
+                .join("freezer.state");
+            return std::fs::read_to_string(state).is_ok_and(|s| s.trim() == "FROZEN");
+        }
+        if controllers.is_empty() {
+            let events = Path::new("/sys/fs/cgroup").join(path).join("cgroup.events");
+            if let Ok(events) = std::fs::read_to_string(events) {
+                if events.lines().any(|l| l.starts_with("frozen ")) {
+                    return events.lines().any(|l| l == "frozen 1");
+                }
+            }
+        }
+    }
+    panic!("no freezer cgroup for pid {pid}:\n{cgroups}");
+}
+
 pub fn lifecycle_requests_in_the_wrong_state_are_refused(world: &World) {
     let mut agent = world.agent("states");
     let client = agent.client();
     let pause = || Request::Pause { id: "s".into() };
     let resume = || Request::Resume { id: "s".into() };
     let stdio = HostStdio::listen(world, None);
-    expect_created(client.call(create("s", world.spec(&["sleep", "1000"]), &stdio)));
-    for request in [pause(), resume()] {
-        let message = agent_error(client.call(request));
-        assert!(message.contains("not started"), "{message}");
-    }
+    let pid = expect_created(client.call(create("s", world.spec(&["sleep", "1000"]), &stdio)));
+    // As runc: a created container can be paused; it cannot be started
+    // until it is resumed, and then it is created again.
+    assert!(agent_error(client.call(resume())).contains("not paused"));
+    assert!(
+        !is_frozen(pid),
+        "a created container's init is frozen before pause"
+    );
+    assert_eq!(client.call(pause()).unwrap(), Response::Ok);
+    assert_eq!(state_of(&client, "s"), (ContainerStatus::Paused, pid));
+    assert!(is_frozen(pid), "pause did not freeze the created container");
+    assert!(agent_error(client.call(pause())).contains("already paused"));
+    let message = agent_error(client.call(start("s")));
+    assert!(
+        message.contains("cannot start a container in the paused state"),
+        "{message}"
+    );
+    assert_eq!(state_of(&client, "s"), (ContainerStatus::Paused, pid));
+    assert_eq!(client.call(resume()).unwrap(), Response::Ok);
+    assert_eq!(state_of(&client, "s"), (ContainerStatus::Created, pid));
+    assert!(!is_frozen(pid), "resume did not thaw the created container");
     assert_eq!(client.call(start("s")).unwrap(), started());
+    assert_eq!(state_of(&client, "s"), (ContainerStatus::Running, pid));
     assert!(agent_error(client.call(resume())).contains("not paused"));
     assert_eq!(client.call(pause()).unwrap(), Response::Ok);
     assert!(agent_error(client.call(pause())).contains("already paused"));
@@ -342,6 +388,19 @@ pub fn lifecycle_requests_in_the_wrong_state_are_refused(world: &World) {
     };
     let message = agent_error(client.call(both));
     assert!(message.starts_with("exec_id:"), "{message}");
+
+    // SIGKILL ends a container paused before it was started.
+    let stdio = HostStdio::listen(world, None);
+    expect_created(client.call(create("p", world.spec(&["sleep", "1000"]), &stdio)));
+    let pause_p = Request::Pause { id: "p".into() };
+    assert_eq!(client.call(pause_p).unwrap(), Response::Ok);
+    assert_eq!(client.call(signal("p", 9)).unwrap(), Response::Ok);
+    assert_eq!(
+        client.call(wait("p")).unwrap(),
+        exited(ExitStatus::Signal(9))
+    );
+    assert_eq!(state_of(&client, "p"), (ContainerStatus::Stopped, 0));
+    let _ = stdio.collect();
     drop(client);
     expect_connection_lost(agent);
 }

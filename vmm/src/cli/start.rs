@@ -28,9 +28,14 @@ pub fn start_container(global: &GlobalOpts, id: &str) -> Result<(), CliError> {
                 "cannot start a container that has stopped".into(),
             ))
         }
-        Status::Running | Status::Paused => {
+        Status::Running => {
             return Err(CliError::Usage(
                 "cannot start an already running container".into(),
+            ))
+        }
+        Status::Paused => {
+            return Err(CliError::Usage(
+                "cannot start a container in the paused state".into(),
             ))
         }
     }

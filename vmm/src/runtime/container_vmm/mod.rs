@@ -447,8 +447,11 @@ impl ContainerVmm {
             Status::Stopped => {
                 return Err(state_error("cannot start a container that has stopped"))
             }
-            Status::Running | Status::Paused => {
+            Status::Running => {
                 return Err(state_error("cannot start an already running container"))
+            }
+            Status::Paused => {
+                return Err(state_error("cannot start a container in the paused state"))
             }
         }
         if slot.resize_source == Some(HOST_TTY_FD) {
@@ -477,6 +480,7 @@ impl ContainerVmm {
             }
         };
         *status = Status::Running;
+        slot.mark_started();
         drop(status);
         // A resize between Create and Start found no process yet.
         self.resize(slot);
@@ -518,10 +522,11 @@ impl ContainerVmm {
         }
     }
 
-    /// Freezes the container.
+    /// Freezes the container: a running one, or (as runc allows) a
+    /// created one, which `start` then refuses until it is resumed.
     pub fn pause(&self, slot: &Slot) -> Result<(), ContainerRunError> {
         let mut status = lock(&slot.status);
-        if *status != Status::Running {
+        if !matches!(*status, Status::Running | Status::Created) {
             return Err(state_error("container not running"));
         }
         self.call_ok(
@@ -534,7 +539,8 @@ impl ContainerVmm {
         Ok(())
     }
 
-    /// Thaws the container.
+    /// Thaws the container: running again, or created again if it was
+    /// paused before it was started.
     pub fn resume(&self, slot: &Slot) -> Result<(), ContainerRunError> {
         let mut status = lock(&slot.status);
         if *status != Status::Paused {
@@ -546,7 +552,7 @@ impl ContainerVmm {
                 id: slot.id.clone(),
             },
         )?;
-        *status = Status::Running;
+        *status = slot.resumed_status();
         Ok(())
     }
 

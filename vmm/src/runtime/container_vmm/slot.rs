@@ -4,6 +4,7 @@
 //! host pid that stands for it.
 
 use std::os::fd::{OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -28,6 +29,10 @@ pub struct Slot {
     pub id: String,
     /// Its status as the VMM tracks it.
     pub status: Mutex<Status>,
+    /// Whether `start` ran its process: a paused container resumes to
+    /// `running` if so, else (paused while created, as runc allows) to
+    /// `created`. Written under the `status` lock.
+    started: AtomicBool,
     /// Its init's output relays (until it exited and they were drained).
     pub output: Mutex<Option<InitOutput>>,
     /// The terminal whose size the container's terminal follows.
@@ -59,6 +64,7 @@ impl Slot {
         Self {
             id: id.to_owned(),
             status: Mutex::new(Status::Created),
+            started: AtomicBool::new(false),
             output: Mutex::new(Some(output)),
             resize_source,
             pty,
@@ -71,6 +77,20 @@ impl Slot {
     /// Its status.
     pub fn status(&self) -> Status {
         *lock(&self.status)
+    }
+
+    /// Records that `start` ran its process (call under the `status` lock).
+    pub fn mark_started(&self) {
+        self.started.store(true, Ordering::Release);
+    }
+
+    /// The status a paused container resumes to.
+    pub fn resumed_status(&self) -> Status {
+        if self.started.load(Ordering::Acquire) {
+            Status::Running
+        } else {
+            Status::Created
+        }
     }
 
     /// Marks it stopped and waits (bounded) until everything its init
