@@ -103,6 +103,46 @@ fn observed(o: Observed) -> String {
     }
 }
 
+/// `create --bundle b ID` (extra flags in `flags`) with the container's
+/// stdout going to `<dir>/out`: create's exit code and that file.
+fn create_with_output(
+    rt: &Runtime,
+    b: &Path,
+    id: &str,
+    dir: &Path,
+    flags: &[&str],
+) -> (Option<i32>, PathBuf) {
+    let out_file = dir.join("out");
+    let mut args = vec!["--bundle", s(b)];
+    args.extend_from_slice(flags);
+    args.push(id);
+    let mut create = rt.spawn("create", &args, &out_file, &dir.join("create-err"));
+    let status = wait_until(&mut create, Instant::now() + rt.limit);
+    (status.and_then(|s| s.code()), out_file)
+}
+
+/// Waits (up to [`STATE_LIMIT`]) until the file at `path` holds `needle`.
+fn wait_for_output(path: &Path, needle: &str) {
+    let deadline = Instant::now() + STATE_LIMIT;
+    while !std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .contains(needle)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `kill ID SIGNAL`, then the wait for `stopped`: two transcript lines.
+fn kill_and_wait(t: &mut Transcript, rt: &Runtime, id: &str, signal: &str) {
+    let killed = outcome(&rt.call("kill", &[id, signal]));
+    t.push(format!("kill {signal}: {killed}"));
+    t.push(format!(
+        "waited: {}",
+        rt.wait_status(id, "stopped", STATE_LIMIT)
+    ));
+}
+
 /// create → state → start → state → kill TERM → stopped → kill again →
 /// delete → state; and the process's output through create's stdout.
 fn lifecycle_script(rt: &Runtime) -> Vec<String> {
@@ -118,16 +158,9 @@ fn lifecycle_script(rt: &Runtime) -> Vec<String> {
     let dir = b.parent().expect("parent").join(format!("lc-{}", rt.name));
     std::fs::create_dir_all(&dir).expect("dir");
     let pid_file = dir.join("pid");
-    let out_file = dir.join("out");
     let mut t = Transcript::new(rt);
-    let mut create = rt.spawn(
-        "create",
-        &["--bundle", s(&b), "--pid-file", s(&pid_file), id],
-        &out_file,
-        &dir.join("create-err"),
-    );
-    let status = wait_until(&mut create, Instant::now() + rt.limit);
-    t.push(format!("create: {:?}", status.and_then(|s| s.code())));
+    let (code, out_file) = create_with_output(rt, &b, id, &dir, &["--pid-file", s(&pid_file)]);
+    t.push(format!("create: {code:?}"));
     let state = rt.state(id);
     if let Observed::State { pid, .. } = &state {
         let recorded = std::fs::read_to_string(&pid_file).unwrap_or_default();
@@ -140,22 +173,8 @@ fn lifecycle_script(rt: &Runtime) -> Vec<String> {
     t.push(format!("start: {}", outcome(&rt.call("start", &[id]))));
     t.push(format!("state: {}", observed(rt.state(id))));
     // Wait for the trap to be set (the process printed `started`).
-    let deadline = Instant::now() + STATE_LIMIT;
-    while !std::fs::read_to_string(&out_file)
-        .unwrap_or_default()
-        .contains("started")
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    t.push(format!(
-        "kill TERM: {}",
-        outcome(&rt.call("kill", &[id, "TERM"]))
-    ));
-    t.push(format!(
-        "waited: {}",
-        rt.wait_status(id, "stopped", STATE_LIMIT)
-    ));
+    wait_for_output(&out_file, "started");
+    kill_and_wait(&mut t, rt, id, "TERM");
     t.push(format!("state: {}", observed(rt.state(id))));
     t.push(format!(
         "kill stopped: {}",
@@ -242,16 +261,9 @@ fn paused_before_start(rt: &Runtime) -> Vec<String> {
     let id = "pc";
     let dir = b.parent().expect("parent").join(format!("pc-{}", rt.name));
     std::fs::create_dir_all(&dir).expect("dir");
-    let out_file = dir.join("out");
     let mut t = Transcript::new(rt);
-    let mut create = rt.spawn(
-        "create",
-        &["--bundle", s(&b), id],
-        &out_file,
-        &dir.join("create-err"),
-    );
-    let status = wait_until(&mut create, Instant::now() + rt.limit);
-    t.push(format!("create: {:?}", status.and_then(|s| s.code())));
+    let (code, out_file) = create_with_output(rt, &b, id, &dir, &[]);
+    t.push(format!("create: {code:?}"));
     t.push(format!(
         "pause created: {}",
         outcome(&rt.call("pause", &[id]))
@@ -281,22 +293,8 @@ fn paused_before_start(rt: &Runtime) -> Vec<String> {
     ));
     t.push(format!("start: {}", outcome(&rt.call("start", &[id]))));
     t.push(format!("state: {}", observed(rt.state(id))));
-    let deadline = Instant::now() + STATE_LIMIT;
-    while !std::fs::read_to_string(&out_file)
-        .unwrap_or_default()
-        .contains("started")
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    t.push(format!(
-        "kill KILL: {}",
-        outcome(&rt.call("kill", &[id, "KILL"]))
-    ));
-    t.push(format!(
-        "waited: {}",
-        rt.wait_status(id, "stopped", STATE_LIMIT)
-    ));
+    wait_for_output(&out_file, "started");
+    kill_and_wait(&mut t, rt, id, "KILL");
     t.push(format!("delete: {}", outcome(&rt.call("delete", &[id]))));
     let output = std::fs::read_to_string(&out_file).unwrap_or_default();
     t.push(format!("stdout: {:?}", output.lines().collect::<Vec<_>>()));
@@ -379,14 +377,7 @@ fn detached_run(rt: &Runtime) -> Vec<String> {
         "pid file: {}",
         std::fs::read_to_string(&pid_file).is_ok()
     ));
-    t.push(format!(
-        "kill KILL: {}",
-        outcome(&rt.call("kill", &["dt", "KILL"]))
-    ));
-    t.push(format!(
-        "waited: {}",
-        rt.wait_status("dt", "stopped", STATE_LIMIT)
-    ));
+    kill_and_wait(&mut t, rt, "dt", "KILL");
     t.push(format!("delete: {}", outcome(&rt.call("delete", &["dt"]))));
     t.lines
 }
