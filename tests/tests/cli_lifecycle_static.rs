@@ -226,3 +226,49 @@ fn usage_errors_exit_1_and_reach_the_log_as_runcs_do() {
     ok(&["--help"]);
     ok(&["create", "--help"]);
 }
+
+#[test]
+fn a_failed_exec_exits_255_saying_exec_failed_as_runcs_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let log = dir.path().join("log.json");
+    let exec = |args: &[&str]| {
+        let mut words = vec![
+            "--root",
+            path_str(&root),
+            "--log",
+            path_str(&log),
+            "--log-format",
+            "json",
+            "exec",
+        ];
+        words.extend_from_slice(args);
+        run_vmrun(&words, QUICK)
+    };
+    // No such container, and a flag the guest cannot honour: both are
+    // runc's "exec failed", status 255 (not the 1 of other verbs).
+    for args in [
+        &["nope", "true"][..],
+        &["--cgroup", "sub", "nope", "true"][..],
+    ] {
+        let out = exec(args);
+        assert_eq!(code(&out), Some(255), "{args:?}: {}", out.describe());
+        assert!(
+            out.stderr.contains("exec failed: "),
+            "{args:?}: {}",
+            out.describe()
+        );
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error", "{text}");
+    assert!(
+        last["msg"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("exec failed: ")),
+        "{text}"
+    );
+    // Other verbs keep 1.
+    let out = run_vmrun(&["--root", path_str(&root), "start", "nope"], QUICK);
+    assert_eq!(code(&out), Some(1), "{}", out.describe());
+}

@@ -250,10 +250,10 @@ fn lifecycle_matches_runc() {
     );
 }
 
-/// A container paused before it was started (runc allows it): start and
-/// delete are refused while it is paused, resume makes it created again,
-/// and then it starts and runs.
-fn paused_before_start(rt: &Runtime) -> Vec<String> {
+/// A container before it was started, as runc allows: a process exec'd
+/// into it runs; it can be paused, and while it is, start, exec and delete
+/// are refused; resume makes it created again, and then it starts and runs.
+fn before_start(rt: &Runtime) -> Vec<String> {
     let b = bundle(
         &format!("pause-created-{}", rt.name),
         &["sh", "-c", "echo started; sleep 1000"],
@@ -264,6 +264,13 @@ fn paused_before_start(rt: &Runtime) -> Vec<String> {
     let mut t = Transcript::new(rt);
     let (code, out_file) = create_with_output(rt, &b, id, &dir, &[]);
     t.push(format!("create: {code:?}"));
+    let exec = rt.call("exec", &[id, "sh", "-c", "echo exec-ran; exit 4"]);
+    t.push(format!(
+        "exec created: {} {:?}",
+        outcome(&exec),
+        exec.stdout.trim()
+    ));
+    t.push(format!("state: {}", observed(rt.state(id))));
     t.push(format!(
         "pause created: {}",
         outcome(&rt.call("pause", &[id]))
@@ -276,6 +283,10 @@ fn paused_before_start(rt: &Runtime) -> Vec<String> {
         start
             .stderr
             .contains("cannot start a container in the paused state")
+    ));
+    t.push(format!(
+        "exec paused: {}",
+        outcome(&rt.call("exec", &[id, "true"]))
     ));
     t.push(format!(
         "pause paused: {}",
@@ -302,16 +313,17 @@ fn paused_before_start(rt: &Runtime) -> Vec<String> {
 }
 
 #[test]
-fn pause_before_start_matches_runc() {
-    let Some((runc, vmrun)) = runtimes("pause_before_start_matches_runc") else {
+fn exec_and_pause_before_start_match_runc() {
+    let Some((runc, vmrun)) = runtimes("exec_and_pause_before_start_match_runc") else {
         return;
     };
-    let want = paused_before_start(&runc);
-    let got = paused_before_start(&vmrun);
+    let want = before_start(&runc);
+    let got = before_start(&vmrun);
     assert_same(&want, &got);
     // What the transcript must say, whatever runc said.
     for line in [
-        "pause created: 0",
+        r#"exec created: 4 other "exec-ran""#,
+        "exec paused: 255 other",
         "state: paused pid>0",
         "start paused names the state: true",
         "state: created pid>0",

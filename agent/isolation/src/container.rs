@@ -195,7 +195,8 @@ impl ContainerProcess {
     }
 
     /// What [`ExecContext::exec`] needs to run a new process in this
-    /// running container; an error while it is paused or has exited.
+    /// container, running or (as runc allows) created; an error while it
+    /// is paused or has exited.
     pub fn exec_context(&self) -> Result<ExecContext, IsolationError> {
         self.check_running()?;
         if self.paused {
@@ -206,6 +207,7 @@ impl ContainerProcess {
             &self.opts.state_dir,
             &self.bundle_dir,
             &self.spec,
+            self.started,
         ))
     }
 

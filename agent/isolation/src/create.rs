@@ -164,6 +164,13 @@ impl CreatedContainer {
         self.process.is_paused()
     }
 
+    /// What [`ExecContext::exec`](crate::exec::ExecContext::exec) needs to
+    /// run a process in the created container (runc execs into one too);
+    /// an error while it is paused.
+    pub fn exec_context(&self) -> Result<crate::exec::ExecContext, IsolationError> {
+        self.process.exec_context()
+    }
+
     /// Lets the init exec `process.args`. On failure the container is
     /// killed and cleaned up; a paused one fails so (check
     /// [`is_paused`](Self::is_paused) first to refuse without that).

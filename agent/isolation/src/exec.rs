@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::console::{console_size, ConsoleSocket};
 use crate::create::{check_id, console_socket_path};
+use crate::exec_view::StartedView;
 use crate::oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 use crate::options::Stdio;
 use crate::process_check::{check_process, normalize_for_libcontainer, strip_lsm_fields};
@@ -38,6 +39,9 @@ pub struct ExecContext {
     bundle_dir: PathBuf,
     init_process: Option<Process>,
     seccomp: Option<LinuxSeccomp>,
+    /// The container was started; else it is created and the exec goes
+    /// through a [`StartedView`].
+    started: bool,
 }
 
 /// A process exec'd into a container. Its exit is the caller's to collect
@@ -102,13 +106,20 @@ pub fn inherit_from_init(mut process: Process, init: Option<&Process>) -> Proces
 }
 
 impl ExecContext {
-    pub(crate) fn new(id: &str, state_dir: &Path, bundle_dir: &Path, spec: &Spec) -> Self {
+    pub(crate) fn new(
+        id: &str,
+        state_dir: &Path,
+        bundle_dir: &Path,
+        spec: &Spec,
+        started: bool,
+    ) -> Self {
         Self {
             id: id.to_owned(),
             state_dir: state_dir.to_path_buf(),
             bundle_dir: bundle_dir.to_path_buf(),
             init_process: spec.process().clone(),
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            started,
         }
     }
 
@@ -180,8 +191,19 @@ impl ExecContext {
             id: self.id.clone(),
             source: Box::new(source),
         };
+        let state_root = self.state_dir.join("state");
+        // Kept until the builder returns: the process has joined the
+        // container by then.
+        let view = if self.started {
+            None
+        } else {
+            Some(StartedView::new(&self.state_dir, &state_root, &self.id)?)
+        };
+        let root = view
+            .as_ref()
+            .map_or(state_root.as_path(), StartedView::root);
         let mut builder = ContainerBuilder::new(self.id.clone(), SyscallType::Linux)
-            .with_root_path(self.state_dir.join("state"))
+            .with_root_path(root)
             .map_err(runtime_err)?
             .with_executor(workload)
             .with_console_socket(console.map(|c| c.path().to_path_buf()));
@@ -268,6 +290,7 @@ mod tests {
             bundle_dir: "/nonexistent".into(),
             init_process: None,
             seccomp: None,
+            started: true,
         };
         let null = || -> OwnedFd { std::fs::File::open("/dev/null").unwrap().into() };
         let stdio = || Stdio {

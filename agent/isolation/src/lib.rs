@@ -83,6 +83,7 @@ mod container;
 mod create;
 mod error;
 pub mod exec;
+mod exec_view;
 mod exec_workload;
 pub mod mount_propagation;
 pub mod ns_paths;

@@ -11,7 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use vmrun_protocol::StdioPorts;
 
-use super::container::{self, check_id, check_name, exit_status, Container, Containers};
+use super::container::{self, check_id, check_name, exit_status, Container, Containers, State};
 use super::control::Server;
 use super::exit_cell::ExitCell;
 use super::launch::launch;
@@ -35,7 +35,12 @@ impl Server<'_> {
         let terminal = process.terminal().unwrap_or(false);
         let context = self.with_container(id, |c| {
             c.execs.check_new(exec_id)?;
-            c.running(id)?.exec_context().map_err(anyhow::Error::from)
+            match &c.state {
+                // runc (and containerd's shim) exec into a created container.
+                State::Created(created) if !c.init_exited => created.exec_context(),
+                _ => c.running(id)?.exec_context(),
+            }
+            .map_err(anyhow::Error::from)
         })?;
         let connected = stdio::connect(self.env.stdio.as_ref(), ports)?;
         let (process_stdio, streams) = stdio::for_process(connected, terminal)?;

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 
 use serde_json::{json, Value};
-use vmrun_protocol::{ControlClient, ExitStatus, Request, Response, StdioPorts};
+use vmrun_protocol::{ContainerStatus, ControlClient, ExitStatus, Request, Response, StdioPorts};
 
 use crate::fixture::*;
 
@@ -158,6 +158,61 @@ pub fn exec_runs_in_the_container_with_its_own_stdio_and_status(world: &World) {
     agent.end().unwrap();
 }
 
+/// As runc (and containerd's shim for a created task): a process can be
+/// exec'd into a created container; the container stays created, and its
+/// own process runs once it is started. Not while it is paused.
+pub fn exec_into_a_created_container_leaves_it_created(world: &World) {
+    let mut agent = world.agent("exec-created");
+    let client = agent.client();
+    let init_stdio = HostStdio::listen(world, None);
+    let spec = world.spec(&["sh", "-c", "echo init-ran"]);
+    let pid = expect_created(client.call(create("made", spec, &init_stdio)));
+
+    let stdio = HostStdio::listen(world, None);
+    let probe = process(&["sh", "-c", "hostname; readlink /proc/self/ns/pid"]);
+    expect_exec_started(&client, exec("made", "e", probe, stdio.ports.clone()));
+    let (out, err) = stdio.collect();
+    let init_pidns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).expect("init's pid ns");
+    assert_eq!(
+        (out.as_str(), err.as_str()),
+        (format!("vmrun\n{}\n", init_pidns.display()).as_str(), "")
+    );
+    assert_eq!(
+        client.call(wait_exec("made", "e")).unwrap(),
+        exited(ExitStatus::Code(0))
+    );
+    assert_eq!(state_of(&client, "made"), (ContainerStatus::Created, pid));
+    // The exec's view of the state is gone.
+    let views = world.state_dir("exec-created").join("v");
+    let left: Vec<_> = std::fs::read_dir(&views)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    // Paused: refused.
+    assert_eq!(
+        client.call(Request::Pause { id: "made".into() }).unwrap(),
+        Response::Ok
+    );
+    let paused = exec("made", "p", process(&["true"]), StdioPorts::default());
+    let message = agent_error(client.call(paused));
+    assert!(message.contains("paused"), "{message}");
+    assert_eq!(
+        client.call(Request::Resume { id: "made".into() }).unwrap(),
+        Response::Ok
+    );
+
+    // Its own process runs once started.
+    assert_eq!(client.call(start("made")).unwrap(), started());
+    assert_eq!(
+        client.call(wait("made")).unwrap(),
+        exited(ExitStatus::Code(0))
+    );
+    assert_eq!(init_stdio.collect(), ("init-ran\n".into(), String::new()));
+    assert_eq!(client.call(Request::Shutdown).unwrap(), Response::Ok);
+    agent.end().unwrap();
+}
+
 pub fn exec_with_a_terminal_gets_a_pty_and_resizes(world: &World) {
     let mut agent = world.agent("exec-tty");
     let client = agent.client();
@@ -290,8 +345,14 @@ pub fn exec_errors_name_the_field(world: &World) {
     let stdio = HostStdio::listen(world, None);
     let sleep = || process(&["sleep", "1000"]);
     expect_created(client.call(create("eb", world.spec(&["sleep", "1000"]), &stdio)));
-    let message = agent_error(client.call(exec("eb", "early", sleep(), StdioPorts::default())));
-    assert!(message.contains("not started"), "{message}");
+    // Before start an exec runs (as runc's; see
+    // exec_into_a_created_container_leaves_it_created).
+    let early = exec("eb", "early", process(&["true"]), StdioPorts::default());
+    expect_exec_started(&client, early);
+    assert_eq!(
+        client.call(wait_exec("eb", "early")).unwrap(),
+        exited(ExitStatus::Code(0))
+    );
     assert_eq!(client.call(start("eb")).unwrap(), started());
 
     let mut no_cwd = sleep();

@@ -19,7 +19,8 @@ use vmrun_agent::serve::transport::{SocketStream, StdioConnector};
 use vmrun_agent::serve::{GuestNetns, ServeEnv};
 use vmrun_isolation::RunOptions;
 use vmrun_protocol::{
-    ControlClient, ExitStatus, ProtocolError, Request, Response, RootfsSource, StdioPorts,
+    ContainerStatus, ControlClient, ExitStatus, ProtocolError, Request, Response, RootfsSource,
+    StdioPorts,
 };
 
 /// The virtio-fs tag the busybox rootfs is served under.
@@ -168,9 +169,14 @@ impl World {
         self.scratch.path().join(format!("rootfs-{name}"))
     }
 
+    /// The state directory of the agent made as `name`.
+    pub fn state_dir(&self, name: &str) -> PathBuf {
+        self.scratch.path().join(format!("state-{name}"))
+    }
+
     pub fn agent_with(&self, name: &str, setup: Setup) -> Agent {
         let (host, guest) = UnixStream::pair().expect("socketpair");
-        let state_dir = self.scratch.path().join(format!("state-{name}"));
+        let state_dir = self.state_dir(name);
         let mut run_options = RunOptions::new("");
         run_options.state_dir = state_dir;
         let shares = Arc::new(Shares::new(
@@ -275,6 +281,14 @@ pub fn signal(id: &str, signal: i32) -> Request {
 
 pub fn state(id: &str) -> Request {
     Request::State { id: id.into() }
+}
+
+/// The status and pid `State` answers for `id`.
+pub fn state_of(client: &ControlClient, id: &str) -> (ContainerStatus, i32) {
+    match client.call(state(id)).unwrap() {
+        Response::State { status, pid } => (status, pid),
+        other => panic!("state did not answer State: {other:?}"),
+    }
 }
 
 /// The init's pid from `Create`'s answer (`Created`, pid > 0).

@@ -12,13 +12,6 @@ use vmrun_protocol::{
 
 use crate::fixture::*;
 
-fn state_of(client: &ControlClient, id: &str) -> (ContainerStatus, i32) {
-    match client.call(state(id)).unwrap() {
-        Response::State { status, pid } => (status, pid),
-        other => panic!("state did not answer State: {other:?}"),
-    }
-}
-
 fn processes_of(client: &ControlClient, id: &str) -> Vec<GuestProcess> {
     match client.call(Request::Processes { id: id.into() }).unwrap() {
         Response::Processes { processes } => processes,

@@ -106,6 +106,10 @@ const CASES: &[Case] = &[
         exec::exec_runs_in_the_container_with_its_own_stdio_and_status,
     ),
     (
+        "exec_into_a_created_container_leaves_it_created",
+        exec::exec_into_a_created_container_leaves_it_created,
+    ),
+    (
         "exec_with_a_terminal_gets_a_pty_and_resizes",
         exec::exec_with_a_terminal_gets_a_pty_and_resizes,
     ),

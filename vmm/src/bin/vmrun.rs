@@ -19,10 +19,11 @@ fn main() {
     let code = match result {
         Ok(code) => code,
         Err(err) => {
+            let status = err.exit_status();
             let message = format!("{:#}", anyhow::Error::from(err));
             vmrun::cli::logging::log_fatal(&message);
             eprintln!("vmrun: error: {message}");
-            1
+            status
         }
     };
     std::process::exit(code);

@@ -207,8 +207,13 @@ fn container_process(container: &Container) -> Option<Value> {
     spec.get("process").cloned()
 }
 
-/// Runs `vmrun exec`.
+/// Runs `vmrun exec`: the process's exit status, or (as runc) an
+/// "exec failed" error that ends vmrun with 255.
 pub fn run(global: &GlobalOpts, args: ExecArgs) -> Result<i32, CliError> {
+    exec(global, args).map_err(|e| CliError::ExecFailed(Box::new(e)))
+}
+
+fn exec(global: &GlobalOpts, args: ExecArgs) -> Result<i32, CliError> {
     super::vm_args::refuse_preserved_fds(args.preserve_fds)?;
     if args.cgroup.iter().any(|c| !c.is_empty()) {
         return Err(usage(

@@ -85,7 +85,25 @@ pub enum CliError {
     /// `vmrun bench` could not produce a result.
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
+    /// `exec` failed before its process ran or while following it:
+    /// runc's "exec failed: ..." and exit status 255.
+    #[error("exec failed")]
+    ExecFailed(#[source] Box<CliError>),
 }
+
+impl CliError {
+    /// The exit status it ends `vmrun` with: 255 for a failed `exec`, as
+    /// runc's, else 1.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            Self::ExecFailed(_) => EXEC_FAILED_STATUS,
+            _ => 1,
+        }
+    }
+}
+
+/// runc's exit status for an `exec` that failed (not its process's).
+pub const EXEC_FAILED_STATUS: i32 = 255;
 
 /// Log output format (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
