@@ -27,11 +27,41 @@ pub enum DocKind {
     Index,
 }
 
-/// Classify a manifest document by media type (or, when absent, by shape).
+/// Classify a manifest document by media type: the one it came with, else
+/// its own `mediaType` field, else its shape. A generic type
+/// (`application/json`, `text/plain`, empty) says nothing either way.
 pub fn classify(reference: &str, media_type: Option<&str>, body: &[u8]) -> Result<DocKind> {
+    if let Some(kind) = kind_of_media_type(reference, media_type)? {
+        return Ok(kind);
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| ImageError::Json {
+        reference: reference.to_string(),
+        what: "manifest".into(),
+        source: e,
+    })?;
+    let own = v.get("mediaType").and_then(|m| m.as_str());
+    if let Some(kind) = kind_of_media_type(reference, own)? {
+        return Ok(kind);
+    }
+    if v.get("manifests").is_some() {
+        Ok(DocKind::Index)
+    } else if v.get("layers").is_some() {
+        Ok(DocKind::Manifest)
+    } else {
+        Err(ImageError::UnsupportedMediaType {
+            reference: reference.to_string(),
+            media_type: "unknown (schema 1?)".into(),
+            what: "manifest".into(),
+        })
+    }
+}
+
+/// The kind a manifest media type names; `None` for none or a generic
+/// one; an error for any other type.
+fn kind_of_media_type(reference: &str, media_type: Option<&str>) -> Result<Option<DocKind>> {
     match media_type.map(|m| m.split(';').next().unwrap_or("").trim()) {
-        Some(OCI_MANIFEST | DOCKER_MANIFEST) => Ok(DocKind::Manifest),
-        Some(OCI_INDEX | DOCKER_LIST) => Ok(DocKind::Index),
+        Some(OCI_MANIFEST | DOCKER_MANIFEST) => Ok(Some(DocKind::Manifest)),
+        Some(OCI_INDEX | DOCKER_LIST) => Ok(Some(DocKind::Index)),
         Some(m) if !m.is_empty() && m != "application/json" && m != "text/plain" => {
             Err(ImageError::UnsupportedMediaType {
                 reference: reference.to_string(),
@@ -39,28 +69,7 @@ pub fn classify(reference: &str, media_type: Option<&str>, body: &[u8]) -> Resul
                 what: "manifest".into(),
             })
         }
-        _ => {
-            let v: serde_json::Value =
-                serde_json::from_slice(body).map_err(|e| ImageError::Json {
-                    reference: reference.to_string(),
-                    what: "manifest".into(),
-                    source: e,
-                })?;
-            if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
-                return classify(reference, Some(mt), body);
-            }
-            if v.get("manifests").is_some() {
-                Ok(DocKind::Index)
-            } else if v.get("layers").is_some() {
-                Ok(DocKind::Manifest)
-            } else {
-                Err(ImageError::UnsupportedMediaType {
-                    reference: reference.to_string(),
-                    media_type: "unknown (schema 1?)".into(),
-                    what: "manifest".into(),
-                })
-            }
-        }
+        _ => Ok(None),
     }
 }
 
@@ -221,6 +230,45 @@ mod tests {
                         "digest":"sha256:{HEX_B}","size":{layer_size}}}]}}"#
         )
         .into_bytes()
+    }
+
+    #[test]
+    fn a_documents_own_generic_media_type_falls_back_to_its_shape() {
+        // Found by the image_documents fuzz target: a document whose own
+        // `mediaType` is generic (or empty before a `;`) made classify
+        // call itself with that type for ever (a stack overflow).
+        for own in ["application/json", "text/plain", ";pplication/x", ""] {
+            let index = format!(r#"{{"mediaType":"{own}","manifests":[]}}"#);
+            let manifest = format!(r#"{{"mediaType":"{own}","layers":[]}}"#);
+            for given in [None, Some("application/json"), Some("text/plain")] {
+                assert_eq!(
+                    classify("r", given, index.as_bytes()).unwrap(),
+                    DocKind::Index,
+                    "{own:?} {given:?}"
+                );
+                assert_eq!(
+                    classify("r", given, manifest.as_bytes()).unwrap(),
+                    DocKind::Manifest,
+                    "{own:?} {given:?}"
+                );
+            }
+        }
+        let shapeless = br#"{"mediaType":"application/json"}"#;
+        assert!(classify("r", None, shapeless).is_err());
+        // The type it came with wins over its own; a foreign own type is
+        // refused, naming it.
+        let own_list = format!(r#"{{"mediaType":"{DOCKER_LIST}","layers":[]}}"#);
+        assert_eq!(
+            classify("r", Some(OCI_MANIFEST), own_list.as_bytes()).unwrap(),
+            DocKind::Manifest
+        );
+        assert_eq!(
+            classify("r", None, own_list.as_bytes()).unwrap(),
+            DocKind::Index
+        );
+        let foreign = br#"{"mediaType":"application/x-foo","layers":[]}"#;
+        let err = classify("r", None, foreign).unwrap_err().to_string();
+        assert!(err.contains("application/x-foo"), "{err}");
     }
 
     fn resolve(layer_size: &str) -> ResolvedImage {
