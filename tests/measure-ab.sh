@@ -51,14 +51,8 @@ fi
 
 # run.sh asks this vmrun whether guests run here.
 export VMRUN_BIN="${VMRUN_BIN:-$vmrun_a}"
-results="$(cargo_target_dir)/testhost/measure-ab-$(date -u +%Y%m%dT%H%M%SZ)"
-mkdir -p "$results"
-if [ -z "$bundle" ]; then
-    bundle="$results/bundle"
-    "$VMRUN_REPO/rootfs/build-busybox-bundle.sh" --no-install "$bundle" true >/dev/null \
-        || die "building the busybox bundle failed"
-fi
-[ -f "$bundle/config.json" ] || die "$bundle has no config.json"
+results="$(measure_results measure-ab)"
+bundle="$(measure_bundle "$results" "$bundle")"
 
 # What runs where the guests are; not named inner.sh, which run.sh writes
 # into the same results directory.

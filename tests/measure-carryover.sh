@@ -39,14 +39,8 @@ for f in "$vmrun" "$kernel" "$initrd"; do
 done
 
 export VMRUN_BIN="${VMRUN_BIN:-$vmrun}"
-results="$(cargo_target_dir)/testhost/measure-carryover-$(date -u +%Y%m%dT%H%M%SZ)"
-mkdir -p "$results"
-if [ -z "$bundle" ]; then
-    bundle="$results/bundle"
-    "$VMRUN_REPO/rootfs/build-busybox-bundle.sh" --no-install "$bundle" true >/dev/null \
-        || die "building the busybox bundle failed"
-fi
-[ -f "$bundle/config.json" ] || die "$bundle has no config.json"
+results="$(measure_results measure-carryover)"
+bundle="$(measure_bundle "$results" "$bundle")"
 
 # What runs where the guests are; not named inner.sh, which run.sh writes
 # into the same results directory.

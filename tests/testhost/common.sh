@@ -41,3 +41,27 @@ find_testhost_kernel() {
     [ -n "$k" ] || return 1
     echo "$k"
 }
+
+# A fresh results directory for measuring script NAME, under the target
+# dir; prints its path.
+measure_results() {
+    local dir
+    dir="$(cargo_target_dir)/testhost/$1-$(date -u +%Y%m%dT%H%M%SZ)"
+    mkdir -p "$dir" || return 1
+    echo "$dir"
+}
+
+# The bundle a measuring script runs, printed: BUNDLE if given (it must
+# hold a config.json), else rootfs/build-busybox-bundle.sh's busybox
+# running `true`, built in RESULTS/bundle.
+# Usage: measure_bundle RESULTS [BUNDLE]
+measure_bundle() {
+    local bundle="${2:-}"
+    if [ -z "$bundle" ]; then
+        bundle="$1/bundle"
+        "$VMRUN_REPO/rootfs/build-busybox-bundle.sh" --no-install "$bundle" true >/dev/null \
+            || die "building the busybox bundle failed"
+    fi
+    [ -f "$bundle/config.json" ] || die "$bundle has no config.json"
+    echo "$bundle"
+}
