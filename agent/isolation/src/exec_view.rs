@@ -22,7 +22,8 @@ const STATE_FILE: &str = "state.json";
 
 /// Short names for the views (the builder's socket paths must stay under
 /// the 108 bytes of a unix socket path: `<state_dir>/v/<n>/<id>/...` is
-/// no longer than the real `<state_dir>/state/<id>/...`).
+/// no longer than the real `<state_dir>/state/<id>/...` for the agent's
+/// first 1000 such execs, and one byte longer per further digit of n).
 static NEXT_VIEW: AtomicU64 = AtomicU64::new(0);
 
 /// A state root where one created container reads as running (see the
