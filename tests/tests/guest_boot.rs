@@ -17,7 +17,8 @@ const KERNEL_COMPLAINTS: [&str; 4] = ["WARNING:", "BUG:", "Call Trace", "XSAVE c
 
 /// The default command line without `quiet`: the kernel prints its
 /// warnings (and everything else) on the console.
-const VERBOSE_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 pci=off nomodule";
+const VERBOSE_CMDLINE: &str =
+    "console=ttyS0 reboot=k panic=-1 pci=off nomodule noreplace-smp retain_initrd";
 
 /// Phases every boot of our agent reports, in order (TEAM contract 6).
 const BOOT_PHASES: [&str; 7] = [
