@@ -6,16 +6,18 @@
 # paired differences B - A per round, with how many rounds B was faster
 # in. The README's before/after tables come from here.
 #
-# A variant is an initramfs and a vmrun binary: compare two agents with
-# --initrd-a/--initrd-b, two VMMs with --vmrun-a/--vmrun-b (the other one
-# defaults to the same file for both).
+# A variant is a kernel, an initramfs and a vmrun binary: compare two
+# kernels with --kernel-a/--kernel-b, two agents with --initrd-a/--initrd-b,
+# two VMMs with --vmrun-a/--vmrun-b (B's defaults to A's file).
 #
 # Needs tests/setup.sh to have run.
 # Usage: tests/measure-ab.sh [-n ROUNDS] [--boot] [--bundle DIR]
-#          [--initrd-a FILE] [--initrd-b FILE] [--vmrun-a BIN] [--vmrun-b BIN]
+#          [--kernel-a FILE] [--kernel-b FILE] [--initrd-a FILE] [--initrd-b FILE]
+#          [--vmrun-a BIN] [--vmrun-b BIN]
 #   -n ROUNDS   pairs after one warm-up run of each (default 10)
 #   --boot      also a `vmrun boot` of A's kernel and initramfs each round,
-#               as the reference a run is measured against
+#               as the reference a run is measured against (and one of B's
+#               when the kernels differ)
 #   --bundle    the bundle to run (default: rootfs/build-busybox-bundle.sh's,
 #               running `true`)
 set -euo pipefail
@@ -25,6 +27,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/testhost/common.sh"
 cd "$VMRUN_REPO"
 
 rounds=10 boot=0 bundle=""
+kernel_a="${VMRUN_KERNEL:-$(vmrun_cache_dir)/vmlinux}" kernel_b=""
 initrd_a="$(vmrun_cache_dir)/initramfs.cpio.gz" initrd_b=""
 vmrun_a="$(cargo_target_dir)/release/vmrun" vmrun_b=""
 while [ $# -gt 0 ]; do
@@ -32,6 +35,8 @@ while [ $# -gt 0 ]; do
         -n) rounds="$2"; shift 2 ;;
         --boot) boot=1; shift ;;
         --bundle) bundle="$2"; shift 2 ;;
+        --kernel-a) kernel_a="$2"; shift 2 ;;
+        --kernel-b) kernel_b="$2"; shift 2 ;;
         --initrd-a) initrd_a="$2"; shift 2 ;;
         --initrd-b) initrd_b="$2"; shift 2 ;;
         --vmrun-a) vmrun_a="$2"; shift 2 ;;
@@ -39,13 +44,14 @@ while [ $# -gt 0 ]; do
         *) die "unknown argument: $1 (see the usage at the top of $0)" ;;
     esac
 done
-initrd_b="${initrd_b:-$initrd_a}" vmrun_b="${vmrun_b:-$vmrun_a}"
+kernel_b="${kernel_b:-$kernel_a}" initrd_b="${initrd_b:-$initrd_a}" vmrun_b="${vmrun_b:-$vmrun_a}"
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "-n needs a positive number of rounds (is '$rounds')"
-kernel="$(readlink -f "${VMRUN_KERNEL:-$(vmrun_cache_dir)/vmlinux}")"
-for f in "$kernel" "$initrd_a" "$initrd_b" "$vmrun_a" "$vmrun_b"; do
+for f in "$kernel_a" "$kernel_b" "$initrd_a" "$initrd_b" "$vmrun_a" "$vmrun_b"; do
     [ -f "$f" ] || die "$f missing: run tests/setup.sh, or name an existing file"
 done
-if [ "$initrd_a" -ef "$initrd_b" ] && [ "$vmrun_a" -ef "$vmrun_b" ]; then
+boot_b=0
+[ "$boot" = 1 ] && ! [ "$kernel_a" -ef "$kernel_b" ] && boot_b=1
+if [ "$kernel_a" -ef "$kernel_b" ] && [ "$initrd_a" -ef "$initrd_b" ] && [ "$vmrun_a" -ef "$vmrun_b" ]; then
     log "A and B are the same files: this measures the noise"
 fi
 
@@ -59,15 +65,16 @@ bundle="$(measure_bundle "$results" "$bundle")"
 {
     echo '#!/bin/bash'
     echo 'set -u'
-    printf 'RES=%q\nROUNDS=%q\nBOOT=%q\n' "$results" "$rounds" "$boot"
-    printf 'SRC=(%q %q %q %q %q %q)\n' "$kernel" "$(readlink -f "$initrd_a")" \
+    printf 'RES=%q\nROUNDS=%q\nBOOT=%q\nBOOT_B=%q\n' "$results" "$rounds" "$boot" "$boot_b"
+    printf 'SRC=(%q %q %q %q %q %q %q)\n' "$(readlink -f "$kernel_a")" "$(readlink -f "$initrd_a")" \
         "$(readlink -f "$initrd_b")" "$(readlink -f "$vmrun_a")" "$(readlink -f "$vmrun_b")" \
-        "$(readlink -f "$bundle")"
+        "$(readlink -f "$bundle")" "$(readlink -f "$kernel_b")"
     cat <<'INNER'
 # Everything from a tmpfs, as on a host whose page cache holds it.
 L=$(mktemp -d /dev/shm/vmrun-ab.XXXXXX) || exit 1
 trap 'rm -rf "$L"' EXIT
-cp "${SRC[0]}" "$L/vmlinux" && cp "${SRC[1]}" "$L/a.cpio.gz" && cp "${SRC[2]}" "$L/b.cpio.gz" \
+cp "${SRC[0]}" "$L/a.vmlinux" && cp "${SRC[6]}" "$L/b.vmlinux" \
+    && cp "${SRC[1]}" "$L/a.cpio.gz" && cp "${SRC[2]}" "$L/b.cpio.gz" \
     && cp "${SRC[3]}" "$L/vmrun-a" && cp "${SRC[4]}" "$L/vmrun-b" && cp -a "${SRC[5]}" "$L/bundle" \
     && mkdir "$L/root" || exit 1
 : >"$RES/rounds.txt"
@@ -78,11 +85,11 @@ one() {
     local json="$RES/$kind-$variant-$round.json"
     start=$(date +%s%N)
     if [ "$kind" = run ]; then
-        "$L/vmrun-$variant" --root "$L/root" run --kernel "$L/vmlinux" \
+        "$L/vmrun-$variant" --root "$L/root" run --kernel "$L/$variant.vmlinux" \
             --initrd "$L/$variant.cpio.gz" --bundle "$L/bundle" --timings-json "$json" \
             "ab-$variant-$round" </dev/null >/dev/null 2>>"$RES/stderr.log"
     else
-        "$L/vmrun-$variant" boot --kernel "$L/vmlinux" --initrd "$L/$variant.cpio.gz" \
+        "$L/vmrun-$variant" boot --kernel "$L/$variant.vmlinux" --initrd "$L/$variant.cpio.gz" \
             --timings-json "$json" </dev/null >/dev/null 2>>"$RES/stderr.log"
     fi
     status=$?
@@ -95,6 +102,7 @@ for round in $(seq 1 "$ROUNDS"); do
     if [ $((round % 2)) = 1 ]; then order="a b"; else order="b a"; fi
     for variant in $order; do one "$variant" run "$round"; done
     if [ "$BOOT" = 1 ]; then one a boot "$round"; fi
+    if [ "$BOOT_B" = 1 ]; then one b boot "$round"; fi
 done
 INNER
 } >"$results/ab.sh"
@@ -103,8 +111,8 @@ chmod +x "$results/ab.sh"
     --timeout 3000 -- "$results/ab.sh"
 
 echo
-echo "A: $vmrun_a + $initrd_a"
-echo "B: $vmrun_b + $initrd_b"
+echo "A: $vmrun_a + $kernel_a + $initrd_a"
+echo "B: $vmrun_b + $kernel_b + $initrd_b"
 python3 - "$results" <<'SUMMARY'
 import json
 import os
