@@ -88,17 +88,14 @@ fn mappings_of(smaps: &str, file: &Path) -> Vec<Mapping> {
             continue;
         }
         let Some(m) = current.as_mut() else { continue };
-        let kib = || {
-            words
-                .clone()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
+        let kib = words
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
         match first {
-            "Size:" => m.size_kib = kib(),
-            "Rss:" => m.rss_kib = kib(),
-            "Anonymous:" => m.anonymous_kib = kib(),
+            "Size:" => m.size_kib = kib,
+            "Rss:" => m.rss_kib = kib,
+            "Anonymous:" => m.anonymous_kib = kib,
             _ => {}
         }
     }

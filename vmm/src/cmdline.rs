@@ -4,6 +4,16 @@ use linux_loader::cmdline::Cmdline;
 
 use crate::arch::x86_64::layout::CMDLINE_MAX_SIZE;
 
+/// The words of [`DEFAULT_CMDLINE`] that keep the guest from writing the
+/// mapped kernel's and initramfs's pages for nothing, as a literal for
+/// `concat!`: `vmrun bench` boots every runtime's guest with them too.
+macro_rules! page_sharing_words {
+    () => {
+        "noreplace-smp retain_initrd"
+    };
+}
+pub(crate) use page_sharing_words;
+
 /// The command line `vmrun boot` uses when none is given (team contract 3),
 /// and every container's VM. Besides the contract's words:
 /// - `nomodule quiet`: no module loading; a console that prints only
@@ -17,8 +27,10 @@ use crate::arch::x86_64::layout::CMDLINE_MAX_SIZE;
 /// - `retain_initrd`: the kernel keeps the initramfs's pages once unpacked
 ///   instead of poisoning and freeing them, which wrote (and so copied)
 ///   every page of the mapped initramfs file. They stay shared too.
-pub const DEFAULT_CMDLINE: &str =
-    "console=ttyS0 reboot=k panic=-1 pci=off nomodule quiet noreplace-smp retain_initrd";
+pub const DEFAULT_CMDLINE: &str = concat!(
+    "console=ttyS0 reboot=k panic=-1 pci=off nomodule quiet ",
+    page_sharing_words!()
+);
 
 /// Errors building the command line.
 #[derive(Debug, thiserror::Error)]

@@ -31,10 +31,14 @@ use super::report::{Clock, PhaseMark, RunSample};
 /// The kernel command line of `vmrun boot` and the VMM peers (the agent
 /// prints its ready line, then reboots: `reboot=k` is the i8042 reset,
 /// `reboot=t` a triple fault for QEMU's microvm, which has no i8042).
-/// Every runtime boots the kernel with the words vmrun's own VMs get
-/// ([`crate::cmdline::DEFAULT_CMDLINE`]: `noreplace-smp retain_initrd`).
-pub const READY_CMDLINE: &str =
-    "console=ttyS0 panic=-1 pci=off nomodule quiet noreplace-smp retain_initrd vmrun_action=ready";
+/// Every runtime boots the kernel with the words that keep vmrun's own
+/// VMs from writing its pages for nothing (see
+/// [`crate::cmdline::DEFAULT_CMDLINE`]).
+pub const READY_CMDLINE: &str = concat!(
+    "console=ttyS0 panic=-1 pci=off nomodule quiet ",
+    crate::cmdline::page_sharing_words!(),
+    " vmrun_action=ready"
+);
 
 /// What the agent prints once the guest is up.
 pub const READY_MARKER: &str = "vmrun-agent: ready";
