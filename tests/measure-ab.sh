@@ -17,7 +17,7 @@
 #   -n ROUNDS   pairs after one warm-up run of each (default 10)
 #   --boot      also a `vmrun boot` of A's kernel and initramfs each round,
 #               as the reference a run is measured against (and one of B's
-#               when the kernels differ)
+#               when the kernels or the initramfses differ)
 #   --bundle    the bundle to run (default: rootfs/build-busybox-bundle.sh's,
 #               running `true`)
 set -euo pipefail
@@ -28,7 +28,7 @@ cd "$VMRUN_REPO"
 
 rounds=10 boot=0 bundle=""
 kernel_a="${VMRUN_KERNEL:-$(vmrun_cache_dir)/vmlinux}" kernel_b=""
-initrd_a="$(vmrun_cache_dir)/initramfs.cpio.gz" initrd_b=""
+initrd_a="$(vmrun_cache_dir)/initramfs.cpio" initrd_b=""
 vmrun_a="$(cargo_target_dir)/release/vmrun" vmrun_b=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -50,7 +50,7 @@ for f in "$kernel_a" "$kernel_b" "$initrd_a" "$initrd_b" "$vmrun_a" "$vmrun_b"; 
     [ -f "$f" ] || die "$f missing: run tests/setup.sh, or name an existing file"
 done
 boot_b=0
-[ "$boot" = 1 ] && ! [ "$kernel_a" -ef "$kernel_b" ] && boot_b=1
+[ "$boot" = 1 ] && { ! [ "$kernel_a" -ef "$kernel_b" ] || ! [ "$initrd_a" -ef "$initrd_b" ]; } && boot_b=1
 if [ "$kernel_a" -ef "$kernel_b" ] && [ "$initrd_a" -ef "$initrd_b" ] && [ "$vmrun_a" -ef "$vmrun_b" ]; then
     log "A and B are the same files: this measures the noise"
 fi
@@ -74,7 +74,7 @@ bundle="$(measure_bundle "$results" "$bundle")"
 L=$(mktemp -d /dev/shm/vmrun-ab.XXXXXX) || exit 1
 trap 'rm -rf "$L"' EXIT
 cp "${SRC[0]}" "$L/a.vmlinux" && cp "${SRC[6]}" "$L/b.vmlinux" \
-    && cp "${SRC[1]}" "$L/a.cpio.gz" && cp "${SRC[2]}" "$L/b.cpio.gz" \
+    && cp "${SRC[1]}" "$L/a.cpio" && cp "${SRC[2]}" "$L/b.cpio" \
     && cp "${SRC[3]}" "$L/vmrun-a" && cp "${SRC[4]}" "$L/vmrun-b" && cp -a "${SRC[5]}" "$L/bundle" \
     && mkdir "$L/root" || exit 1
 : >"$RES/rounds.txt"
@@ -86,10 +86,10 @@ one() {
     start=$(date +%s%N)
     if [ "$kind" = run ]; then
         "$L/vmrun-$variant" --root "$L/root" run --kernel "$L/$variant.vmlinux" \
-            --initrd "$L/$variant.cpio.gz" --bundle "$L/bundle" --timings-json "$json" \
+            --initrd "$L/$variant.cpio" --bundle "$L/bundle" --timings-json "$json" \
             "ab-$variant-$round" </dev/null >/dev/null 2>>"$RES/stderr.log"
     else
-        "$L/vmrun-$variant" boot --kernel "$L/$variant.vmlinux" --initrd "$L/$variant.cpio.gz" \
+        "$L/vmrun-$variant" boot --kernel "$L/$variant.vmlinux" --initrd "$L/$variant.cpio" \
             --timings-json "$json" </dev/null >/dev/null 2>>"$RES/stderr.log"
     fi
     status=$?

@@ -32,8 +32,8 @@ mkdir -p "$results"
     # 9p round trip; 1.2 s of a boot and 2 s of a run), while QEMU's,
     # runc's and python's pages stay cached after their first run.
     printf 'K=%q\nI=%q\n' "$(readlink -f "${VMRUN_KERNEL:-$(vmrun_cache_dir)/vmlinux}")" \
-        "$(readlink -f "${VMRUN_INITRD:-$(vmrun_cache_dir)/initramfs.cpio.gz}")"
-    echo 'L=$(mktemp -d /dev/shm/vmrun-bench.XXXXXX) && cp "$K" "$L/vmlinux" && cp "$I" "$L/initramfs.cpio.gz" && cp "$BIN" "$L/vmrun" || exit 1'
+        "$(readlink -f "${VMRUN_INITRD:-$(vmrun_cache_dir)/initramfs.cpio}")"
+    echo 'L=$(mktemp -d /dev/shm/vmrun-bench.XXXXXX) && cp "$K" "$L/vmlinux" && cp "$I" "$L/initramfs.cpio" && cp "$BIN" "$L/vmrun" || exit 1'
     echo 'BIN="$L/vmrun"'
     echo 'echo "vmrun bench ${ARGS[*]} (vmrun, kernel and initramfs copied to $L, a tmpfs)"'
     # The bench prints its table only at the end: a line every two
@@ -41,7 +41,7 @@ mkdir -p "$results"
     # (no output for 6 minutes = a frozen test host) from killing a long
     # bench, and stops with the test host if it freezes.
     echo '( while sleep 120; do echo "(vmrun bench running; load $(cut -d" " -f1-3 /proc/loadavg))"; done ) & beat=$!'
-    echo '"$BIN" bench "${ARGS[@]}" --kernel "$L/vmlinux" --initrd "$L/initramfs.cpio.gz" --json "$RES/bench.json" --chart "$RES/bench.svg" --log "$RES/bench.log"'
+    echo '"$BIN" bench "${ARGS[@]}" --kernel "$L/vmlinux" --initrd "$L/initramfs.cpio" --json "$RES/bench.json" --chart "$RES/bench.svg" --log "$RES/bench.log"'
     echo 'st=$?; kill $beat 2>/dev/null; rm -rf "$L"; exit $st'
 } >"$results/bench.sh"
 chmod +x "$results/bench.sh"

@@ -33,7 +33,7 @@ done
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "-n needs a positive number of rounds (is '$rounds')"
 vmrun="$(cargo_target_dir)/release/vmrun"
 kernel="$(readlink -f "${VMRUN_KERNEL:-$(vmrun_cache_dir)/vmlinux}")"
-initrd="$(readlink -f "${VMRUN_INITRD:-$(vmrun_cache_dir)/initramfs.cpio.gz}")"
+initrd="$(readlink -f "${VMRUN_INITRD:-$(vmrun_cache_dir)/initramfs.cpio}")"
 for f in "$vmrun" "$kernel" "$initrd"; do
     [ -f "$f" ] || die "$f missing: run tests/setup.sh"
 done

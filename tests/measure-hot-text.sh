@@ -34,7 +34,7 @@ inner_script() {
     echo 'set -euo pipefail'
     printf 'RES=%q\nBIN=%q\nREPO=%q\n' "$1" "$1/vmrun" "$VMRUN_REPO"
     printf 'K=%q\nI=%q\n' "$(readlink -f "${VMRUN_KERNEL:-$(vmrun_cache_dir)/vmlinux}")" \
-        "$(readlink -f "${VMRUN_INITRD:-$(vmrun_cache_dir)/initramfs.cpio.gz}")"
+        "$(readlink -f "${VMRUN_INITRD:-$(vmrun_cache_dir)/initramfs.cpio}")"
     cat <<'INNER'
 L=$(mktemp -d /dev/shm/vmrun-hot.XXXXXX)
 cp "$K" "$L/vmlinux"; cp "$I" "$L/initrd"; cp "$BIN" "$L/vmrun"

@@ -20,7 +20,7 @@ W=${1:?usage: qemu-serve-demo.sh WORKDIR (with bundle/ and rootfs.ext4)}
 CLIENT=${CLIENT:?CLIENT=path to the vsock_client example}
 CACHE=${VMRUN_CACHE_DIR:-/var/cache/vmrun}
 K=$(readlink -f "${VMRUN_KERNEL:-$CACHE/vmlinux}")
-I=$(readlink -f "${VMRUN_INITRD:-$CACHE/initramfs.cpio.gz}")
+I=$(readlink -f "${VMRUN_INITRD:-$CACHE/initramfs.cpio}")
 modprobe vhost_vsock 2>/dev/null
 [ -c /dev/vhost-vsock ] || { echo "no /dev/vhost-vsock (modprobe vhost_vsock)" >&2; exit 2; }
 disk=$(mktemp /tmp/serve-demo-rootfs.XXXXXX)

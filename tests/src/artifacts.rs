@@ -84,11 +84,11 @@ pub fn guest_kernel() -> Result<PathBuf, String> {
 }
 
 /// Our initramfs with the agent as /init: `$VMRUN_INITRD` or
-/// `$CACHE/initramfs.cpio.gz`.
+/// `$CACHE/initramfs.cpio`.
 pub fn guest_initrd() -> Result<PathBuf, String> {
     artifact(
         "VMRUN_INITRD",
-        "initramfs.cpio.gz",
+        "initramfs.cpio",
         "run rootfs/build-initramfs.sh",
     )
 }
@@ -100,7 +100,7 @@ fn build_busybox_initrd() -> Result<PathBuf, String> {
     }
     let dir = std::env::temp_dir().join(format!("vmrun-tests-busybox-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let out = dir.join("busybox-initramfs.cpio.gz");
+    let out = dir.join("busybox-initramfs.cpio");
     let result = Command::new(&script)
         .arg(&out)
         .output()

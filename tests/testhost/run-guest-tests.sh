@@ -80,7 +80,7 @@ export VMRUN_CHECKER_HALVES=guest
 for b in "${test_bins[@]}" "${client_bins[@]}" "${checker_bins[@]}"; do log "  $b"; done
 
 export VMRUN_KERNEL="${VMRUN_KERNEL:-$cache/vmlinux}"
-export VMRUN_INITRD="${VMRUN_INITRD:-$cache/initramfs.cpio.gz}"
+export VMRUN_INITRD="${VMRUN_INITRD:-$cache/initramfs.cpio}"
 [ -f "$VMRUN_KERNEL" ] || die "guest kernel $VMRUN_KERNEL is not built: run tests/setup.sh (or kernel-config/build.sh)"
 [ -f "$VMRUN_INITRD" ] || die "guest initramfs $VMRUN_INITRD is not built: run tests/setup.sh (or rootfs/build-initramfs.sh)"
 # Resolve the stable symlinks now: what the tests boot is what was built.
@@ -93,8 +93,8 @@ mkdir -p "$results"
 busybox_script="$VMRUN_REPO/rootfs/build-busybox-initramfs.sh"
 [ -x "$busybox_script" ] || die "$busybox_script is missing (owned by the kernel/agent engineer)"
 log "building the foreign busybox initramfs"
-"$busybox_script" "$results/busybox-initramfs.cpio.gz"
-export VMRUN_TEST_BUSYBOX_INITRD="$results/busybox-initramfs.cpio.gz"
+"$busybox_script" "$results/busybox-initramfs.cpio"
+export VMRUN_TEST_BUSYBOX_INITRD="$results/busybox-initramfs.cpio"
 
 export VMRUN_REQUIRE_GUEST=1
 # A test host that stalls (run.sh exit 96: no output at all for

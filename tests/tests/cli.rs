@@ -120,7 +120,7 @@ fn boot_fails_fast_where_kvm_cannot_run_guests() {
         p
     };
     let kernel = guest_kernel().unwrap_or_else(|_| fake("vmlinux"));
-    let initrd = guest_initrd().unwrap_or_else(|_| fake("initramfs.cpio.gz"));
+    let initrd = guest_initrd().unwrap_or_else(|_| fake("initramfs.cpio"));
     let out = run_vmrun(
         &[
             "boot",
@@ -154,7 +154,7 @@ fn assert_bad_boot_input(kernel: Option<&str>, initrd: Option<&str>, extra: &[&s
         p.to_str().expect("UTF-8").to_string()
     };
     let kernel = kernel.map_or_else(|| placeholder("vmlinux"), str::to_string);
-    let initrd = initrd.map_or_else(|| placeholder("initramfs.cpio.gz"), str::to_string);
+    let initrd = initrd.map_or_else(|| placeholder("initramfs.cpio"), str::to_string);
     let mut args = vec!["boot", "--kernel", &kernel, "--initrd", &initrd];
     args.extend_from_slice(extra);
     let out = run_vmrun(&args, QUICK);

@@ -123,7 +123,7 @@ fn an_idle_container_vm_leaves_the_kernel_text_and_initramfs_shared() {
     };
     let dir = SCRATCH.dir();
     let kernel = copy_into(dir, &g.kernel, "vmlinux");
-    let initrd = copy_into(dir, &g.initrd, "initramfs.cpio.gz");
+    let initrd = copy_into(dir, &g.initrd, "initramfs.cpio");
     let bundle = dir.join("idle");
     run_ok(
         Command::new("cp")

@@ -32,12 +32,12 @@ pub fn default_kernel() -> PathBuf {
         .unwrap_or_else(|| cache_dir().join("vmlinux"))
 }
 
-/// The default initramfs: `$VMRUN_INITRD`, else `<cache>/initramfs.cpio.gz`.
+/// The default initramfs: `$VMRUN_INITRD`, else `<cache>/initramfs.cpio`.
 pub fn default_initrd() -> PathBuf {
     std::env::var_os(INITRD_ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join("initramfs.cpio.gz"))
+        .unwrap_or_else(|| cache_dir().join("initramfs.cpio"))
 }
 
 /// Whether KVM here can run a stock Linux guest.
@@ -275,7 +275,7 @@ mod tests {
         let report = HostReport {
             kvm: KvmStatus::Missing,
             kernel: Artifact::at(kernel.clone()),
-            initrd: Artifact::at(dir.path().join("initramfs.cpio.gz")),
+            initrd: Artifact::at(dir.path().join("initramfs.cpio")),
         };
         let text = report.to_string();
         assert!(

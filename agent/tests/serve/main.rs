@@ -235,6 +235,8 @@ fn main() {
     );
     if !failed.is_empty() {
         println!("failed: {}", failed.join(", "));
+        // exit() runs no destructors: remove the scratch directory first.
+        drop(world);
         std::process::exit(1);
     }
 }

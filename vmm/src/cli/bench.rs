@@ -96,7 +96,7 @@ pub struct BenchArgs {
     /// Guest kernel. Default: $VMRUN_KERNEL, else $VMRUN_CACHE_DIR/vmlinux.
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
-    /// Initramfs with the agent. Default: $VMRUN_INITRD, else $VMRUN_CACHE_DIR/initramfs.cpio.gz.
+    /// Initramfs with the agent. Default: $VMRUN_INITRD, else $VMRUN_CACHE_DIR/initramfs.cpio.
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
     /// Guest memory of every microVM (MiB).

@@ -19,7 +19,7 @@ pub struct BootArgs {
     /// Default: $VMRUN_KERNEL, else $VMRUN_CACHE_DIR/vmlinux (/var/cache/vmrun/vmlinux).
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
-    /// Initramfs. Default: $VMRUN_INITRD, else $VMRUN_CACHE_DIR/initramfs.cpio.gz.
+    /// Initramfs. Default: $VMRUN_INITRD, else $VMRUN_CACHE_DIR/initramfs.cpio.
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
     /// Boot without any initramfs.
