@@ -4,7 +4,7 @@
 #   busybox-init: hello from Linux <release> with <n> cpus
 # and reboots (`reboot -f`; with the kernel's `reboot=k` that ends the VM).
 # Tests use it to show `vmrun boot` boots any kernel + initrd.
-# Reproducible like build-initramfs.sh (sorted, 0:0, mtime 0, gzip -n).
+# Reproducible like build-initramfs.sh (sorted, 0:0, mtime 0), then `gzip -n`.
 #
 # Usage: rootfs/build-busybox-initramfs.sh OUT [--no-install]
 #   OUT  the .cpio.gz to write (replaced atomically)

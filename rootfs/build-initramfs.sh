@@ -8,7 +8,7 @@
 # (vmm/src/machine/file_mapping.rs) and the guest keeps them
 # (`retain_initrd`): the kernel copies the files out of pages shared with
 # every other VM instead of inflating a gzip stream into fresh memory,
-# which in the test host took each boot ~50-90 ms longer and left each VM
+# which in the test host made each boot ~50-200 ms longer and left each VM
 # ~1.3 MiB more memory of its own (README, "The initramfs, uncompressed").
 #
 # Result (contract 1):

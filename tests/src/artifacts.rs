@@ -100,7 +100,7 @@ fn build_busybox_initrd() -> Result<PathBuf, String> {
     }
     let dir = std::env::temp_dir().join(format!("vmrun-tests-busybox-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let out = dir.join("busybox-initramfs.cpio");
+    let out = dir.join("busybox-initramfs.cpio.gz");
     let result = Command::new(&script)
         .arg(&out)
         .output()

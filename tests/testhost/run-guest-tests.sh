@@ -93,8 +93,8 @@ mkdir -p "$results"
 busybox_script="$VMRUN_REPO/rootfs/build-busybox-initramfs.sh"
 [ -x "$busybox_script" ] || die "$busybox_script is missing (owned by the kernel/agent engineer)"
 log "building the foreign busybox initramfs"
-"$busybox_script" "$results/busybox-initramfs.cpio"
-export VMRUN_TEST_BUSYBOX_INITRD="$results/busybox-initramfs.cpio"
+"$busybox_script" "$results/busybox-initramfs.cpio.gz"
+export VMRUN_TEST_BUSYBOX_INITRD="$results/busybox-initramfs.cpio.gz"
 
 export VMRUN_REQUIRE_GUEST=1
 # A test host that stalls (run.sh exit 96: no output at all for
